@@ -1,0 +1,401 @@
+//! The driver: one per worker thread (and one per `block_on` caller). It owns the ring,
+//! the table of in-flight ops, the timers, and the means to be woken from other threads.
+//!
+//! The driver is usable on its own, without the scheduler: create one with
+//! [`Driver::new`], [`Driver::enter`] it on the current thread, submit ops, and call
+//! [`Driver::turn`] to submit and reap. The scheduler is just its most common user.
+
+use std::cell::RefCell;
+use std::io;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::task::Waker;
+use std::thread::ThreadId;
+use std::time::{Duration, Instant};
+
+use crossbeam_queue::SegQueue;
+
+use crate::blocking::BlockingPool;
+use crate::op::{OpCode, Submitted};
+use crate::time::TimerQueue;
+
+mod fallback;
+mod inflight;
+mod probe;
+mod unpark;
+mod uring;
+
+pub use inflight::Completion;
+pub(crate) use inflight::{Discard, InFlightTable, Lifecycle};
+pub use probe::{DriverKind, RingFeatures};
+pub(crate) use unpark::Unpark;
+
+/// Requests for a driver from other threads; its own thread carries them out.
+pub(crate) enum Remote {
+    /// Cancel the op with this user_data (its future was dropped on another thread).
+    Cancel(u64),
+    /// A fallback syscall finished on the blocking pool.
+    Complete(u64, Completion),
+}
+
+/// Counters one driver keeps; read at any time from any thread.
+#[derive(Default, Debug)]
+pub struct DriverCounters {
+    pub ops_submitted: AtomicU64,
+    pub ops_completed: AtomicU64,
+    pub ring_enters: AtomicU64,
+    pub parks: AtomicU64,
+}
+
+/// The part of a driver other threads may touch: the in-flight table (to poll or drop an
+/// op from a task that moved to another worker), timers, and the wake-up path.
+pub struct DriverShared {
+    pub(crate) ops: Mutex<InFlightTable>,
+    pub(crate) timers: Mutex<TimerQueue>,
+    pub(crate) remote: SegQueue<Remote>,
+    pub(crate) unpark: Unpark,
+    pub(crate) counters: DriverCounters,
+    owner: ThreadId,
+    kind: DriverKind,
+}
+
+impl DriverShared {
+    /// Cancels an op from whichever thread holds its future.
+    pub(crate) fn cancel(self: &Arc<Self>, user_data: u64) {
+        if std::thread::current().id() == self.owner {
+            let done = CURRENT.with(|current| match current.try_borrow_mut() {
+                Ok(mut current) => match current.as_mut() {
+                    Some(driver) if Arc::ptr_eq(&driver.shared, self) => {
+                        driver.cancel(user_data);
+                        true
+                    }
+                    _ => false,
+                },
+                Err(_) => false,
+            });
+            if done {
+                return;
+            }
+        }
+        self.remote.push(Remote::Cancel(user_data));
+        self.unpark.unpark();
+    }
+
+    /// Wakes this driver's thread if it is parked; costs nothing if it is awake.
+    pub fn unpark(&self) {
+        self.unpark.unpark();
+    }
+
+    pub fn kind(&self) -> DriverKind {
+        self.kind
+    }
+
+    pub fn counters(&self) -> &DriverCounters {
+        &self.counters
+    }
+}
+
+enum Backend {
+    Uring(uring::UringBackend),
+    Fallback(fallback::FallbackBackend),
+}
+
+/// Driver settings, from the runtime builder.
+#[derive(Clone)]
+pub struct DriverConfig {
+    pub ring_entries: u32,
+    pub force_fallback: bool,
+    pub blocking: BlockingPool,
+}
+
+/// A thread's driver. Not `Send`: it lives on the thread that created it.
+pub struct Driver {
+    shared: Arc<DriverShared>,
+    backend: Backend,
+    wakers: Vec<Waker>,
+    discards: Vec<(Box<dyn Discard>, Completion)>,
+}
+
+thread_local! {
+    static CURRENT: RefCell<Option<Driver>> = const { RefCell::new(None) };
+}
+
+/// Whether the environment asks for the fallback driver (`RINGLOOM_DRIVER=fallback`).
+pub fn fallback_forced_by_env() -> bool {
+    matches!(
+        std::env::var("RINGLOOM_DRIVER").as_deref(),
+        Ok("fallback") | Ok("epoll")
+    )
+}
+
+static ANNOUNCED: OnceLock<()> = OnceLock::new();
+
+impl Driver {
+    /// Creates a driver for the calling thread: io_uring with the best setup flags the
+    /// kernel accepts, or the fallback driver if io_uring is unavailable or forced off.
+    pub fn new(config: &DriverConfig) -> io::Result<Driver> {
+        if config.ring_entries == 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "ring_entries must be at least 1",
+            ));
+        }
+        let unpark = Unpark::new()?;
+        let (backend, kind, why) = if config.force_fallback {
+            (
+                None,
+                DriverKind::Fallback,
+                "forced by configuration".to_string(),
+            )
+        } else {
+            match uring::UringBackend::new(config.ring_entries, unpark.fd()) {
+                Ok(ring) => {
+                    let kind = DriverKind::Uring(ring.features());
+                    (Some(Backend::Uring(ring)), kind, String::new())
+                }
+                Err(err) => (
+                    None,
+                    DriverKind::Fallback,
+                    format!("io_uring unavailable: {err}"),
+                ),
+            }
+        };
+        let backend = match backend {
+            Some(backend) => backend,
+            None => Backend::Fallback(fallback::FallbackBackend::new(
+                unpark.fd(),
+                config.blocking.clone(),
+            )?),
+        };
+        ANNOUNCED.get_or_init(|| match &kind {
+            DriverKind::Uring(features) => log::info!("ringloom: io_uring driver ({features})"),
+            DriverKind::Fallback => {
+                log::warn!("ringloom: fallback driver (epoll + blocking pool), {why}")
+            }
+        });
+        Ok(Driver {
+            shared: Arc::new(DriverShared {
+                ops: Mutex::new(InFlightTable::default()),
+                timers: Mutex::new(TimerQueue::default()),
+                remote: SegQueue::new(),
+                unpark,
+                counters: DriverCounters::default(),
+                owner: std::thread::current().id(),
+                kind,
+            }),
+            backend,
+            wakers: Vec::new(),
+            discards: Vec::new(),
+        })
+    }
+
+    pub fn is_fallback(&self) -> bool {
+        matches!(self.backend, Backend::Fallback(_))
+    }
+
+    pub fn shared(&self) -> &Arc<DriverShared> {
+        &self.shared
+    }
+
+    /// Makes this driver the current thread's: ops submitted on this thread go to it.
+    /// Returns the driver that was current before, if any.
+    pub fn enter(self) -> Option<Driver> {
+        CURRENT.with(|current| current.borrow_mut().replace(self))
+    }
+
+    /// Takes the current thread's driver back out.
+    pub fn exit() -> Option<Driver> {
+        CURRENT.with(|current| current.borrow_mut().take())
+    }
+
+    fn submit_op<T: OpCode>(&mut self, data: &mut T) -> io::Result<Submitted> {
+        self.shared
+            .counters
+            .ops_submitted
+            .fetch_add(1, Ordering::Relaxed);
+        match &mut self.backend {
+            Backend::Uring(ring) => {
+                let entry = data.uring_entry();
+                let user_data = self.shared.ops.lock().unwrap().insert(Lifecycle::Submitted);
+                if let Err(err) = ring.push(entry.user_data(user_data)) {
+                    self.shared.ops.lock().unwrap().remove(user_data);
+                    return Err(err);
+                }
+                Ok(Submitted::InFlight {
+                    driver: self.shared.clone(),
+                    user_data,
+                })
+            }
+            Backend::Fallback(fallback) => fallback.submit(&self.shared, data.fallback()),
+        }
+    }
+
+    fn cancel(&mut self, user_data: u64) {
+        match &mut self.backend {
+            Backend::Uring(ring) => ring.cancel(user_data),
+            Backend::Fallback(fallback) => fallback.cancel(&self.shared, user_data),
+        }
+    }
+
+    /// One turn: carry out requests from other threads, submit what is queued, reap
+    /// completions and fire due timers, waking their tasks. With `wait`, block until at
+    /// least one event arrives (a completion, a wake-up, a timer) or `wait`'s timeout
+    /// passes. Returns how many tasks it woke.
+    pub fn turn(&mut self, wait: Option<Option<Duration>>) -> io::Result<usize> {
+        while let Some(request) = self.shared.remote.pop() {
+            match request {
+                Remote::Cancel(user_data) => self.cancel(user_data),
+                Remote::Complete(user_data, completion) => self.complete(user_data, completion),
+            }
+        }
+        let wait = wait.map(|timeout| self.bound_by_timers(timeout));
+        if wait.is_some() {
+            self.shared.counters.parks.fetch_add(1, Ordering::Relaxed);
+        }
+        let shared = self.shared.clone();
+        let mut completions = Vec::new();
+        let entered = match &mut self.backend {
+            Backend::Uring(ring) => ring.submit_and_reap(wait, &mut completions)?,
+            Backend::Fallback(fallback) => {
+                fallback.wait_and_reap(&shared, wait, &mut completions)?
+            }
+        };
+        if entered {
+            shared.counters.ring_enters.fetch_add(1, Ordering::Relaxed);
+        }
+        // Blocking-pool completions may have arrived while we waited.
+        while let Some(request) = self.shared.remote.pop() {
+            match request {
+                Remote::Cancel(user_data) => self.cancel(user_data),
+                Remote::Complete(user_data, completion) => {
+                    completions.push((user_data, completion))
+                }
+            }
+        }
+        for (user_data, completion) in completions {
+            self.complete(user_data, completion);
+        }
+        self.fire_timers();
+        Ok(self.wake_all())
+    }
+
+    fn bound_by_timers(&self, timeout: Option<Duration>) -> Option<Duration> {
+        let next = self.shared.timers.lock().unwrap().next_deadline();
+        let until_timer = next.map(|deadline| deadline.saturating_duration_since(Instant::now()));
+        match (timeout, until_timer) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    fn complete(&mut self, user_data: u64, completion: Completion) {
+        self.shared
+            .counters
+            .ops_completed
+            .fetch_add(1, Ordering::Relaxed);
+        let (waker, discard) = self
+            .shared
+            .ops
+            .lock()
+            .unwrap()
+            .complete(user_data, completion);
+        if let Some(waker) = waker {
+            self.wakers.push(waker);
+        }
+        if let Some(discard) = discard {
+            self.discards.push((discard, completion));
+        }
+    }
+
+    fn fire_timers(&mut self) {
+        let now = Instant::now();
+        let mut expired_ops = Vec::new();
+        self.shared
+            .timers
+            .lock()
+            .unwrap()
+            .fire(now, &mut self.wakers, &mut expired_ops);
+        for user_data in expired_ops {
+            self.complete(
+                user_data,
+                Completion {
+                    result: -libc::ETIME,
+                    flags: 0,
+                },
+            );
+        }
+    }
+
+    fn wake_all(&mut self) -> usize {
+        // Outside every lock: dropping discarded op data and waking tasks may run
+        // arbitrary code.
+        for (discard, completion) in self.discards.drain(..) {
+            discard.discard(completion);
+        }
+        let woken = self.wakers.len();
+        for waker in self.wakers.drain(..) {
+            waker.wake();
+        }
+        woken
+    }
+
+    /// Ops submitted on this driver whose completion has not been reaped.
+    pub fn in_flight(&self) -> usize {
+        self.shared.ops.lock().unwrap().len()
+    }
+
+    /// Cancels every op still in flight and reaps until they have all completed, or
+    /// until `limit` passes; whatever is still in the kernel's hands then is leaked
+    /// rather than freed.
+    pub fn drain(&mut self, limit: Duration) {
+        let pending = self.shared.ops.lock().unwrap().pending();
+        for user_data in pending {
+            self.cancel(user_data);
+        }
+        let deadline = Instant::now() + limit;
+        loop {
+            let pending = self.shared.ops.lock().unwrap().pending();
+            if pending.is_empty() {
+                break;
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                log::warn!(
+                    "ringloom: {} ops still in flight at shutdown; leaking their buffers",
+                    pending.len()
+                );
+                self.shared.ops.lock().unwrap().leak_ignored();
+                break;
+            }
+            if self.turn(Some(Some(deadline - now))).is_err() {
+                self.shared.ops.lock().unwrap().leak_ignored();
+                break;
+            }
+        }
+    }
+}
+
+/// Submits an op on the current thread's driver.
+pub(crate) fn submit<T: OpCode>(data: &mut T) -> io::Result<Submitted> {
+    CURRENT.with(|current| match current.try_borrow_mut() {
+        Ok(mut current) => match current.as_mut() {
+            Some(driver) => driver.submit_op(data),
+            None => Err(io::Error::other(
+                "no ringloom driver on this thread: run this inside a ringloom runtime",
+            )),
+        },
+        Err(_) => Err(io::Error::other(
+            "ringloom driver is busy (re-entrant submit)",
+        )),
+    })
+}
+
+/// Runs `f` with the current thread's driver, if it has one.
+pub(crate) fn with_current<R>(f: impl FnOnce(&mut Driver) -> R) -> Option<R> {
+    CURRENT.with(|current| current.try_borrow_mut().ok()?.as_mut().map(f))
+}
+
+/// The current thread's driver's shared half, if it has one.
+pub fn current_shared() -> Option<Arc<DriverShared>> {
+    with_current(|driver| driver.shared.clone())
+}

@@ -1,0 +1,281 @@
+//! Operations: one file per kind of submission.
+//!
+//! Each op type says three things: how to prepare its SQE ([`OpCode::uring_entry`]), how
+//! the fallback driver performs it without io_uring ([`OpCode::fallback`]), and what its
+//! completion means ([`OpCode::complete`]). The op's value owns everything the kernel
+//! reads or writes (buffers, paths, addresses) in heap memory that does not move, and
+//! [`Op`] guarantees that value outlives the kernel's use of it: a dropped `Op` hands its
+//! data to the driver, which keeps it until the completion arrives.
+
+use std::future::Future;
+use std::io;
+use std::os::fd::RawFd;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Instant;
+
+use io_uring::squeue;
+
+use crate::driver::{self, Completion, DriverShared, Lifecycle};
+
+mod accept;
+mod async_cancel;
+mod close;
+mod connect;
+mod fallocate;
+mod fsync;
+mod mkdir;
+mod nop;
+mod openat;
+mod poll_add;
+mod read;
+mod readv;
+mod recv;
+mod recvmsg;
+mod rename;
+mod send;
+mod sendmsg;
+mod shutdown;
+mod socket;
+mod statx;
+mod timeout;
+mod unlink;
+mod write;
+mod writev;
+
+pub use accept::Accept;
+pub use async_cancel::AsyncCancel;
+pub use close::Close;
+pub use connect::Connect;
+pub use fallocate::Fallocate;
+pub use fsync::Fsync;
+pub use mkdir::MkDirAt;
+pub use nop::Nop;
+pub use openat::OpenAt;
+pub use poll_add::PollAdd;
+pub use read::Read;
+pub use readv::Readv;
+pub use recv::Recv;
+pub use recvmsg::RecvMsg;
+pub use rename::RenameAt;
+pub use send::Send;
+pub use sendmsg::SendMsg;
+pub use shutdown::Shutdown;
+pub use socket::Socket;
+pub use statx::Statx;
+pub use timeout::Timeout;
+pub use unlink::UnlinkAt;
+pub use write::Write;
+pub use writev::Writev;
+
+/// What an operation is, for both drivers.
+///
+/// # Safety
+/// Every pointer placed in the entry returned by `uring_entry`, and every pointer a
+/// fallback syscall uses, must point into memory owned by `self` that does not move when
+/// `self` is moved (heap memory), valid until `self` is dropped.
+pub unsafe trait OpCode: std::marker::Send + 'static + Sized {
+    type Output;
+
+    /// The submission queue entry. `user_data` is set by the driver.
+    fn uring_entry(&mut self) -> squeue::Entry;
+
+    /// How the fallback driver performs this op where io_uring cannot be used.
+    fn fallback(&mut self) -> Fallback;
+
+    /// Turns the completion into the op's result, handing back owned buffers.
+    fn complete(self, result: io::Result<u32>, flags: u32) -> Self::Output;
+
+    /// Called instead of `complete` when nobody is left to collect the result (the future
+    /// was dropped). Ops that create an fd close it here.
+    fn discard(self, result: io::Result<u32>) {
+        let _ = result;
+    }
+}
+
+/// A syscall the fallback driver runs in place of a submission. It captures raw
+/// pointers into the op's own memory, which the driver keeps alive until it returns.
+pub struct Syscall(Box<dyn FnMut() -> io::Result<u32> + std::marker::Send>);
+
+impl Syscall {
+    pub fn new(f: impl FnMut() -> io::Result<u32> + std::marker::Send + 'static) -> Self {
+        Syscall(Box::new(f))
+    }
+    pub(crate) fn call(&mut self) -> io::Result<u32> {
+        (self.0)()
+    }
+}
+
+/// Which readiness a fallback socket op waits for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Interest {
+    Readable,
+    Writable,
+}
+
+/// How the fallback driver performs an op.
+pub enum Fallback {
+    /// A call that may block (files, metadata): runs on the blocking pool.
+    Blocking(Syscall),
+    /// A non-blocking call on `fd`, retried each time `fd` reports `interest` while it
+    /// fails with `EAGAIN`/`EWOULDBLOCK`/`EINPROGRESS`-style results.
+    Readiness {
+        fd: RawFd,
+        interest: Interest,
+        call: Syscall,
+    },
+    /// Readiness alone (poll_add): completes with the poll mask once `fd` is ready.
+    Poll { fd: RawFd, interest: Interest },
+    /// Completes with `-ETIME` at the deadline.
+    Timer(Instant),
+    /// Completes at once with this result.
+    Immediate(io::Result<u32>),
+}
+
+/// Data of a dropped op kept by the driver; see [`driver::Lifecycle::Ignored`].
+pub(crate) struct Ignored<T>(pub(crate) T);
+
+enum State {
+    InFlight {
+        driver: Arc<DriverShared>,
+        user_data: u64,
+    },
+    /// Completed before it ever reached a ring (submission failed, or the fallback
+    /// finished it on the spot).
+    Done(Completion),
+    Collected,
+}
+
+/// A submitted operation. Await it for the result; drop it to cancel.
+///
+/// Dropping an `Op` whose completion has not arrived asks the ring to cancel it and leaves
+/// its data (buffers, fds, addresses) with the driver until the kernel reports back, so
+/// the kernel never writes into freed memory.
+pub struct Op<T: OpCode> {
+    data: Option<T>,
+    state: State,
+}
+
+// The op's data is never pinned: the kernel sees only heap memory it owns.
+impl<T: OpCode> Unpin for Op<T> {}
+
+impl<T: OpCode> Op<T> {
+    /// Submits `data` on the current thread's ring (a runtime worker, or a `block_on`
+    /// caller). Outside a runtime the op completes with an error.
+    pub fn submit(mut data: T) -> Op<T> {
+        let state = match driver::submit(&mut data) {
+            Ok(Submitted::InFlight { driver, user_data }) => State::InFlight { driver, user_data },
+            Ok(Submitted::Done(completion)) => State::Done(completion),
+            Err(err) => State::Done(Completion {
+                result: -err.raw_os_error().unwrap_or(libc::EINVAL),
+                flags: 0,
+            }),
+        };
+        Op {
+            data: Some(data),
+            state,
+        }
+    }
+
+    /// Asks the ring to cancel this op. It still completes (usually with `ECANCELED`, or
+    /// with its result if it finished first); await it to get the buffers back.
+    pub fn cancel(&self) {
+        if let State::InFlight { driver, user_data } = &self.state {
+            driver.cancel(*user_data);
+        }
+    }
+
+    fn finish(&mut self, completion: Completion) -> T::Output {
+        self.state = State::Collected;
+        let data = self.data.take().expect("op polled after completion");
+        data.complete(completion.io_result(), completion.flags)
+    }
+}
+
+/// What the driver did with a submission.
+pub(crate) enum Submitted {
+    InFlight {
+        driver: Arc<DriverShared>,
+        user_data: u64,
+    },
+    Done(Completion),
+}
+
+impl<T: OpCode> Future for Op<T> {
+    type Output = T::Output;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<T::Output> {
+        let this = self.get_mut();
+        let completion = match &this.state {
+            State::Done(completion) => *completion,
+            State::InFlight { driver, user_data } => {
+                let mut ops = driver.ops.lock().unwrap();
+                let slot = ops
+                    .get_mut(*user_data)
+                    .expect("in-flight op missing from its ring's table");
+                match &mut slot.lifecycle {
+                    Lifecycle::Completed(completion) => {
+                        let completion = *completion;
+                        ops.remove(*user_data);
+                        completion
+                    }
+                    Lifecycle::Waiting(waker) if waker.will_wake(cx.waker()) => {
+                        return Poll::Pending
+                    }
+                    lifecycle => {
+                        *lifecycle = Lifecycle::Waiting(cx.waker().clone());
+                        return Poll::Pending;
+                    }
+                }
+            }
+            State::Collected => panic!("op polled after completion"),
+        };
+        Poll::Ready(this.finish(completion))
+    }
+}
+
+impl<T: OpCode> Drop for Op<T> {
+    fn drop(&mut self) {
+        let Some(data) = self.data.take() else {
+            return;
+        };
+        match std::mem::replace(&mut self.state, State::Collected) {
+            State::Done(completion) => data.discard(completion.io_result()),
+            State::InFlight { driver, user_data } => {
+                let mut ops = driver.ops.lock().unwrap();
+                let Some(slot) = ops.get_mut(user_data) else {
+                    return;
+                };
+                if let Lifecycle::Completed(completion) = slot.lifecycle {
+                    ops.remove(user_data);
+                    drop(ops);
+                    data.discard(completion.io_result());
+                    return;
+                }
+                slot.lifecycle = Lifecycle::Ignored(Box::new(Ignored(data)));
+                drop(ops);
+                driver.cancel(user_data);
+            }
+            State::Collected => {}
+        }
+    }
+}
+
+mod sockaddr;
+pub use sockaddr::RawAddr;
+
+/// Turns a libc return value into the `io::Result<u32>` a completion carries.
+pub(crate) fn cvt(ret: isize) -> io::Result<u32> {
+    if ret < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(ret as u32)
+    }
+}
+
+/// Whether the fallback driver is the current thread's (sockets it creates must then be
+/// non-blocking, since it waits for readiness instead of submitting).
+pub(crate) fn fallback_active() -> bool {
+    driver::with_current(|driver| driver.is_fallback()).unwrap_or(false)
+}

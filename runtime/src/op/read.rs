@@ -1,0 +1,66 @@
+//! READ: reads into an owned buffer at an offset (`u64::MAX`: the file position).
+
+use std::io;
+use std::os::fd::RawFd;
+
+use io_uring::{opcode, squeue, types};
+
+use super::{cvt, Fallback, Op, OpCode, Syscall};
+use crate::buf::{IoBufMut, SendPtr};
+use crate::BufResult;
+
+pub struct Read<B> {
+    fd: RawFd,
+    buf: B,
+    offset: u64,
+}
+
+impl<B: IoBufMut> Read<B> {
+    /// Reads up to `buf.bytes_total()` bytes from `fd` at `offset`; the buffer's
+    /// initialised length becomes the number of bytes read.
+    pub fn submit(fd: RawFd, buf: B, offset: u64) -> Op<Read<B>> {
+        Op::submit(Read { fd, buf, offset })
+    }
+}
+
+// SAFETY: the entry points into `buf`, whose storage is stable (IoBufMut) and owned by
+// the op.
+unsafe impl<B: IoBufMut> OpCode for Read<B> {
+    type Output = BufResult<usize, B>;
+
+    fn uring_entry(&mut self) -> squeue::Entry {
+        opcode::Read::new(
+            types::Fd(self.fd),
+            self.buf.stable_mut_ptr(),
+            self.buf.bytes_total() as u32,
+        )
+        .offset(self.offset)
+        .build()
+    }
+
+    fn fallback(&mut self) -> Fallback {
+        let (fd, offset) = (self.fd, self.offset);
+        let ptr = SendPtr(self.buf.stable_mut_ptr());
+        let len = self.buf.bytes_total();
+        Fallback::Blocking(Syscall::new(move || {
+            let ptr = ptr;
+            // SAFETY: ptr/len describe the op's buffer, alive until this call reports back.
+            cvt(unsafe {
+                if offset == u64::MAX {
+                    libc::read(fd, ptr.0.cast(), len)
+                } else {
+                    libc::pread(fd, ptr.0.cast(), len, offset as libc::off_t)
+                }
+            })
+        }))
+    }
+
+    fn complete(mut self, result: io::Result<u32>, _flags: u32) -> BufResult<usize, B> {
+        let result = result.map(|n| n as usize);
+        if let Ok(n) = result {
+            // SAFETY: the kernel wrote n bytes at the start of the buffer.
+            unsafe { self.buf.set_init(n) };
+        }
+        (result, self.buf)
+    }
+}

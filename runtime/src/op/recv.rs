@@ -1,0 +1,61 @@
+//! RECV: receives into an owned buffer from a connected socket.
+
+use std::io;
+use std::os::fd::RawFd;
+
+use io_uring::{opcode, squeue, types};
+
+use super::{cvt, Fallback, Interest, Op, OpCode, Syscall};
+use crate::buf::{IoBufMut, SendPtr};
+use crate::BufResult;
+
+pub struct Recv<B> {
+    fd: RawFd,
+    buf: B,
+    flags: i32,
+}
+
+impl<B: IoBufMut> Recv<B> {
+    pub fn submit(fd: RawFd, buf: B, flags: i32) -> Op<Recv<B>> {
+        Op::submit(Recv { fd, buf, flags })
+    }
+}
+
+// SAFETY: the entry points into `buf`, stable storage owned by the op.
+unsafe impl<B: IoBufMut> OpCode for Recv<B> {
+    type Output = BufResult<usize, B>;
+
+    fn uring_entry(&mut self) -> squeue::Entry {
+        opcode::Recv::new(
+            types::Fd(self.fd),
+            self.buf.stable_mut_ptr(),
+            self.buf.bytes_total() as u32,
+        )
+        .flags(self.flags)
+        .build()
+    }
+
+    fn fallback(&mut self) -> Fallback {
+        let (fd, flags) = (self.fd, self.flags | libc::MSG_DONTWAIT);
+        let ptr = SendPtr(self.buf.stable_mut_ptr());
+        let len = self.buf.bytes_total();
+        Fallback::Readiness {
+            fd,
+            interest: Interest::Readable,
+            call: Syscall::new(move || {
+                let ptr = ptr;
+                // SAFETY: the buffer belongs to the op, alive until this call returns.
+                cvt(unsafe { libc::recv(fd, ptr.0.cast(), len, flags) })
+            }),
+        }
+    }
+
+    fn complete(mut self, result: io::Result<u32>, _flags: u32) -> BufResult<usize, B> {
+        let result = result.map(|n| n as usize);
+        if let Ok(n) = result {
+            // SAFETY: the kernel wrote n bytes at the start of the buffer.
+            unsafe { self.buf.set_init(n) };
+        }
+        (result, self.buf)
+    }
+}

@@ -1,0 +1,59 @@
+//! WRITE: writes an owned buffer's initialised bytes at an offset (`u64::MAX`: the file
+//! position).
+
+use std::io;
+use std::os::fd::RawFd;
+
+use io_uring::{opcode, squeue, types};
+
+use super::{cvt, Fallback, Op, OpCode, Syscall};
+use crate::buf::{IoBuf, SendPtr};
+use crate::BufResult;
+
+pub struct Write<B> {
+    fd: RawFd,
+    buf: B,
+    offset: u64,
+}
+
+impl<B: IoBuf> Write<B> {
+    pub fn submit(fd: RawFd, buf: B, offset: u64) -> Op<Write<B>> {
+        Op::submit(Write { fd, buf, offset })
+    }
+}
+
+// SAFETY: the entry points into `buf`, whose storage is stable and owned by the op.
+unsafe impl<B: IoBuf> OpCode for Write<B> {
+    type Output = BufResult<usize, B>;
+
+    fn uring_entry(&mut self) -> squeue::Entry {
+        opcode::Write::new(
+            types::Fd(self.fd),
+            self.buf.stable_ptr(),
+            self.buf.bytes_init() as u32,
+        )
+        .offset(self.offset)
+        .build()
+    }
+
+    fn fallback(&mut self) -> Fallback {
+        let (fd, offset) = (self.fd, self.offset);
+        let ptr = SendPtr::new(self.buf.stable_ptr());
+        let len = self.buf.bytes_init();
+        Fallback::Blocking(Syscall::new(move || {
+            let ptr = ptr;
+            // SAFETY: ptr/len describe the op's buffer, alive until this call reports back.
+            cvt(unsafe {
+                if offset == u64::MAX {
+                    libc::write(fd, ptr.0.cast(), len)
+                } else {
+                    libc::pwrite(fd, ptr.0.cast(), len, offset as libc::off_t)
+                }
+            })
+        }))
+    }
+
+    fn complete(self, result: io::Result<u32>, _flags: u32) -> BufResult<usize, B> {
+        (result.map(|n| n as usize), self.buf)
+    }
+}

@@ -1,0 +1,221 @@
+//! Building, entering and shutting down a runtime.
+
+use std::future::Future;
+use std::io;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::thread::JoinHandle as ThreadHandle;
+use std::time::{Duration, Instant};
+
+use crate::blocking::BlockingPool;
+use crate::driver::{fallback_forced_by_env, DriverConfig};
+use crate::scheduler::{run_worker, Pool};
+use crate::stats::RuntimeStats;
+use crate::task::JoinHandle;
+
+mod block_on;
+
+/// Configures a [`Runtime`].
+#[derive(Clone, Debug)]
+pub struct Builder {
+    workers: usize,
+    ring_entries: u32,
+    blocking_threads: usize,
+    blocking_keep_alive: Duration,
+    force_fallback: bool,
+    thread_name: String,
+    shutdown_timeout: Duration,
+}
+
+impl Default for Builder {
+    fn default() -> Self {
+        Builder {
+            workers: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            ring_entries: 256,
+            blocking_threads: 512,
+            blocking_keep_alive: Duration::from_secs(10),
+            force_fallback: fallback_forced_by_env(),
+            thread_name: "ringloom-worker".into(),
+            shutdown_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+impl Builder {
+    /// Worker threads, each with its own ring (default: available cores).
+    pub fn workers(&mut self, n: usize) -> &mut Self {
+        self.workers = n;
+        self
+    }
+
+    /// Submission queue entries of each worker's ring (default 256; the completion queue
+    /// is twice that, and the kernel buffers overflow beyond it).
+    pub fn ring_entries(&mut self, entries: u32) -> &mut Self {
+        self.ring_entries = entries;
+        self
+    }
+
+    /// Upper bound of the blocking pool's threads (default 512).
+    pub fn blocking_threads(&mut self, max: usize) -> &mut Self {
+        self.blocking_threads = max;
+        self
+    }
+
+    /// How long an idle blocking-pool thread waits for work before it exits.
+    pub fn blocking_keep_alive(&mut self, keep_alive: Duration) -> &mut Self {
+        self.blocking_keep_alive = keep_alive;
+        self
+    }
+
+    /// Uses the fallback driver (epoll + blocking pool) even where io_uring works.
+    /// Also forced by `RINGLOOM_DRIVER=fallback` in the environment.
+    pub fn fallback(&mut self, force: bool) -> &mut Self {
+        self.force_fallback = force;
+        self
+    }
+
+    pub fn thread_name(&mut self, name: impl Into<String>) -> &mut Self {
+        self.thread_name = name.into();
+        self
+    }
+
+    /// How long dropping the runtime waits for workers to stop (default 10 s).
+    pub fn shutdown_timeout(&mut self, timeout: Duration) -> &mut Self {
+        self.shutdown_timeout = timeout;
+        self
+    }
+
+    /// Starts the workers. Each creates its own ring on its own thread; if io_uring is
+    /// unavailable they use the fallback driver and say so once through `log`.
+    pub fn build(&self) -> io::Result<Runtime> {
+        let invalid = |what: &str| {
+            Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                what.to_string(),
+            ))
+        };
+        if self.workers == 0 {
+            return invalid("workers must be at least 1");
+        }
+        if self.ring_entries == 0 {
+            return invalid("ring_entries must be at least 1");
+        }
+        if self.blocking_threads == 0 {
+            return invalid("blocking_threads must be at least 1");
+        }
+        let blocking = BlockingPool::new(self.blocking_threads, self.blocking_keep_alive);
+        let config = DriverConfig {
+            ring_entries: self.ring_entries,
+            force_fallback: self.force_fallback,
+            blocking: blocking.clone(),
+        };
+        let pool = Arc::new(Pool::new(self.workers, blocking, config));
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+        let mut threads = Vec::with_capacity(self.workers);
+        for index in 0..self.workers {
+            let worker_pool = pool.clone();
+            let ready = ready_tx.clone();
+            let limit = self.shutdown_timeout;
+            let spawned = std::thread::Builder::new()
+                .name(format!("{}-{index}", self.thread_name))
+                .spawn(move || run_worker(worker_pool, index, ready, limit));
+            match spawned {
+                Ok(thread) => threads.push(thread),
+                Err(err) => {
+                    stop(&pool, threads, Duration::from_secs(5));
+                    return Err(err);
+                }
+            }
+        }
+        drop(ready_tx);
+        for _ in 0..self.workers {
+            let started = ready_rx.recv().unwrap_or_else(|_| {
+                Err(io::Error::other(
+                    "a ringloom worker exited before it started",
+                ))
+            });
+            if let Err(err) = started {
+                stop(&pool, threads, Duration::from_secs(5));
+                return Err(err);
+            }
+        }
+        Ok(Runtime {
+            pool,
+            threads,
+            shutdown_timeout: self.shutdown_timeout,
+            stopped: false,
+        })
+    }
+}
+
+/// Stops the workers and waits up to `limit` for their threads.
+fn stop(pool: &Arc<Pool>, threads: Vec<ThreadHandle<()>>, limit: Duration) -> bool {
+    pool.shutdown.store(true, Ordering::Release);
+    pool.unpark_all();
+    let all_exited = pool.exited.wait_until(Instant::now() + limit);
+    if all_exited {
+        for thread in threads {
+            let _ = thread.join();
+        }
+    } else {
+        log::warn!("ringloom: workers did not stop within {limit:?}; detaching them");
+    }
+    pool.blocking.shutdown();
+    all_exited
+}
+
+/// A set of worker threads, each with its own ring, running tasks.
+pub struct Runtime {
+    pool: Arc<Pool>,
+    threads: Vec<ThreadHandle<()>>,
+    shutdown_timeout: Duration,
+    stopped: bool,
+}
+
+impl Runtime {
+    pub fn builder() -> Builder {
+        Builder::default()
+    }
+
+    /// A runtime with one worker per core.
+    pub fn new() -> io::Result<Runtime> {
+        Builder::default().build()
+    }
+
+    /// Spawns a `Send` task on the workers.
+    pub fn spawn<F>(&self, future: F) -> JoinHandle<F::Output>
+    where
+        F: Future + Send + 'static,
+        F::Output: Send + 'static,
+    {
+        self.pool.spawn(future)
+    }
+
+    /// Counters of every worker and the driver in use.
+    pub fn stats(&self) -> RuntimeStats {
+        RuntimeStats::collect(&self.pool)
+    }
+
+    /// Stops the workers, dropping unfinished tasks and cancelling their ops; waits up
+    /// to `timeout` for the worker threads, then detaches any that are stuck.
+    /// Returns true if every worker stopped in time.
+    pub fn shutdown_timeout(mut self, timeout: Duration) -> bool {
+        let threads = std::mem::take(&mut self.threads);
+        self.stopped = true;
+        stop(&self.pool, threads, timeout)
+    }
+
+    pub(crate) fn pool(&self) -> &Arc<Pool> {
+        &self.pool
+    }
+}
+
+impl Drop for Runtime {
+    fn drop(&mut self) {
+        if self.stopped {
+            return;
+        }
+        let threads = std::mem::take(&mut self.threads);
+        stop(&self.pool, threads, self.shutdown_timeout);
+    }
+}

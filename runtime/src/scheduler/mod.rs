@@ -1,0 +1,359 @@
+//! The scheduler: executor threads (runtime workers and `block_on` callers), their run
+//! queues, the injector for tasks spawned from outside, and how a wake-up finds a queue.
+//!
+//! Each worker has a stealable queue of `Send` tasks and a queue of local tasks that only
+//! it may run. A worker with nothing to do steals half of another worker's stealable
+//! queue before it parks; pushing to a queue while a worker is parked wakes one (at most
+//! one wake-up is in flight at a time, so a burst of spawns costs one syscall).
+
+use std::cell::RefCell;
+use std::future::Future;
+use std::sync::atomic::{fence, AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+
+use crossbeam_queue::SegQueue;
+use slab::Slab;
+
+use crate::blocking::BlockingPool;
+use crate::driver::{DriverConfig, DriverShared};
+use crate::task::{new_task, JoinHandle, Task};
+
+mod countdown;
+mod worker;
+
+pub(crate) use countdown::Countdown;
+pub(crate) use worker::run_worker;
+
+/// Counters one executor thread keeps.
+#[derive(Default, Debug)]
+pub struct TaskCounters {
+    pub spawned: AtomicU64,
+    pub finished: AtomicU64,
+    pub stolen: AtomicU64,
+    pub polls: AtomicU64,
+}
+
+/// The shared half of one executor thread.
+pub(crate) struct Executor {
+    /// Worker index in its pool; `None` for a `block_on` caller.
+    pub(crate) index: Option<usize>,
+    /// `Send` tasks; idle workers steal from here.
+    pub(crate) run_queue: SegQueue<Task>,
+    /// Tasks only this thread may run (`spawn_local`).
+    pub(crate) local_queue: SegQueue<Task>,
+    /// Every unfinished task this executor owns, so shutdown can drop them here.
+    registry: Mutex<Slab<Task>>,
+    pub(crate) driver: OnceLock<Arc<DriverShared>>,
+    pub(crate) counters: TaskCounters,
+}
+
+impl Executor {
+    pub(crate) fn new(index: Option<usize>) -> Executor {
+        Executor {
+            index,
+            run_queue: SegQueue::new(),
+            local_queue: SegQueue::new(),
+            registry: Mutex::new(Slab::new()),
+            driver: OnceLock::new(),
+            counters: TaskCounters::default(),
+        }
+    }
+
+    pub(crate) fn register(&self, task: Task) -> usize {
+        self.counters.spawned.fetch_add(1, Ordering::Relaxed);
+        self.registry.lock().unwrap().insert(task)
+    }
+
+    pub(crate) fn unregister(&self, key: usize, task: &Task) {
+        self.counters.finished.fetch_add(1, Ordering::Relaxed);
+        let removed = {
+            let mut registry = self.registry.lock().unwrap();
+            match registry.get(key) {
+                Some(registered) if Arc::ptr_eq(registered, task) => Some(registry.remove(key)),
+                _ => None,
+            }
+        };
+        // The last reference may go here; drop it outside the lock.
+        drop(removed);
+    }
+
+    /// Takes every registered task out (for shutdown).
+    pub(crate) fn take_registry(&self) -> Vec<Task> {
+        let registry = std::mem::take(&mut *self.registry.lock().unwrap());
+        registry.into_iter().map(|(_, task)| task).collect()
+    }
+
+    pub(crate) fn live_tasks(&self) -> usize {
+        self.registry.lock().unwrap().len()
+    }
+
+    /// Wakes this executor's thread if it is parked.
+    pub(crate) fn unpark(&self) {
+        if let Some(driver) = self.driver.get() {
+            driver.unpark.unpark();
+        }
+    }
+
+    fn is_parked(&self) -> bool {
+        self.driver
+            .get()
+            .is_some_and(|driver| driver.unpark.is_parked())
+    }
+
+    pub(crate) fn has_queued(&self) -> bool {
+        !self.run_queue.is_empty() || !self.local_queue.is_empty()
+    }
+}
+
+/// Where a task goes when it is woken.
+pub(crate) enum Home {
+    /// A `Send` task of a runtime: any worker may run it.
+    Pool(Arc<Pool>),
+    /// A local task: only this executor runs it.
+    Local(Arc<Executor>),
+}
+
+impl Home {
+    pub(crate) fn schedule(&self, task: Task) {
+        match self {
+            Home::Pool(pool) => pool.schedule(task),
+            Home::Local(executor) => {
+                executor.local_queue.push(task);
+                executor.unpark();
+            }
+        }
+    }
+}
+
+/// What all workers of one runtime share.
+pub(crate) struct Pool {
+    pub(crate) workers: Vec<Arc<Executor>>,
+    /// Tasks spawned or woken outside the workers, with no worker to prefer.
+    pub(crate) injector: SegQueue<Task>,
+    /// A parked worker has been woken to look for work and has not parked again.
+    pub(crate) searching: AtomicBool,
+    pub(crate) shutdown: AtomicBool,
+    pub(crate) blocking: BlockingPool,
+    pub(crate) driver_config: DriverConfig,
+    /// Workers that have stopped running tasks (shutdown's first phase).
+    pub(crate) stopped: Countdown,
+    /// Workers that have dropped their tasks (shutdown's second phase).
+    pub(crate) tasks_dropped: Countdown,
+    /// Workers whose threads are finished.
+    pub(crate) exited: Countdown,
+    next_owner: AtomicUsize,
+}
+
+impl Pool {
+    pub(crate) fn new(workers: usize, blocking: BlockingPool, driver_config: DriverConfig) -> Pool {
+        Pool {
+            workers: (0..workers)
+                .map(|index| Arc::new(Executor::new(Some(index))))
+                .collect(),
+            injector: SegQueue::new(),
+            searching: AtomicBool::new(false),
+            shutdown: AtomicBool::new(false),
+            blocking,
+            driver_config,
+            stopped: Countdown::new(workers),
+            tasks_dropped: Countdown::new(workers),
+            exited: Countdown::new(workers),
+            next_owner: AtomicUsize::new(0),
+        }
+    }
+
+    /// The current thread's worker, if it is one of this pool's.
+    fn current_worker(self: &Arc<Self>) -> Option<Arc<Executor>> {
+        CONTEXT.with(|context| {
+            let context = context.borrow();
+            let context = context.as_ref()?;
+            (Arc::ptr_eq(&context.pool, self) && context.executor.index.is_some())
+                .then(|| context.executor.clone())
+        })
+    }
+
+    pub(crate) fn spawn<F>(self: &Arc<Self>, future: F) -> JoinHandle<F::Output>
+    where
+        F: Future + Send + 'static,
+        F::Output: Send + 'static,
+    {
+        let owner = self.current_worker().unwrap_or_else(|| {
+            let next = self.next_owner.fetch_add(1, Ordering::Relaxed);
+            self.workers[next % self.workers.len()].clone()
+        });
+        let (task, handle) = new_task(future, Home::Pool(self.clone()), owner);
+        if self.shutdown.load(Ordering::Acquire) {
+            // Nobody will run it: cancel it now, on this thread (its future is Send).
+            task.shut_down();
+        } else {
+            self.schedule(task);
+        }
+        handle
+    }
+
+    pub(crate) fn schedule(self: &Arc<Self>, task: Task) {
+        if let Some(worker) = self.current_worker() {
+            worker.run_queue.push(task);
+            self.notify_one();
+            return;
+        }
+        let home = task.home();
+        if let Some(worker) = self.workers.get(home) {
+            worker.run_queue.push(task);
+            fence(Ordering::SeqCst);
+            if worker.is_parked() {
+                worker.unpark();
+            } else {
+                self.notify_one();
+            }
+        } else {
+            self.injector.push(task);
+            self.notify_one();
+        }
+    }
+
+    /// Wakes one parked worker to look for work, unless one is already looking.
+    pub(crate) fn notify_one(&self) {
+        fence(Ordering::SeqCst);
+        if self.searching.load(Ordering::Relaxed) {
+            return;
+        }
+        for worker in &self.workers {
+            if worker.is_parked() {
+                if !self.searching.swap(true, Ordering::AcqRel) {
+                    worker.unpark();
+                }
+                return;
+            }
+        }
+    }
+
+    pub(crate) fn unpark_all(&self) {
+        for worker in &self.workers {
+            worker.unpark();
+        }
+    }
+}
+
+/// What the current thread is running under.
+pub(crate) struct ContextGuard {
+    previous: Option<ThreadContext>,
+}
+
+struct ThreadContext {
+    pool: Arc<Pool>,
+    executor: Arc<Executor>,
+}
+
+thread_local! {
+    static CONTEXT: RefCell<Option<ThreadContext>> = const { RefCell::new(None) };
+}
+
+pub(crate) fn enter_context(pool: Arc<Pool>, executor: Arc<Executor>) -> ContextGuard {
+    let previous = CONTEXT.with(|context| {
+        context
+            .borrow_mut()
+            .replace(ThreadContext { pool, executor })
+    });
+    ContextGuard { previous }
+}
+
+impl Drop for ContextGuard {
+    fn drop(&mut self) {
+        let previous = self.previous.take();
+        CONTEXT.with(|context| *context.borrow_mut() = previous);
+    }
+}
+
+pub(crate) fn in_context() -> bool {
+    CONTEXT.with(|context| context.borrow().is_some())
+}
+
+pub(crate) fn current_worker_index() -> Option<usize> {
+    CONTEXT.with(|context| context.borrow().as_ref()?.executor.index)
+}
+
+fn with_context<R>(what: &str, f: impl FnOnce(&Arc<Pool>, &Arc<Executor>) -> R) -> R {
+    CONTEXT.with(|context| match context.borrow().as_ref() {
+        Some(context) => f(&context.pool, &context.executor),
+        None => panic!("ringloom::{what} called outside a ringloom runtime"),
+    })
+}
+
+/// Spawns a `Send` task on the current runtime; any worker may run it, and an idle
+/// worker may steal it before or between polls.
+///
+/// # Panics
+/// Outside a ringloom runtime.
+pub fn spawn<F>(future: F) -> JoinHandle<F::Output>
+where
+    F: Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    let pool = with_context("spawn", |pool, _| pool.clone());
+    pool.spawn(future)
+}
+
+/// Spawns a task pinned to the current thread (a worker, or a `block_on` caller): it is
+/// never stolen, so it need not be `Send`.
+///
+/// # Panics
+/// Outside a ringloom runtime.
+pub fn spawn_local<F>(future: F) -> JoinHandle<F::Output>
+where
+    F: Future + 'static,
+    F::Output: Send + 'static,
+{
+    let executor = with_context("spawn_local", |_, executor| executor.clone());
+    let (task, handle) = new_task(future, Home::Local(executor.clone()), executor.clone());
+    executor.local_queue.push(task);
+    handle
+}
+
+/// Runs `f` on the blocking pool and resolves to its result; a panic in `f` becomes the
+/// task's `JoinError`.
+///
+/// # Panics
+/// Outside a ringloom runtime.
+pub fn spawn_blocking<F, T>(f: F) -> JoinHandle<T>
+where
+    F: FnOnce() -> T + Send + 'static,
+    T: Send + 'static,
+{
+    let pool = with_context("spawn_blocking", |pool, _| pool.clone());
+    let (sender, receiver) = crate::blocking::oneshot();
+    let queued = pool.blocking.spawn(Box::new(move || {
+        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
+        sender.send(result);
+    }));
+    pool.spawn(async move {
+        if let Err(err) = queued {
+            panic!("ringloom blocking pool refused the call: {err}");
+        }
+        match receiver.await {
+            Some(Ok(value)) => value,
+            Some(Err(panic)) => std::panic::resume_unwind(panic),
+            None => panic!("ringloom blocking pool dropped the call"),
+        }
+    })
+}
+
+/// Lets other tasks run before this one continues.
+pub async fn yield_now() {
+    struct YieldNow(bool);
+    impl Future for YieldNow {
+        type Output = ();
+        fn poll(
+            mut self: std::pin::Pin<&mut Self>,
+            cx: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<()> {
+            if self.0 {
+                return std::task::Poll::Ready(());
+            }
+            self.0 = true;
+            cx.waker().wake_by_ref();
+            std::task::Poll::Pending
+        }
+    }
+    YieldNow(false).await
+}

@@ -1,0 +1,196 @@
+//! A worker thread's loop: run a bounded batch of tasks, submit and reap in one enter,
+//! steal when idle, park on the ring when there is nothing at all.
+
+use std::io;
+use std::sync::atomic::{fence, Ordering};
+use std::sync::mpsc::Sender;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use super::{enter_context, Executor, Pool};
+use crate::driver::{self, Driver};
+use crate::task::Task;
+
+/// Tasks run between two looks at the ring: bounds how stale completions can get.
+const BATCH: u32 = 64;
+/// How often (in tasks) the injector is checked before the worker's own queues.
+const INJECTOR_INTERVAL: u32 = 31;
+/// How long shutdown waits for in-flight ops to come back before leaking their buffers.
+const DRAIN_LIMIT: Duration = Duration::from_secs(5);
+
+pub(crate) fn run_worker(
+    pool: Arc<Pool>,
+    index: usize,
+    ready: Sender<io::Result<()>>,
+    shutdown_limit: Duration,
+) {
+    let executor = pool.workers[index].clone();
+    let driver = match Driver::new(&pool.driver_config) {
+        Ok(driver) => driver,
+        Err(err) => {
+            let _ = ready.send(Err(err));
+            pool.stopped.arrive();
+            pool.tasks_dropped.arrive();
+            pool.exited.arrive();
+            return;
+        }
+    };
+    let _ = executor.driver.set(driver.shared().clone());
+    driver.enter();
+    let context = enter_context(pool.clone(), executor.clone());
+    let _ = ready.send(Ok(()));
+
+    let mut worker = Worker {
+        pool: pool.clone(),
+        executor,
+        index,
+        tick: 0,
+    };
+    worker.run();
+    worker.shut_down(shutdown_limit);
+    drop(context);
+    drop(Driver::exit());
+    pool.exited.arrive();
+}
+
+struct Worker {
+    pool: Arc<Pool>,
+    executor: Arc<Executor>,
+    index: usize,
+    tick: u32,
+}
+
+impl Worker {
+    fn run(&mut self) {
+        loop {
+            if self.pool.shutdown.load(Ordering::Acquire) {
+                return;
+            }
+            let mut ran = 0;
+            while ran < BATCH {
+                let Some(task) = self.next_task() else {
+                    break;
+                };
+                self.executor.counters.polls.fetch_add(1, Ordering::Relaxed);
+                task.run();
+                ran += 1;
+            }
+            let woke = match driver::with_current(|driver| driver.turn(None)) {
+                Some(Ok(woke)) => woke,
+                Some(Err(err)) => {
+                    log::error!("ringloom worker {}: driver error: {err}", self.index);
+                    0
+                }
+                None => 0,
+            };
+            if ran > 0 || woke > 0 || self.steal() {
+                continue;
+            }
+            self.park();
+        }
+    }
+
+    fn next_task(&mut self) -> Option<Task> {
+        self.tick = self.tick.wrapping_add(1);
+        if self.tick % INJECTOR_INTERVAL == 0 {
+            if let Some(task) = self.pool.injector.pop() {
+                return Some(task);
+            }
+        }
+        let own = if self.tick % 2 == 0 {
+            self.executor
+                .local_queue
+                .pop()
+                .or_else(|| self.executor.run_queue.pop())
+        } else {
+            self.executor
+                .run_queue
+                .pop()
+                .or_else(|| self.executor.local_queue.pop())
+        };
+        own.or_else(|| self.pool.injector.pop())
+    }
+
+    /// Moves half of the fullest-looking other worker's queue here.
+    fn steal(&mut self) -> bool {
+        let workers = &self.pool.workers;
+        for offset in 1..workers.len() {
+            let victim = &workers[(self.index + offset) % workers.len()];
+            let available = victim.run_queue.len();
+            if available == 0 {
+                continue;
+            }
+            let mut stolen = 0u64;
+            for _ in 0..available.div_ceil(2).min(128) {
+                match victim.run_queue.pop() {
+                    Some(task) => {
+                        self.executor.run_queue.push(task);
+                        stolen += 1;
+                    }
+                    None => break,
+                }
+            }
+            if stolen > 0 {
+                self.executor
+                    .counters
+                    .stolen
+                    .fetch_add(stolen, Ordering::Relaxed);
+                return true;
+            }
+        }
+        false
+    }
+
+    fn has_work_anywhere(&self) -> bool {
+        self.executor.has_queued()
+            || !self.pool.injector.is_empty()
+            || self.pool.shutdown.load(Ordering::Acquire)
+            || self
+                .pool
+                .workers
+                .iter()
+                .any(|worker| !worker.run_queue.is_empty())
+    }
+
+    fn park(&mut self) {
+        let Some(shared) = self.executor.driver.get() else {
+            return;
+        };
+        shared.unpark.prepare_park();
+        fence(Ordering::SeqCst);
+        if !self.has_work_anywhere() {
+            if let Some(Err(err)) = driver::with_current(|driver| driver.turn(Some(None))) {
+                log::error!(
+                    "ringloom worker {}: driver error while parked: {err}",
+                    self.index
+                );
+            }
+        }
+        shared.unpark.unparked();
+        self.pool.searching.store(false, Ordering::Release);
+    }
+
+    /// Stops with the other workers, drops every unfinished task this worker owns, and
+    /// lets the ring return what it still holds.
+    fn shut_down(&mut self, limit: Duration) {
+        let deadline = Instant::now() + limit;
+        self.pool.stopped.arrive();
+        if !self.pool.stopped.wait_until(deadline) {
+            log::warn!(
+                "ringloom worker {}: other workers did not stop in time",
+                self.index
+            );
+        }
+        for task in self.executor.take_registry() {
+            task.shut_down();
+        }
+        while self.executor.run_queue.pop().is_some() {}
+        while self.executor.local_queue.pop().is_some() {}
+        if self.index == 0 {
+            while self.pool.injector.pop().is_some() {}
+        }
+        self.pool.tasks_dropped.arrive();
+        self.pool.tasks_dropped.wait_until(deadline);
+        driver::with_current(|driver| driver.drain(DRAIN_LIMIT));
+    }
+}

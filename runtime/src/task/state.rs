@@ -1,0 +1,137 @@
+//! A task's lifecycle as bits in one atomic, so that wake, run and abort can race safely.
+
+use std::sync::atomic::{AtomicU8, Ordering};
+
+/// In a run queue, or about to be pushed to one.
+const SCHEDULED: u8 = 1;
+/// Being polled.
+const RUNNING: u8 = 2;
+/// Woken while being polled: queue it again after the poll.
+const NOTIFIED: u8 = 4;
+/// Finished; its output (or error) is in the cell.
+const COMPLETE: u8 = 8;
+/// Cancellation requested: drop the future at its next turn.
+const ABORT: u8 = 16;
+
+pub(crate) struct State(AtomicU8);
+
+/// What the poller must do after a poll returned `Pending`.
+#[derive(PartialEq, Eq)]
+pub(crate) enum AfterPoll {
+    Idle,
+    Reschedule,
+}
+
+impl State {
+    /// A new task is scheduled: spawning queues it.
+    pub(crate) fn new_scheduled() -> State {
+        State(AtomicU8::new(SCHEDULED))
+    }
+
+    /// Returns true if the caller must push the task to a run queue.
+    pub(crate) fn wake(&self) -> bool {
+        let mut current = self.0.load(Ordering::Acquire);
+        loop {
+            let next = if current & (COMPLETE | SCHEDULED) != 0 {
+                return false;
+            } else if current & RUNNING != 0 {
+                if current & NOTIFIED != 0 {
+                    return false;
+                }
+                current | NOTIFIED
+            } else {
+                current | SCHEDULED
+            };
+            match self
+                .0
+                .compare_exchange_weak(current, next, Ordering::AcqRel, Ordering::Acquire)
+            {
+                Ok(_) => return next & RUNNING == 0,
+                Err(actual) => current = actual,
+            }
+        }
+    }
+
+    /// Claims the task for a poll. Returns `None` if it is already complete; otherwise
+    /// whether an abort was requested.
+    pub(crate) fn start_run(&self) -> Option<bool> {
+        let mut current = self.0.load(Ordering::Acquire);
+        loop {
+            if current & COMPLETE != 0 {
+                return None;
+            }
+            let next = (current & !SCHEDULED) | RUNNING;
+            match self
+                .0
+                .compare_exchange_weak(current, next, Ordering::AcqRel, Ordering::Acquire)
+            {
+                Ok(_) => return Some(current & ABORT != 0),
+                Err(actual) => current = actual,
+            }
+        }
+    }
+
+    /// Ends a poll that returned `Pending`.
+    pub(crate) fn end_run(&self) -> AfterPoll {
+        let mut current = self.0.load(Ordering::Acquire);
+        loop {
+            let (next, after) = if current & NOTIFIED != 0 {
+                (
+                    (current & !(RUNNING | NOTIFIED)) | SCHEDULED,
+                    AfterPoll::Reschedule,
+                )
+            } else {
+                (current & !RUNNING, AfterPoll::Idle)
+            };
+            match self
+                .0
+                .compare_exchange_weak(current, next, Ordering::AcqRel, Ordering::Acquire)
+            {
+                Ok(_) => return after,
+                Err(actual) => current = actual,
+            }
+        }
+    }
+
+    /// Marks the task complete. Its output must already be stored.
+    pub(crate) fn complete(&self) {
+        let _ = self
+            .0
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |current| {
+                Some((current | COMPLETE) & !(RUNNING | SCHEDULED | NOTIFIED))
+            });
+    }
+
+    /// Requests cancellation; returns true if the caller must queue the task so that its
+    /// next turn performs it.
+    pub(crate) fn abort(&self) -> bool {
+        let previous = self.0.fetch_or(ABORT, Ordering::AcqRel);
+        if previous & (COMPLETE | ABORT) != 0 {
+            return false;
+        }
+        self.wake()
+    }
+
+    /// Claims an idle task for shutdown (as `start_run` would); false if it is complete
+    /// or running elsewhere.
+    pub(crate) fn claim_for_shutdown(&self) -> bool {
+        let mut current = self.0.load(Ordering::Acquire);
+        loop {
+            if current & (COMPLETE | RUNNING) != 0 {
+                return false;
+            }
+            let next = (current & !SCHEDULED) | RUNNING | ABORT;
+            match self
+                .0
+                .compare_exchange_weak(current, next, Ordering::AcqRel, Ordering::Acquire)
+            {
+                Ok(_) => return true,
+                Err(actual) => current = actual,
+            }
+        }
+    }
+
+    pub(crate) fn is_complete(&self) -> bool {
+        self.0.load(Ordering::Acquire) & COMPLETE != 0
+    }
+}

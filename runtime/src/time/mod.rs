@@ -1,0 +1,215 @@
+//! Timers: `sleep`, `sleep_until`, `timeout`, `interval`.
+//!
+//! A sleep is an entry in its driver's timer heap, not a submission: the driver bounds
+//! its park by the earliest deadline. A million sleeps cost a million heap entries and
+//! one wait.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use crate::driver::{current_shared, DriverShared};
+
+mod queue;
+
+pub(crate) use queue::{TimerKey, TimerQueue};
+
+/// Waits until `duration` has passed.
+///
+/// # Panics
+/// When polled outside a ringloom runtime.
+pub fn sleep(duration: Duration) -> Sleep {
+    sleep_until(
+        Instant::now()
+            .checked_add(duration)
+            .unwrap_or_else(far_future),
+    )
+}
+
+/// Waits until `deadline`. A deadline in the past completes at the first poll.
+pub fn sleep_until(deadline: Instant) -> Sleep {
+    Sleep {
+        deadline,
+        registered: None,
+    }
+}
+
+fn far_future() -> Instant {
+    Instant::now() + Duration::from_secs(86400 * 365 * 30)
+}
+
+/// The future of [`sleep`].
+pub struct Sleep {
+    deadline: Instant,
+    registered: Option<(Arc<DriverShared>, TimerKey)>,
+}
+
+impl Sleep {
+    pub fn deadline(&self) -> Instant {
+        self.deadline
+    }
+
+    pub fn is_elapsed(&self) -> bool {
+        Instant::now() >= self.deadline
+    }
+
+    /// Moves the deadline (the sleep registers again at its next poll).
+    pub fn reset(&mut self, deadline: Instant) {
+        self.unregister();
+        self.deadline = deadline;
+    }
+
+    fn unregister(&mut self) {
+        if let Some((driver, key)) = self.registered.take() {
+            driver.timers.lock().unwrap().remove(key);
+        }
+    }
+}
+
+impl Future for Sleep {
+    type Output = ();
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        if let Some((driver, key)) = &self.registered {
+            if driver.timers.lock().unwrap().poll(*key, cx.waker()) {
+                self.registered = None;
+                return Poll::Ready(());
+            }
+            return Poll::Pending;
+        }
+        if Instant::now() >= self.deadline {
+            return Poll::Ready(());
+        }
+        let driver =
+            current_shared().expect("ringloom::time::sleep polled outside a ringloom runtime");
+        let key = driver
+            .timers
+            .lock()
+            .unwrap()
+            .insert_waker(self.deadline, cx.waker().clone());
+        self.registered = Some((driver, key));
+        Poll::Pending
+    }
+}
+
+impl Drop for Sleep {
+    fn drop(&mut self) {
+        self.unregister();
+    }
+}
+
+/// The error of a [`timeout`] whose time ran out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Elapsed(());
+
+impl std::fmt::Display for Elapsed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "deadline has elapsed")
+    }
+}
+
+impl std::error::Error for Elapsed {}
+
+impl From<Elapsed> for std::io::Error {
+    fn from(_: Elapsed) -> std::io::Error {
+        std::io::ErrorKind::TimedOut.into()
+    }
+}
+
+/// Runs `future` for at most `duration`. The future is polled at least once, so a
+/// future that is ready at once wins even against a zero timeout.
+pub fn timeout<F: Future>(duration: Duration, future: F) -> Timeout<F> {
+    Timeout {
+        future,
+        sleep: sleep(duration),
+    }
+}
+
+/// Like [`timeout`], with a deadline.
+pub fn timeout_at<F: Future>(deadline: Instant, future: F) -> Timeout<F> {
+    Timeout {
+        future,
+        sleep: sleep_until(deadline),
+    }
+}
+
+/// The future of [`timeout`].
+pub struct Timeout<F> {
+    future: F,
+    sleep: Sleep,
+}
+
+impl<F: Future> Future for Timeout<F> {
+    type Output = Result<F::Output, Elapsed>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        // SAFETY: `future` is structurally pinned (never moved out while pinned);
+        // `sleep` is Unpin and not pinned.
+        let this = unsafe { self.get_unchecked_mut() };
+        // SAFETY: see above.
+        let future = unsafe { Pin::new_unchecked(&mut this.future) };
+        if let Poll::Ready(output) = future.poll(cx) {
+            return Poll::Ready(Ok(output));
+        }
+        match Pin::new(&mut this.sleep).poll(cx) {
+            Poll::Ready(()) => Poll::Ready(Err(Elapsed(()))),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+}
+
+/// Ticks every `period`, the first tick at once. A late tick is followed by the ticks
+/// it missed, at once, as tokio's default does (`Burst`).
+///
+/// # Panics
+/// If `period` is zero.
+pub fn interval(period: Duration) -> Interval {
+    interval_at(Instant::now(), period)
+}
+
+/// Like [`interval`], with the first tick at `start`.
+pub fn interval_at(start: Instant, period: Duration) -> Interval {
+    assert!(
+        !period.is_zero(),
+        "ringloom::time::interval: period must be non-zero"
+    );
+    Interval {
+        next: start,
+        period,
+        sleep: sleep_until(start),
+    }
+}
+
+/// Ticks at a fixed period; see [`interval`].
+pub struct Interval {
+    next: Instant,
+    period: Duration,
+    sleep: Sleep,
+}
+
+impl Interval {
+    /// Waits for the next tick and returns its scheduled time.
+    pub async fn tick(&mut self) -> Instant {
+        std::future::poll_fn(|cx| self.poll_tick(cx)).await
+    }
+
+    pub fn poll_tick(&mut self, cx: &mut Context<'_>) -> Poll<Instant> {
+        if self.sleep.deadline() != self.next {
+            self.sleep.reset(self.next);
+        }
+        match Pin::new(&mut self.sleep).poll(cx) {
+            Poll::Ready(()) => {
+                let tick = self.next;
+                self.next = tick.checked_add(self.period).unwrap_or_else(far_future);
+                Poll::Ready(tick)
+            }
+            Poll::Pending => Poll::Pending,
+        }
+    }
+
+    pub fn period(&self) -> Duration {
+        self.period
+    }
+}
