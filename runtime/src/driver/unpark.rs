@@ -39,18 +39,20 @@ impl Unpark {
 
     /// The owner is awake again.
     pub(crate) fn unparked(&self) {
-        self.parked.store(false, Ordering::Relaxed);
+        self.parked.store(false, Ordering::SeqCst);
     }
 
     pub(crate) fn is_parked(&self) -> bool {
         self.parked.load(Ordering::SeqCst)
     }
 
-    /// Wakes the owner if it is parked (or about to).
-    pub(crate) fn unpark(&self) {
-        if self.parked.swap(false, Ordering::SeqCst) {
+    /// Wakes the owner if it is parked (or about to); returns whether it was.
+    pub(crate) fn unpark(&self) -> bool {
+        let parked = self.parked.swap(false, Ordering::SeqCst);
+        if parked {
             self.force();
         }
+        parked
     }
 
     fn force(&self) {

@@ -87,11 +87,11 @@ impl Executor {
         self.registry.lock().unwrap().len()
     }
 
-    /// Wakes this executor's thread if it is parked.
-    pub(crate) fn unpark(&self) {
-        if let Some(driver) = self.driver.get() {
-            driver.unpark.unpark();
-        }
+    /// Wakes this executor's thread if it is parked; returns whether it was.
+    pub(crate) fn unpark(&self) -> bool {
+        self.driver
+            .get()
+            .is_some_and(|driver| driver.unpark.unpark())
     }
 
     fn is_parked(&self) -> bool {
@@ -213,18 +213,26 @@ impl Pool {
     }
 
     /// Wakes one parked worker to look for work, unless one is already looking.
+    ///
+    /// `searching` stays set only while a worker that was really parked has been woken
+    /// and has not yet returned from its park (which clears it); a worker that turned
+    /// out to be awake already gives the token back, so it can never get stuck set.
     pub(crate) fn notify_one(&self) {
         fence(Ordering::SeqCst);
-        if self.searching.load(Ordering::Relaxed) {
+        if self.searching.load(Ordering::SeqCst) {
             return;
         }
         for worker in &self.workers {
-            if worker.is_parked() {
-                if !self.searching.swap(true, Ordering::AcqRel) {
-                    worker.unpark();
-                }
+            if !worker.is_parked() {
+                continue;
+            }
+            if self.searching.swap(true, Ordering::SeqCst) {
                 return;
             }
+            if worker.unpark() {
+                return;
+            }
+            self.searching.store(false, Ordering::SeqCst);
         }
     }
 
@@ -271,6 +279,12 @@ pub(crate) fn in_context() -> bool {
 
 pub(crate) fn current_worker_index() -> Option<usize> {
     CONTEXT.with(|context| context.borrow().as_ref()?.executor.index)
+}
+
+/// The index of the worker running the current task; `None` outside the workers (on a
+/// `block_on` caller, or outside any runtime).
+pub fn current_worker() -> Option<usize> {
+    current_worker_index()
 }
 
 fn with_context<R>(what: &str, f: impl FnOnce(&Arc<Pool>, &Arc<Executor>) -> R) -> R {

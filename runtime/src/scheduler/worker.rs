@@ -93,7 +93,7 @@ impl Worker {
     fn next_task(&mut self) -> Option<Task> {
         self.tick = self.tick.wrapping_add(1);
         if self.tick % INJECTOR_INTERVAL == 0 {
-            if let Some(task) = self.pool.injector.pop() {
+            if let Some(task) = self.take_from_injector() {
                 return Some(task);
             }
         }
@@ -108,7 +108,22 @@ impl Worker {
                 .pop()
                 .or_else(|| self.executor.local_queue.pop())
         };
-        own.or_else(|| self.pool.injector.pop())
+        own.or_else(|| self.take_from_injector())
+    }
+
+    /// Takes one task from the injector and moves a fair share of the rest to this
+    /// worker's queue, so that tasks spawned from outside queue up behind each other
+    /// instead of behind everything the worker does (and other workers can steal them).
+    fn take_from_injector(&self) -> Option<Task> {
+        let task = self.pool.injector.pop()?;
+        let share = (self.pool.injector.len() / self.pool.workers.len()).clamp(1, 64);
+        for _ in 0..share {
+            match self.pool.injector.pop() {
+                Some(next) => self.executor.run_queue.push(next),
+                None => break,
+            }
+        }
+        Some(task)
     }
 
     /// Moves half of the fullest-looking other worker's queue here.
@@ -167,7 +182,7 @@ impl Worker {
             }
         }
         shared.unpark.unparked();
-        self.pool.searching.store(false, Ordering::Release);
+        self.pool.searching.store(false, Ordering::SeqCst);
     }
 
     /// Stops with the other workers, drops every unfinished task this worker owns, and

@@ -1,0 +1,426 @@
+//! Tasks and workers: spawning, stealing, cross-thread wake-ups, panics, abort, shutdown.
+
+mod common;
+
+use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use common::{hang_guard, runtime, Slot};
+
+const LIMIT: Duration = Duration::from_secs(120);
+
+#[test]
+fn spawn_and_join_many() {
+    hang_guard(LIMIT, || {
+        let rt = runtime(2);
+        let sum = rt.block_on(async {
+            let handles: Vec<_> = (0..10_000u64)
+                .map(|i| ringloom::spawn(async move { i * 2 }))
+                .collect();
+            let mut sum = 0;
+            for handle in handles {
+                sum += handle.await.unwrap();
+            }
+            sum
+        });
+        assert_eq!(sum, (0..10_000u64).map(|i| i * 2).sum::<u64>());
+        let total = rt.stats().total();
+        assert!(total.tasks_spawned >= 10_000);
+        assert_eq!(total.tasks_live, 0);
+    });
+}
+
+#[test]
+fn ops_complete_on_the_ring_they_were_submitted_to() {
+    hang_guard(LIMIT, || {
+        let rt = runtime(2);
+        let seen: Arc<Mutex<Vec<(usize, usize)>>> = Arc::default();
+        rt.block_on({
+            let seen = seen.clone();
+            async move {
+                // Put one pinned task on each worker: spawn a Send task, and from inside it
+                // spawn_local a task that stays there.
+                let mut handles = Vec::new();
+                for _ in 0..8 {
+                    let seen = seen.clone();
+                    handles.push(ringloom::spawn(async move {
+                        let inner = ringloom::spawn_local(async move {
+                            let before = ringloom::current_worker().unwrap();
+                            let ring = ringloom::driver::current_shared().unwrap();
+                            for _ in 0..100 {
+                                ringloom::op::Nop::submit().await.unwrap();
+                                let now = ringloom::driver::current_shared().unwrap();
+                                assert!(Arc::ptr_eq(&ring, &now), "local task changed rings");
+                            }
+                            let after = ringloom::current_worker().unwrap();
+                            seen.lock().unwrap().push((before, after));
+                        });
+                        inner.await.unwrap();
+                    }));
+                }
+                for handle in handles {
+                    handle.await.unwrap();
+                }
+            }
+        });
+        for (before, after) in seen.lock().unwrap().iter() {
+            assert_eq!(before, after);
+        }
+        // Every op was reaped by the worker whose ring it went to.
+        for worker in rt.stats().workers {
+            assert_eq!(worker.ops_submitted, worker.ops_completed);
+        }
+    });
+}
+
+#[test]
+fn idle_worker_steals_from_a_blocked_one() {
+    hang_guard(LIMIT, || {
+        let rt = runtime(2);
+        let (blocked_on, ran_on) = rt.block_on(async {
+            ringloom::spawn(async {
+                let me = ringloom::current_worker().unwrap();
+                let done = Arc::new(AtomicUsize::new(0));
+                let ran_on = Arc::new(Mutex::new(Vec::new()));
+                for _ in 0..16 {
+                    let done = done.clone();
+                    let ran_on = ran_on.clone();
+                    // Queued on this worker, which then blocks in a synchronous loop: only
+                    // the other worker can run them.
+                    ringloom::spawn(async move {
+                        ran_on
+                            .lock()
+                            .unwrap()
+                            .push(ringloom::current_worker().unwrap());
+                        done.fetch_add(1, Ordering::SeqCst);
+                    });
+                }
+                while done.load(Ordering::SeqCst) < 16 {
+                    std::hint::spin_loop();
+                }
+                let ran_on = ran_on.lock().unwrap().clone();
+                (me, ran_on)
+            })
+            .await
+            .unwrap()
+        });
+        assert_eq!(ran_on.len(), 16);
+        assert!(ran_on.iter().all(|w| *w != blocked_on));
+        assert!(rt.stats().total().tasks_stolen >= 1);
+    });
+}
+
+#[test]
+fn wake_from_a_foreign_thread_reaches_a_parked_worker() {
+    hang_guard(LIMIT, || {
+        let rt = runtime(2);
+        let to_task: Slot<u64> = Slot::new();
+        let to_thread: Slot<u64> = Slot::new();
+        let handle = rt.spawn({
+            let (to_task, to_thread) = (to_task.clone(), to_thread.clone());
+            async move {
+                let mut last = 0;
+                for _ in 0..2_000 {
+                    last = to_task.take().await;
+                    to_thread.put(last + 1);
+                }
+                last
+            }
+        });
+        let pinger = std::thread::spawn(move || {
+            let mut value = 0;
+            for _ in 0..2_000 {
+                to_task.put(value);
+                // Block this plain thread until the task answers.
+                value = futures_lite_block_on(to_thread.take());
+            }
+            value
+        });
+        let last_seen_by_thread = pinger.join().unwrap();
+        assert_eq!(last_seen_by_thread, 2_000);
+        assert_eq!(rt.block_on(handle).unwrap(), 1_999);
+        assert!(rt.stats().total().parks > 0);
+    });
+}
+
+/// A minimal block_on for a plain thread (no runtime): parks the thread until woken.
+fn futures_lite_block_on<F: std::future::Future>(future: F) -> F::Output {
+    use std::task::{Context, Poll, Wake, Waker};
+    struct ThreadWaker(std::thread::Thread);
+    impl Wake for ThreadWaker {
+        fn wake(self: Arc<Self>) {
+            self.0.unpark();
+        }
+    }
+    let waker = Waker::from(Arc::new(ThreadWaker(std::thread::current())));
+    let mut cx = Context::from_waker(&waker);
+    let mut future = std::pin::pin!(future);
+    loop {
+        if let Poll::Ready(value) = future.as_mut().poll(&mut cx) {
+            return value;
+        }
+        std::thread::park();
+    }
+}
+
+#[test]
+fn a_panicking_task_is_a_join_error_and_workers_survive() {
+    hang_guard(LIMIT, || {
+        let rt = runtime(2);
+        rt.block_on(async {
+            let mut panics = Vec::new();
+            for i in 0..20 {
+                panics.push(ringloom::spawn(async move {
+                    if i >= 0 {
+                        panic!("boom {i}");
+                    }
+                }));
+            }
+            for handle in panics {
+                let err = handle.await.unwrap_err();
+                assert!(err.is_panic());
+                assert!(err.to_string().contains("boom"));
+            }
+            // Both workers still run tasks.
+            let handles: Vec<_> = (0..1_000)
+                .map(|i| ringloom::spawn(async move { i }))
+                .collect();
+            for (i, handle) in handles.into_iter().enumerate() {
+                assert_eq!(handle.await.unwrap(), i);
+            }
+        });
+    });
+}
+
+#[test]
+fn abort_cancels_a_sleeping_task_and_drops_its_future() {
+    hang_guard(LIMIT, || {
+        let rt = runtime(2);
+        let dropped = Arc::new(AtomicBool::new(false));
+        struct SetOnDrop(Arc<AtomicBool>);
+        impl Drop for SetOnDrop {
+            fn drop(&mut self) {
+                self.0.store(true, Ordering::SeqCst);
+            }
+        }
+        rt.block_on({
+            let dropped = dropped.clone();
+            async move {
+                let guard = SetOnDrop(dropped.clone());
+                let handle = ringloom::spawn(async move {
+                    let _guard = guard;
+                    ringloom::time::sleep(Duration::from_secs(3600)).await;
+                });
+                ringloom::yield_now().await;
+                assert!(!handle.is_finished());
+                handle.abort();
+                let err = handle.await.unwrap_err();
+                assert!(err.is_cancelled());
+            }
+        });
+        assert!(dropped.load(Ordering::SeqCst));
+    });
+}
+
+#[test]
+fn abort_after_completion_keeps_the_result() {
+    let rt = runtime(1);
+    rt.block_on(async {
+        let handle = ringloom::spawn(async { 5 });
+        while !handle.is_finished() {
+            ringloom::yield_now().await;
+        }
+        handle.abort();
+        assert_eq!(handle.await.unwrap(), 5);
+    });
+}
+
+#[test]
+fn spawn_local_runs_non_send_futures() {
+    let rt = runtime(2);
+    let value = rt.block_on(async {
+        let shared = Rc::new(std::cell::Cell::new(0));
+        let mut handles = Vec::new();
+        for _ in 0..100 {
+            let shared = shared.clone();
+            handles.push(ringloom::spawn_local(async move {
+                ringloom::yield_now().await;
+                shared.set(shared.get() + 1);
+            }));
+        }
+        for handle in handles {
+            handle.await.unwrap();
+        }
+        shared.get()
+    });
+    assert_eq!(value, 100);
+}
+
+#[test]
+fn spawn_blocking_returns_values_and_panics() {
+    hang_guard(LIMIT, || {
+        let rt = ringloom::Runtime::builder()
+            .workers(2)
+            .blocking_threads(4)
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let handles: Vec<_> = (0..64u64)
+                .map(|i| ringloom::spawn_blocking(move || i * i))
+                .collect();
+            for (i, handle) in handles.into_iter().enumerate() {
+                assert_eq!(handle.await.unwrap(), (i * i) as u64);
+            }
+            let err = ringloom::spawn_blocking(|| panic!("blocking boom"))
+                .await
+                .unwrap_err();
+            assert!(err.is_panic());
+        });
+        assert!(rt.stats().blocking_threads <= 4);
+    });
+}
+
+#[test]
+fn dropping_the_runtime_drops_unfinished_tasks() {
+    hang_guard(LIMIT, || {
+        let dropped = Arc::new(AtomicUsize::new(0));
+        struct CountOnDrop(Arc<AtomicUsize>);
+        impl Drop for CountOnDrop {
+            fn drop(&mut self) {
+                self.0.fetch_add(1, Ordering::SeqCst);
+            }
+        }
+        let rt = runtime(2);
+        for _ in 0..100 {
+            let guard = CountOnDrop(dropped.clone());
+            rt.spawn(async move {
+                let _guard = guard;
+                std::future::pending::<()>().await;
+            });
+        }
+        for _ in 0..100 {
+            let guard = CountOnDrop(dropped.clone());
+            rt.spawn(async move {
+                let _guard = guard;
+                ringloom::time::sleep(Duration::from_secs(3600)).await;
+            });
+        }
+        drop(rt);
+        assert_eq!(dropped.load(Ordering::SeqCst), 200);
+    });
+}
+
+#[test]
+fn yield_now_lets_other_tasks_run() {
+    let rt = runtime(1);
+    // Both tasks are spawned from the worker, so both are queued before either runs.
+    let order = rt.block_on(async {
+        ringloom::spawn(async {
+            let order = Arc::new(Mutex::new(Vec::new()));
+            let a = {
+                let order = order.clone();
+                ringloom::spawn(async move {
+                    for i in 0..3 {
+                        order.lock().unwrap().push(('a', i));
+                        ringloom::yield_now().await;
+                    }
+                })
+            };
+            let b = {
+                let order = order.clone();
+                ringloom::spawn(async move {
+                    for i in 0..3 {
+                        order.lock().unwrap().push(('b', i));
+                        ringloom::yield_now().await;
+                    }
+                })
+            };
+            a.await.unwrap();
+            b.await.unwrap();
+            let order = order.lock().unwrap().clone();
+            order
+        })
+        .await
+        .unwrap()
+    });
+    // Interleaved, not one task to completion then the other.
+    let first_b = order.iter().position(|(t, _)| *t == 'b').unwrap();
+    let last_a = order.iter().rposition(|(t, _)| *t == 'a').unwrap();
+    assert!(first_b < last_a, "{order:?}");
+}
+
+#[test]
+fn bad_builder_input_is_an_error() {
+    for (workers, entries, blocking) in [(0, 256, 4), (1, 0, 4), (1, 256, 0)] {
+        let err = ringloom::Runtime::builder()
+            .workers(workers)
+            .ring_entries(entries)
+            .blocking_threads(blocking)
+            .build()
+            .err()
+            .expect("invalid configuration must be refused");
+        assert_eq!(err.kind(), std::io::ErrorKind::InvalidInput);
+    }
+}
+
+#[test]
+fn small_rings_still_carry_many_ops() {
+    hang_guard(LIMIT, || {
+        let rt = ringloom::Runtime::builder()
+            .workers(2)
+            .ring_entries(4)
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let handles: Vec<_> = (0..200)
+                .map(|_| {
+                    ringloom::spawn(async {
+                        let ops: Vec<_> = (0..20).map(|_| ringloom::op::Nop::submit()).collect();
+                        for op in ops {
+                            op.await.unwrap();
+                        }
+                    })
+                })
+                .collect();
+            for handle in handles {
+                handle.await.unwrap();
+            }
+        });
+    });
+}
+
+#[test]
+fn driver_is_reported() {
+    let rt = runtime(1);
+    let stats = rt.stats();
+    let expected = if std::env::var("RINGLOOM_DRIVER").as_deref() == Ok("fallback") {
+        "fallback"
+    } else {
+        "io_uring"
+    };
+    assert_eq!(stats.driver_name(), expected);
+}
+
+#[test]
+#[should_panic(expected = "outside a ringloom runtime")]
+fn spawn_outside_a_runtime_panics_clearly() {
+    let _ = ringloom::spawn(async {});
+}
+
+#[test]
+fn ops_outside_a_runtime_are_errors() {
+    // Polled by a plain executor without a driver: the op fails, nothing hangs.
+    let result = futures_lite_block_on(ringloom::op::Nop::submit());
+    assert!(result.is_err());
+}
+
+#[test]
+fn shutdown_timeout_returns() {
+    let rt = runtime(2);
+    rt.spawn(async {
+        ringloom::time::sleep(Duration::from_secs(3600)).await;
+    });
+    assert!(rt.shutdown_timeout(Duration::from_secs(30)));
+}
