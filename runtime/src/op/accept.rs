@@ -56,6 +56,17 @@ unsafe impl OpCode for Accept {
             interest: Interest::Readable,
             call: Syscall::new(move || {
                 let addr = addr;
+                // The listener may be a caller's blocking socket: accept only once it is
+                // readable, so the worker never blocks in accept4.
+                let mut pollfd = libc::pollfd {
+                    fd,
+                    events: libc::POLLIN,
+                    revents: 0,
+                };
+                // SAFETY: one live pollfd, zero timeout.
+                if unsafe { libc::poll(&mut pollfd, 1, 0) } == 0 {
+                    return Err(io::Error::from_raw_os_error(libc::EAGAIN));
+                }
                 // SAFETY: the address buffer belongs to the op, alive until this returns.
                 unsafe {
                     let raw = &mut *addr.0;

@@ -56,25 +56,26 @@ unsafe impl OpCode for Connect {
     fn fallback(&mut self) -> Fallback {
         let fd = self.fd;
         let addr = SendPtr::new(&*self.addr as *const RawAddr);
-        let mut started = false;
+        // Set once connect() said EINPROGRESS: the attempt then runs in the kernel and
+        // its outcome is the socket's pending error once it is writable. After EAGAIN
+        // (a unix listener's full backlog) nothing is in progress: connect again.
+        let mut in_progress = false;
         Fallback::Readiness {
             fd,
             interest: Interest::Writable,
             call: Syscall::new(move || {
                 let addr = addr;
-                if started {
-                    // The connection attempt finished (the socket is writable): its
-                    // outcome is the socket's pending error.
+                if in_progress {
                     return socket_error(fd);
                 }
-                started = true;
                 // SAFETY: the address belongs to the op, alive until this call returns.
                 let rc = unsafe { libc::connect(fd, (*addr.0).as_ptr(), (*addr.0).len()) };
                 if rc == 0 {
-                    Ok(0)
-                } else {
-                    Err(io::Error::last_os_error())
+                    return Ok(0);
                 }
+                let err = io::Error::last_os_error();
+                in_progress = err.raw_os_error() == Some(libc::EINPROGRESS);
+                Err(err)
             }),
         }
     }

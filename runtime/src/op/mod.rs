@@ -141,9 +141,10 @@ enum State {
         driver: Arc<DriverShared>,
         user_data: u64,
     },
-    /// Completed before it ever reached a ring (submission failed, or the fallback
-    /// finished it on the spot).
+    /// Completed before it ever reached a ring (the fallback finished it on the spot).
     Done(Completion),
+    /// Never submitted (no driver on this thread, or the ring refused it).
+    Failed(io::Error),
     Collected,
 }
 
@@ -167,10 +168,7 @@ impl<T: OpCode> Op<T> {
         let state = match driver::submit(&mut data) {
             Ok(Submitted::InFlight { driver, user_data }) => State::InFlight { driver, user_data },
             Ok(Submitted::Done(completion)) => State::Done(completion),
-            Err(err) => State::Done(Completion {
-                result: -err.raw_os_error().unwrap_or(libc::EINVAL),
-                flags: 0,
-            }),
+            Err(err) => State::Failed(err),
         };
         Op {
             data: Some(data),
@@ -207,7 +205,15 @@ impl<T: OpCode> Future for Op<T> {
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<T::Output> {
         let this = self.get_mut();
-        let completion = match &this.state {
+        let completion = match &mut this.state {
+            State::Failed(_) => {
+                let State::Failed(err) = std::mem::replace(&mut this.state, State::Collected)
+                else {
+                    unreachable!()
+                };
+                let data = this.data.take().expect("op polled after completion");
+                return Poll::Ready(data.complete(Err(err), 0));
+            }
             State::Done(completion) => *completion,
             State::InFlight { driver, user_data } => {
                 let mut ops = driver.ops.lock().unwrap();
@@ -242,6 +248,7 @@ impl<T: OpCode> Drop for Op<T> {
         };
         match std::mem::replace(&mut self.state, State::Collected) {
             State::Done(completion) => data.discard(completion.io_result()),
+            State::Failed(err) => data.discard(Err(err)),
             State::InFlight { driver, user_data } => {
                 let mut ops = driver.ops.lock().unwrap();
                 let Some(slot) = ops.get_mut(user_data) else {
@@ -264,6 +271,12 @@ impl<T: OpCode> Drop for Op<T> {
 
 mod sockaddr;
 pub use sockaddr::RawAddr;
+
+/// A buffer length as an SQE carries it: one op moves at most `u32::MAX` bytes (the
+/// caller sees a short count, as with any partial read or write).
+pub(crate) fn io_len(len: usize) -> u32 {
+    len.min(u32::MAX as usize) as u32
+}
 
 /// Turns a libc return value into the `io::Result<u32>` a completion carries.
 pub(crate) fn cvt(ret: isize) -> io::Result<u32> {

@@ -5,7 +5,7 @@ use std::os::fd::RawFd;
 
 use io_uring::{opcode, squeue, types};
 
-use super::{cvt, Fallback, Op, OpCode, Syscall};
+use super::{cvt, io_len, Fallback, Op, OpCode, Syscall};
 use crate::buf::{IoBufMut, SendPtr};
 use crate::BufResult;
 
@@ -32,7 +32,7 @@ unsafe impl<B: IoBufMut> OpCode for Read<B> {
         opcode::Read::new(
             types::Fd(self.fd),
             self.buf.stable_mut_ptr(),
-            self.buf.bytes_total() as u32,
+            io_len(self.buf.bytes_total()),
         )
         .offset(self.offset)
         .build()
@@ -41,7 +41,7 @@ unsafe impl<B: IoBufMut> OpCode for Read<B> {
     fn fallback(&mut self) -> Fallback {
         let (fd, offset) = (self.fd, self.offset);
         let ptr = SendPtr(self.buf.stable_mut_ptr());
-        let len = self.buf.bytes_total();
+        let len = io_len(self.buf.bytes_total()) as usize;
         Fallback::Blocking(Syscall::new(move || {
             let ptr = ptr;
             // SAFETY: ptr/len describe the op's buffer, alive until this call reports back.

@@ -5,7 +5,7 @@ use std::os::fd::RawFd;
 
 use io_uring::{opcode, squeue, types};
 
-use super::{cvt, Fallback, Interest, Op, OpCode, Syscall};
+use super::{cvt, io_len, Fallback, Interest, Op, OpCode, Syscall};
 use crate::buf::{IoBufMut, SendPtr};
 use crate::BufResult;
 
@@ -29,7 +29,7 @@ unsafe impl<B: IoBufMut> OpCode for Recv<B> {
         opcode::Recv::new(
             types::Fd(self.fd),
             self.buf.stable_mut_ptr(),
-            self.buf.bytes_total() as u32,
+            io_len(self.buf.bytes_total()),
         )
         .flags(self.flags)
         .build()
@@ -38,7 +38,7 @@ unsafe impl<B: IoBufMut> OpCode for Recv<B> {
     fn fallback(&mut self) -> Fallback {
         let (fd, flags) = (self.fd, self.flags | libc::MSG_DONTWAIT);
         let ptr = SendPtr(self.buf.stable_mut_ptr());
-        let len = self.buf.bytes_total();
+        let len = io_len(self.buf.bytes_total()) as usize;
         Fallback::Readiness {
             fd,
             interest: Interest::Readable,

@@ -6,7 +6,7 @@ use std::os::fd::RawFd;
 
 use io_uring::{opcode, squeue, types};
 
-use super::{cvt, Fallback, Interest, Op, OpCode, Syscall};
+use super::{cvt, io_len, Fallback, Interest, Op, OpCode, Syscall};
 use crate::buf::{IoBuf, SendPtr};
 use crate::BufResult;
 
@@ -34,7 +34,7 @@ unsafe impl<B: IoBuf> OpCode for Send<B> {
         opcode::Send::new(
             types::Fd(self.fd),
             self.buf.stable_ptr(),
-            self.buf.bytes_init() as u32,
+            io_len(self.buf.bytes_init()),
         )
         .flags(self.flags)
         .build()
@@ -43,7 +43,7 @@ unsafe impl<B: IoBuf> OpCode for Send<B> {
     fn fallback(&mut self) -> Fallback {
         let (fd, flags) = (self.fd, self.flags | libc::MSG_DONTWAIT);
         let ptr = SendPtr::new(self.buf.stable_ptr());
-        let len = self.buf.bytes_init();
+        let len = io_len(self.buf.bytes_init()) as usize;
         Fallback::Readiness {
             fd,
             interest: Interest::Writable,

@@ -6,7 +6,7 @@ use std::os::fd::RawFd;
 
 use io_uring::{opcode, squeue, types};
 
-use super::{cvt, Fallback, Op, OpCode, Syscall};
+use super::{cvt, io_len, Fallback, Op, OpCode, Syscall};
 use crate::buf::{IoBuf, SendPtr};
 use crate::BufResult;
 
@@ -30,7 +30,7 @@ unsafe impl<B: IoBuf> OpCode for Write<B> {
         opcode::Write::new(
             types::Fd(self.fd),
             self.buf.stable_ptr(),
-            self.buf.bytes_init() as u32,
+            io_len(self.buf.bytes_init()),
         )
         .offset(self.offset)
         .build()
@@ -39,7 +39,7 @@ unsafe impl<B: IoBuf> OpCode for Write<B> {
     fn fallback(&mut self) -> Fallback {
         let (fd, offset) = (self.fd, self.offset);
         let ptr = SendPtr::new(self.buf.stable_ptr());
-        let len = self.buf.bytes_init();
+        let len = io_len(self.buf.bytes_init()) as usize;
         Fallback::Blocking(Syscall::new(move || {
             let ptr = ptr;
             // SAFETY: ptr/len describe the op's buffer, alive until this call reports back.
