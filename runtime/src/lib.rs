@@ -36,3 +36,8 @@ pub use task::{JoinError, JoinHandle};
 
 /// The result of an operation on an owned buffer: the outcome and the buffer back.
 pub type BufResult<T, B> = (std::io::Result<T>, B);
+
+/// Compiles the README's example as a doctest, so the front page cannot rot.
+#[doc = include_str!("../../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;

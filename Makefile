@@ -1,0 +1,36 @@
+# ringloom: `make demo` runs the main job, `make test` runs every test.
+# Both work on a fresh machine with only the Rust toolchain (and Python, for later layers).
+
+CARGO ?= cargo
+SHELL := /bin/bash
+
+.PHONY: demo test test-rust test-fallback test-valgrind lint clean
+
+demo:
+	$(CARGO) run --release --example echo -- 1000 5
+
+# The whole suite, in both drivers, plus the cancellation test under valgrind.
+test: lint test-rust test-fallback test-valgrind
+
+lint:
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --all-targets -- -D warnings
+
+test-rust:
+	$(CARGO) test --workspace
+
+test-fallback:
+	RINGLOOM_DRIVER=fallback $(CARGO) test --workspace
+
+# valgrind cannot see what the kernel writes, but it does see every userspace read,
+# write and free around cancelled ops (the Ignored lifecycle, discards, fd closing).
+test-valgrind:
+	@command -v valgrind >/dev/null || { apt-get update -qq && apt-get install -y -qq valgrind; }
+	$(CARGO) test --test cancel --no-run
+	@bin=$$($(CARGO) test --test cancel --no-run --message-format=json 2>/dev/null \
+	    | grep -o '"executable":"[^"]*cancel-[^"]*"' | tail -1 | cut -d'"' -f4); \
+	echo "valgrind $$bin"; \
+	valgrind --error-exitcode=9 --quiet "$$bin"
+
+clean:
+	$(CARGO) clean
