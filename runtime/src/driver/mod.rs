@@ -258,7 +258,13 @@ impl Driver {
                 Remote::Complete(user_data, completion) => self.complete(user_data, completion),
             }
         }
-        let wait = wait.map(|timeout| self.bound_by_timers(timeout));
+        // Completions taken from the remote queue above have tasks to wake: blocking
+        // now would sit on them until something else happened.
+        let wait = if self.wakers.is_empty() && self.discards.is_empty() {
+            wait.map(|timeout| self.bound_by_timers(timeout))
+        } else {
+            wait.map(|_| Some(Duration::ZERO))
+        };
         if wait.is_some() {
             self.shared.counters.parks.fetch_add(1, Ordering::Relaxed);
         }
