@@ -288,9 +288,7 @@ impl Driver {
                 }
             }
         }
-        for (user_data, completion) in completions {
-            self.complete(user_data, completion);
-        }
+        self.complete_all(completions);
         self.fire_timers();
         Ok(self.wake_all())
     }
@@ -301,6 +299,27 @@ impl Driver {
         match (timeout, until_timer) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
+        }
+    }
+
+    /// Records a batch of completions under one lock of the in-flight table.
+    fn complete_all(&mut self, completions: Vec<(u64, Completion)>) {
+        if completions.is_empty() {
+            return;
+        }
+        self.shared
+            .counters
+            .ops_completed
+            .fetch_add(completions.len() as u64, Ordering::Relaxed);
+        let mut ops = self.shared.ops.lock().unwrap();
+        for (user_data, completion) in completions {
+            let (waker, discard) = ops.complete(user_data, completion);
+            if let Some(waker) = waker {
+                self.wakers.push(waker);
+            }
+            if let Some(discard) = discard {
+                self.discards.push((discard, completion));
+            }
         }
     }
 
@@ -324,13 +343,15 @@ impl Driver {
     }
 
     fn fire_timers(&mut self) {
-        let now = Instant::now();
         let mut expired_ops = Vec::new();
-        self.shared
-            .timers
-            .lock()
-            .unwrap()
-            .fire(now, &mut self.wakers, &mut expired_ops);
+        {
+            let mut timers = self.shared.timers.lock().unwrap();
+            if timers.is_empty() {
+                // No clock read on the hot path of a worker without timers.
+                return;
+            }
+            timers.fire(Instant::now(), &mut self.wakers, &mut expired_ops);
+        }
         for user_data in expired_ops {
             self.complete(
                 user_data,
