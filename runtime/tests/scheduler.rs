@@ -424,3 +424,44 @@ fn shutdown_timeout_returns() {
     });
     assert!(rt.shutdown_timeout(Duration::from_secs(30)));
 }
+
+#[test]
+fn wrappers_run_around_each_worker_life_and_each_park() {
+    hang_guard(LIMIT, || {
+        thread_local! {
+            static INSIDE_WORKER: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+        }
+        let lives = Arc::new(AtomicUsize::new(0));
+        let parks = Arc::new(AtomicUsize::new(0));
+        let rt = {
+            let (lives, parks) = (lives.clone(), parks.clone());
+            ringloom::Runtime::builder()
+                .workers(2)
+                .wrap_worker(move |run| {
+                    lives.fetch_add(1, Ordering::SeqCst);
+                    INSIDE_WORKER.with(|inside| inside.set(true));
+                    run();
+                    INSIDE_WORKER.with(|inside| inside.set(false));
+                })
+                .wrap_park(move |park| {
+                    parks.fetch_add(1, Ordering::SeqCst);
+                    park();
+                })
+                .build()
+                .unwrap()
+        };
+        let inside = rt.block_on(async {
+            ringloom::time::sleep(Duration::from_millis(2)).await;
+            ringloom::spawn(async {
+                ringloom::time::sleep(Duration::from_millis(2)).await;
+                INSIDE_WORKER.with(|inside| inside.get())
+            })
+            .await
+            .unwrap()
+        });
+        assert!(inside, "tasks must run inside the worker wrapper");
+        assert!(parks.load(Ordering::SeqCst) > 0);
+        drop(rt);
+        assert_eq!(lives.load(Ordering::SeqCst), 2);
+    });
+}

@@ -101,7 +101,11 @@ impl Runtime {
             shared.unpark.prepare_park();
             fence(Ordering::SeqCst);
             if !root.woken.load(Ordering::SeqCst) && executor.local_queue.is_empty() {
-                if let Some(Err(err)) = driver::with_current(|driver| driver.turn(Some(None))) {
+                let parked = self
+                    .pool()
+                    .hooks
+                    .around_park(|| driver::with_current(|driver| driver.turn(Some(None))));
+                if let Some(Err(err)) = parked {
                     log::error!("ringloom block_on: driver error while parked: {err}");
                 }
             }

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use crate::blocking::BlockingPool;
 use crate::driver::{fallback_forced_by_env, DriverConfig};
-use crate::scheduler::{run_worker, Pool};
+use crate::scheduler::{run_worker, Hooks, Pool, Wrapper};
 use crate::stats::RuntimeStats;
 use crate::task::JoinHandle;
 
@@ -25,6 +25,7 @@ pub struct Builder {
     force_fallback: bool,
     thread_name: String,
     shutdown_timeout: Duration,
+    hooks: Hooks,
 }
 
 impl Default for Builder {
@@ -37,6 +38,7 @@ impl Default for Builder {
             force_fallback: fallback_forced_by_env(),
             thread_name: "ringloom-worker".into(),
             shutdown_timeout: Duration::from_secs(10),
+            hooks: Hooks::default(),
         }
     }
 }
@@ -85,6 +87,28 @@ impl Builder {
         self
     }
 
+    /// Runs each worker's life (its task loop and its shutdown, when it drops unfinished
+    /// tasks) inside `wrapper`, which must call the closure it is given exactly once.
+    /// An embedder uses it to attach the thread to an interpreter once for its life.
+    pub fn wrap_worker(
+        &mut self,
+        wrapper: impl Fn(&mut dyn FnMut()) + Send + Sync + 'static,
+    ) -> &mut Self {
+        self.hooks.worker = Some(Wrapper::new(wrapper));
+        self
+    }
+
+    /// Runs each blocking wait in the ring (a worker, or a `block_on` caller, with
+    /// nothing to do) inside `wrapper`; an embedder uses it to release a global lock
+    /// while the thread sleeps.
+    pub fn wrap_park(
+        &mut self,
+        wrapper: impl Fn(&mut dyn FnMut()) + Send + Sync + 'static,
+    ) -> &mut Self {
+        self.hooks.park = Some(Wrapper::new(wrapper));
+        self
+    }
+
     /// Starts the workers. Each creates its own ring on its own thread; if io_uring is
     /// unavailable they use the fallback driver and say so once through `log`.
     pub fn build(&self) -> io::Result<Runtime> {
@@ -109,7 +133,12 @@ impl Builder {
             force_fallback: self.force_fallback,
             blocking: blocking.clone(),
         };
-        let pool = Arc::new(Pool::new(self.workers, blocking, config));
+        let pool = Arc::new(Pool::new(
+            self.workers,
+            blocking,
+            config,
+            self.hooks.clone(),
+        ));
         let (ready_tx, ready_rx) = std::sync::mpsc::channel();
         let mut threads = Vec::with_capacity(self.workers);
         for index in 0..self.workers {

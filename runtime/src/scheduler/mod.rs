@@ -19,9 +19,12 @@ use crate::driver::{DriverConfig, DriverShared};
 use crate::task::{new_task, JoinHandle, Task};
 
 mod countdown;
+mod hooks;
 mod worker;
 
 pub(crate) use countdown::Countdown;
+pub(crate) use hooks::Hooks;
+pub use hooks::Wrapper;
 pub(crate) use worker::run_worker;
 
 /// Counters one executor thread keeps.
@@ -135,6 +138,7 @@ pub(crate) struct Pool {
     pub(crate) shutdown: AtomicBool,
     pub(crate) blocking: BlockingPool,
     pub(crate) driver_config: DriverConfig,
+    pub(crate) hooks: Hooks,
     /// Workers that have stopped running tasks (shutdown's first phase).
     pub(crate) stopped: Countdown,
     /// Workers that have dropped their tasks (shutdown's second phase).
@@ -145,7 +149,12 @@ pub(crate) struct Pool {
 }
 
 impl Pool {
-    pub(crate) fn new(workers: usize, blocking: BlockingPool, driver_config: DriverConfig) -> Pool {
+    pub(crate) fn new(
+        workers: usize,
+        blocking: BlockingPool,
+        driver_config: DriverConfig,
+        hooks: Hooks,
+    ) -> Pool {
         Pool {
             workers: (0..workers)
                 .map(|index| Arc::new(Executor::new(Some(index))))
@@ -155,6 +164,7 @@ impl Pool {
             shutdown: AtomicBool::new(false),
             blocking,
             driver_config,
+            hooks,
             stopped: Countdown::new(workers),
             tasks_dropped: Countdown::new(workers),
             exited: Countdown::new(workers),

@@ -46,8 +46,11 @@ pub(crate) fn run_worker(
         index,
         tick: 0,
     };
-    worker.run();
-    worker.shut_down(shutdown_limit);
+    // Tasks run, and are dropped at shutdown, inside the embedder's wrapper.
+    pool.hooks.around_worker(|| {
+        worker.run();
+        worker.shut_down(shutdown_limit);
+    });
     drop(context);
     drop(Driver::exit());
     pool.exited.arrive();
@@ -174,7 +177,11 @@ impl Worker {
         shared.unpark.prepare_park();
         fence(Ordering::SeqCst);
         if !self.has_work_anywhere() {
-            if let Some(Err(err)) = driver::with_current(|driver| driver.turn(Some(None))) {
+            let parked = self
+                .pool
+                .hooks
+                .around_park(|| driver::with_current(|driver| driver.turn(Some(None))));
+            if let Some(Err(err)) = parked {
                 log::error!(
                     "ringloom worker {}: driver error while parked: {err}",
                     self.index
