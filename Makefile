@@ -4,7 +4,7 @@
 CARGO ?= cargo
 SHELL := /bin/bash
 
-.PHONY: demo test test-rust test-fallback test-valgrind lint clean
+.PHONY: demo test test-rust test-fallback test-valgrind test-asan lint clean
 
 demo:
 	$(CARGO) run --release --example echo -- 1000 5
@@ -34,6 +34,12 @@ test-valgrind:
 	    | grep -o '"executable":"[^"]*cancel-[^"]*"' | tail -1 | cut -d'"' -f4); \
 	echo "valgrind $$bin"; \
 	RINGLOOM_DRIVER=fallback valgrind --error-exitcode=9 --quiet "$$bin"
+
+# Optional, where a nightly toolchain exists (not part of `make test`: a fresh machine has
+# only stable). Unlike valgrind it runs the io_uring driver too.
+test-asan:
+	RUSTFLAGS="-Zsanitizer=address" CARGO_TARGET_DIR=target/asan \
+	    $(CARGO) +nightly test --target x86_64-unknown-linux-gnu --test cancel --test net --test scheduler --test fs
 
 clean:
 	$(CARGO) clean
