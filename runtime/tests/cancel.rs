@@ -11,7 +11,7 @@ use std::os::unix::net::UnixStream;
 use std::time::{Duration, Instant};
 
 use common::{hang_guard, open_fds, runtime};
-use ringloom::op::{Accept, OpenAt, Recv};
+use ringloom::op::{Accept, OpFd, OpenAt, Recv};
 
 /// Waits until every op submitted on every worker has completed (cancelled ones too).
 fn settle(rt: &ringloom::Runtime) {
@@ -68,9 +68,13 @@ fn dropped_ops_release_buffers_and_fds() {
                     let chunk = chunk.to_vec();
                     ringloom::spawn(async move {
                         let mut ops = Vec::new();
-                        for fd in &chunk {
+                        for &fd in &chunk {
                             for _ in 0..100 {
-                                ops.push(Recv::submit(*fd, vec![0u8; 4096], 0));
+                                // SAFETY: `pairs` owns fd and is dropped only after
+                                // `settle`, once every one of these receives has
+                                // completed.
+                                let fd = unsafe { OpFd::borrowed(fd) };
+                                ops.push(Recv::submit(fd, vec![0u8; 4096], 0));
                             }
                         }
                         // Let the ring take them all before they are dropped.
@@ -104,9 +108,13 @@ fn dropped_ops_release_buffers_and_fds() {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         listener.set_nonblocking(true).unwrap();
         let address = listener.local_addr().unwrap();
-        let listen_fd = listener.as_raw_fd();
+        // Shared with the accepts: each holds the listener open until it completes.
+        let listener = OpFd::from(OwnedFd::from(listener));
+        let listen_fd = listener.clone();
         rt.block_on(async move {
-            let accepts: Vec<_> = (0..1_000).map(|_| Accept::submit(listen_fd)).collect();
+            let accepts: Vec<_> = (0..1_000)
+                .map(|_| Accept::submit(listen_fd.clone()))
+                .collect();
             ringloom::op::Nop::submit().await.unwrap();
             // Clients connect from a plain thread: this thread must keep turning its ring
             // (with DEFER_TASKRUN the accepts progress only when it does). Fewer than the
@@ -127,18 +135,18 @@ fn dropped_ops_release_buffers_and_fds() {
         let path = std::ffi::CString::new("/proc/self/status").unwrap();
         rt.block_on(async move {
             let opens: Vec<_> = (0..1_000)
-                .map(|_| OpenAt::submit(libc::AT_FDCWD, path.clone(), libc::O_RDONLY, 0))
+                .map(|_| OpenAt::submit(None, path.clone(), libc::O_RDONLY, 0))
                 .collect();
             ringloom::op::Nop::submit().await.unwrap();
             drop(opens);
             // And opens that complete and are dropped before anyone polls them.
             let completed: Vec<_> = (0..100)
-                .map(|_| OpenAt::submit(libc::AT_FDCWD, path.clone(), libc::O_RDONLY, 0))
+                .map(|_| OpenAt::submit(None, path.clone(), libc::O_RDONLY, 0))
                 .collect();
             ringloom::time::sleep(Duration::from_millis(20)).await;
             drop(completed);
             // One collected normally, to show the fd is real.
-            let fd: OwnedFd = OpenAt::submit(libc::AT_FDCWD, path.clone(), libc::O_RDONLY, 0)
+            let fd: OwnedFd = OpenAt::submit(None, path.clone(), libc::O_RDONLY, 0)
                 .await
                 .unwrap();
             // SAFETY: fd is a fresh descriptor we own; File takes it over.

@@ -3,9 +3,10 @@
 
 use std::net::SocketAddr;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::sync::Arc;
 
 use ringloom::net::{TcpListener, TcpStream};
-use ringloom::op::{Connect, RawAddr, Socket};
+use ringloom::op::{Connect, OpFd, RawAddr, Socket};
 
 fn nofile_limit() -> libc::rlimit {
     let mut limit = libc::rlimit {
@@ -72,15 +73,17 @@ fn accept_reports_emfile_and_keeps_working() {
     let addr = listener.local_addr().unwrap();
     rt.block_on(async move {
         // The client's socket must exist before the table is full.
-        let client_fd = Socket::submit(libc::AF_INET, libc::SOCK_STREAM, 0)
-            .await
-            .unwrap();
+        let client_fd = Arc::new(
+            Socket::submit(libc::AF_INET, libc::SOCK_STREAM, 0)
+                .await
+                .unwrap(),
+        );
         let mut fillers = exhaust_descriptors();
 
         // The client connects (the kernel completes the handshake from the backlog)
         // while the server has no descriptor for it.
         let connecting = ringloom::spawn(async move {
-            Connect::submit(client_fd.as_raw_fd(), RawAddr::from_inet(&addr))
+            Connect::submit(OpFd::shared(client_fd.clone()), RawAddr::from_inet(&addr))
                 .await
                 .map(|()| client_fd)
         });
@@ -94,6 +97,8 @@ fn accept_reports_emfile_and_keeps_working() {
         // One free slot is all the queued connection needs.
         drop(fillers.pop());
         let (server, peer) = listener.accept().await.unwrap();
+        // The connect has completed, so its reference is gone.
+        let client_fd = Arc::try_unwrap(client_fd).expect("no op holds the client");
         let client = TcpStream::from_std(std::net::TcpStream::from(client_fd)).unwrap();
         assert_eq!(peer, client.local_addr().unwrap());
         let (result, _) = client.write_all(b"still here".as_slice()).await;

@@ -3,7 +3,6 @@
 use std::collections::TryReserveError;
 use std::future::Future;
 use std::io;
-use std::os::fd::AsRawFd;
 use std::path::Path;
 
 use super::window::Window;
@@ -62,8 +61,8 @@ async fn read_to_end(file: &File) -> io::Result<Vec<u8>> {
         let filled = buf.len();
         // SAFETY: the window starts at the Vec's length; all bytes before it are
         // initialised.
-        let window = unsafe { Window::new(buf, filled, file.fd()) };
-        let (result, window) = Read::submit(file.as_raw_fd(), window, filled as u64).await;
+        let window = unsafe { Window::new(buf, filled) };
+        let (result, window) = Read::submit(file.op_fd(), window, filled as u64).await;
         buf = window.into_inner();
         match result {
             Ok(0) => return Ok(buf),

@@ -12,13 +12,13 @@ pub fn remove_file(
     path: impl AsRef<Path>,
 ) -> impl Future<Output = io::Result<()>> + Send + 'static {
     let path = cstring(path.as_ref());
-    async move { UnlinkAt::submit(libc::AT_FDCWD, path?, 0).await }
+    async move { UnlinkAt::submit(None, path?, 0).await }
 }
 
 /// Removes an empty directory.
 pub fn remove_dir(path: impl AsRef<Path>) -> impl Future<Output = io::Result<()>> + Send + 'static {
     let path = cstring(path.as_ref());
-    async move { UnlinkAt::submit(libc::AT_FDCWD, path?, libc::AT_REMOVEDIR).await }
+    async move { UnlinkAt::submit(None, path?, libc::AT_REMOVEDIR).await }
 }
 
 /// Renames `from` to `to`, atomically replacing `to` if it is a file (or an empty
@@ -30,14 +30,14 @@ pub fn rename(
     let paths = cstring(from.as_ref()).and_then(|from| Ok((from, cstring(to.as_ref())?)));
     async move {
         let (from, to) = paths?;
-        RenameAt::submit(libc::AT_FDCWD, from, libc::AT_FDCWD, to).await
+        RenameAt::submit(None, from, None, to).await
     }
 }
 
 /// Creates a directory (mode `0o777`, narrowed by the umask); its parent must exist.
 pub fn create_dir(path: impl AsRef<Path>) -> impl Future<Output = io::Result<()>> + Send + 'static {
     let path = cstring(path.as_ref());
-    async move { MkDirAt::submit(libc::AT_FDCWD, path?, 0o777).await }
+    async move { MkDirAt::submit(None, path?, 0o777).await }
 }
 
 /// Creates a directory and any missing parents. A directory that already exists, or

@@ -11,7 +11,7 @@ use super::metadata::{statx, Metadata};
 use super::window::Window;
 use super::{check_pos, OpenOptions};
 use crate::buf::{IoBuf, IoBufMut};
-use crate::op::{Close, Fallocate, Fsync, Read, Write};
+use crate::op::{Close, Fallocate, Fsync, OpFd, Read, Write};
 use crate::BufResult;
 
 /// An open file.
@@ -21,8 +21,9 @@ use crate::BufResult;
 /// racing over a shared position.
 ///
 /// Dropping a `File` closes it synchronously; [`File::close`] closes it through the ring
-/// and reports the error, if any. A read or write whose future was dropped keeps the
-/// descriptor open until the kernel has finished with it.
+/// and reports the error, if any. Every operation holds a reference on the descriptor
+/// ([`OpFd`]), so one whose future was dropped keeps it open until the kernel has finished
+/// with it, rather than acting on whichever file next reuses its number.
 pub struct File {
     fd: Arc<OwnedFd>,
 }
@@ -53,9 +54,9 @@ impl File {
         File { fd: Arc::new(fd) }
     }
 
-    /// A reference on the descriptor for an op to hold (see `Window`).
-    pub(super) fn fd(&self) -> Arc<OwnedFd> {
-        self.fd.clone()
+    /// A reference on the descriptor for an op to hold until its completion.
+    pub(super) fn op_fd(&self) -> OpFd {
+        OpFd::shared(self.fd.clone())
     }
 
     /// Reads into `buf` from its start, up to its capacity (`bytes_total`), from offset
@@ -65,8 +66,8 @@ impl File {
             return (Err(err), buf);
         }
         // SAFETY: a window from the start has no bytes before it.
-        let window = unsafe { Window::new(buf, 0, self.fd.clone()) };
-        let (result, window) = Read::submit(self.as_raw_fd(), window, pos).await;
+        let window = unsafe { Window::new(buf, 0) };
+        let (result, window) = Read::submit(self.op_fd(), window, pos).await;
         (result, window.into_inner())
     }
 
@@ -81,9 +82,9 @@ impl File {
         let mut filled = 0;
         while filled < total {
             // SAFETY: the first `filled` bytes were written by the reads before this one.
-            let window = unsafe { Window::new(buf, filled, self.fd.clone()) };
+            let window = unsafe { Window::new(buf, filled) };
             let offset = pos + filled as u64;
-            let (result, window) = Read::submit(self.as_raw_fd(), window, offset).await;
+            let (result, window) = Read::submit(self.op_fd(), window, offset).await;
             buf = window.into_inner();
             match result {
                 Ok(0) => {
@@ -108,8 +109,8 @@ impl File {
             return (Err(err), buf);
         }
         // SAFETY: a window from the start has no bytes before it.
-        let window = unsafe { Window::new(buf, 0, self.fd.clone()) };
-        let (result, window) = Write::submit(self.as_raw_fd(), window, pos).await;
+        let window = unsafe { Window::new(buf, 0) };
+        let (result, window) = Write::submit(self.op_fd(), window, pos).await;
         (result, window.into_inner())
     }
 
@@ -125,9 +126,9 @@ impl File {
         while written < total {
             // SAFETY: `written` is at most `total`, all initialised; writes never mark
             // bytes as initialised anyway.
-            let window = unsafe { Window::new(buf, written, self.fd.clone()) };
+            let window = unsafe { Window::new(buf, written) };
             let offset = pos + written as u64;
-            let (result, window) = Write::submit(self.as_raw_fd(), window, offset).await;
+            let (result, window) = Write::submit(self.op_fd(), window, offset).await;
             buf = window.into_inner();
             match result {
                 Ok(0) => {
@@ -145,32 +146,32 @@ impl File {
 
     /// Waits until the file's data and metadata have reached the disk.
     pub async fn sync_all(&self) -> io::Result<()> {
-        Fsync::submit(self.as_raw_fd(), false).await
+        Fsync::submit(self.op_fd(), false).await
     }
 
     /// Waits until the file's data (and only the metadata needed to read it back, such as
     /// its size) has reached the disk; cheaper than [`File::sync_all`].
     pub async fn sync_data(&self) -> io::Result<()> {
-        Fsync::submit(self.as_raw_fd(), true).await
+        Fsync::submit(self.op_fd(), true).await
     }
 
     /// Reserves disk space for `len` bytes at `pos`, growing the file if needed, so later
     /// writes there cannot fail for lack of space.
     pub async fn allocate(&self, pos: u64, len: u64) -> io::Result<()> {
         check_pos(pos)?;
-        Fallocate::submit(self.as_raw_fd(), pos, len, 0).await
+        Fallocate::submit(self.op_fd(), pos, len, 0).await
     }
 
     /// Metadata of the open file itself, which stays right even after its path has been
     /// renamed, removed or replaced.
     pub async fn metadata(&self) -> io::Result<Metadata> {
-        statx(self.as_raw_fd(), Default::default(), libc::AT_EMPTY_PATH).await
+        statx(Some(self.op_fd()), Default::default(), libc::AT_EMPTY_PATH).await
     }
 
     /// Closes the file through the ring, reporting errors a plain drop would swallow
     /// (some filesystems only report failed writes at close).
     ///
-    /// If a dropped read or write is still using the descriptor, it is closed when that
+    /// If a dropped operation is still using the descriptor, it is closed when that
     /// operation completes instead, and this returns `Ok`.
     pub async fn close(self) -> io::Result<()> {
         match Arc::try_unwrap(self.fd) {
@@ -179,8 +180,8 @@ impl File {
         }
     }
 
-    /// Converts into a `std::fs::File` for blocking code. If a dropped read or write is
-    /// still using the descriptor, the result is a duplicate of it, which can fail.
+    /// Converts into a `std::fs::File` for blocking code. If a dropped operation is still
+    /// using the descriptor, the result is a duplicate of it, which can fail.
     pub fn into_std(self) -> io::Result<std::fs::File> {
         match Arc::try_unwrap(self.fd) {
             Ok(fd) => Ok(fd.into()),

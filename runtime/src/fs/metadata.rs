@@ -4,13 +4,12 @@ use std::ffi::CString;
 use std::fmt;
 use std::future::Future;
 use std::io;
-use std::os::fd::RawFd;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use super::cstring;
-use crate::op::Statx;
+use crate::op::{OpFd, Statx};
 
 /// Everything `Metadata` reports; birth time is asked for too, though not every
 /// filesystem records it.
@@ -21,7 +20,7 @@ pub fn metadata(
     path: impl AsRef<Path>,
 ) -> impl Future<Output = io::Result<Metadata>> + Send + 'static {
     let path = cstring(path.as_ref());
-    async move { statx(libc::AT_FDCWD, path?, 0).await }
+    async move { statx(None, path?, 0).await }
 }
 
 /// Metadata of a path itself: for a symlink, of the link rather than its target.
@@ -29,11 +28,12 @@ pub fn symlink_metadata(
     path: impl AsRef<Path>,
 ) -> impl Future<Output = io::Result<Metadata>> + Send + 'static {
     let path = cstring(path.as_ref());
-    async move { statx(libc::AT_FDCWD, path?, libc::AT_SYMLINK_NOFOLLOW).await }
+    async move { statx(None, path?, libc::AT_SYMLINK_NOFOLLOW).await }
 }
 
-pub(super) async fn statx(dirfd: RawFd, path: CString, flags: i32) -> io::Result<Metadata> {
-    let stx = Statx::submit(dirfd, path, flags, MASK).await?;
+/// `dir` `None` resolves `path` against the working directory.
+pub(super) async fn statx(dir: Option<OpFd>, path: CString, flags: i32) -> io::Result<Metadata> {
+    let stx = Statx::submit(dir, path, flags, MASK).await?;
     Ok(Metadata { stx })
 }
 

@@ -101,7 +101,7 @@ impl OpenOptions {
         let mode = self.mode;
         async move {
             let (path, flags) = prepared?;
-            let fd = OpenAt::submit(libc::AT_FDCWD, path, flags, mode).await?;
+            let fd = OpenAt::submit(None, path, flags, mode).await?;
             Ok(File::from_owned(fd))
         }
     }

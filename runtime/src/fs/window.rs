@@ -3,15 +3,6 @@
 //! ringloom's read and write ops always start at the beginning of a buffer, so the loops
 //! that resume after a short transfer (`read_exact_at`, `write_all_at`, `fs::read`) lend
 //! the kernel a window onto the rest of it instead.
-//!
-//! The window also holds a reference to the file's descriptor. An op's data outlives a
-//! dropped future until the kernel (or the fallback's blocking pool) reports back, so the
-//! descriptor stays open for as long as a read or write may still use it: dropping a
-//! `File` with an abandoned write in flight can never redirect that write into whichever
-//! file next reuses the descriptor number.
-
-use std::os::fd::OwnedFd;
-use std::sync::Arc;
 
 use crate::buf::{IoBuf, IoBufMut};
 
@@ -22,7 +13,6 @@ const MAX_RW: usize = 0x7fff_f000;
 pub(super) struct Window<B> {
     buf: B,
     begin: usize,
-    _fd: Arc<OwnedFd>,
 }
 
 impl<B: IoBuf> Window<B> {
@@ -30,12 +20,8 @@ impl<B: IoBuf> Window<B> {
     /// The first `begin` bytes of `buf` must be initialised (by the caller, or by earlier
     /// reads into it): a read through the window marks them as data along with what it
     /// reads.
-    pub(super) unsafe fn new(buf: B, begin: usize, fd: Arc<OwnedFd>) -> Window<B> {
-        Window {
-            buf,
-            begin,
-            _fd: fd,
-        }
+    pub(super) unsafe fn new(buf: B, begin: usize) -> Window<B> {
+        Window { buf, begin }
     }
 
     pub(super) fn into_inner(self) -> B {

@@ -8,6 +8,9 @@
 //! [`UnixStream::pair`]) and sockets adopted with `from_std` are made non-blocking: the
 //! fallback driver needs that to wait for readiness, and io_uring does not mind, so a
 //! socket built outside the runtime works under either driver.
+//!
+//! Dropping a socket closes it once no operation holds it any longer: one whose future
+//! was dropped keeps the descriptor open until it completes (see [`crate::op::OpFd`]).
 
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
@@ -15,12 +18,14 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use crate::op::RawAddr;
 
 mod slice;
+mod socket_fd;
 mod stream;
 mod tcp;
 mod udp;
 mod unix;
 
 pub use slice::Slice;
+use socket_fd::SocketFd;
 pub use tcp::{TcpListener, TcpStream};
 pub use udp::UdpSocket;
 pub use unix::{UnixListener, UnixStream};

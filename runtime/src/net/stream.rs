@@ -3,9 +3,8 @@
 
 use std::io;
 use std::net::Shutdown;
-use std::os::fd::{AsRawFd, OwnedFd};
 
-use super::Slice;
+use super::{Slice, SocketFd};
 use crate::buf::{IoBuf, IoBufMut};
 use crate::op::{self, RawAddr};
 use crate::BufResult;
@@ -15,11 +14,11 @@ use crate::BufResult;
 pub(super) async fn connect(
     addrs: impl IntoIterator<Item = RawAddr>,
     socket_type: i32,
-) -> io::Result<OwnedFd> {
+) -> io::Result<SocketFd> {
     let mut last_err = None;
     for addr in addrs {
-        let fd = op::Socket::submit(addr.family(), socket_type, 0).await?;
-        match op::Connect::submit(fd.as_raw_fd(), addr).await {
+        let fd = SocketFd::new(op::Socket::submit(addr.family(), socket_type, 0).await?);
+        match op::Connect::submit(fd.op(), addr).await {
             Ok(()) => return Ok(fd),
             Err(err) => last_err = Some(err),
         }
@@ -27,15 +26,15 @@ pub(super) async fn connect(
     Err(last_err.unwrap_or_else(super::no_addresses))
 }
 
-pub(super) async fn read<B: IoBufMut>(fd: &OwnedFd, buf: B) -> BufResult<usize, B> {
-    op::Recv::submit(fd.as_raw_fd(), buf, 0).await
+pub(super) async fn read<B: IoBufMut>(fd: &SocketFd, buf: B) -> BufResult<usize, B> {
+    op::Recv::submit(fd.op(), buf, 0).await
 }
 
-pub(super) async fn write<B: IoBuf>(fd: &OwnedFd, buf: B) -> BufResult<usize, B> {
-    op::Send::submit(fd.as_raw_fd(), buf, 0).await
+pub(super) async fn write<B: IoBuf>(fd: &SocketFd, buf: B) -> BufResult<usize, B> {
+    op::Send::submit(fd.op(), buf, 0).await
 }
 
-pub(super) async fn write_all<B: IoBuf>(fd: &OwnedFd, buf: B) -> BufResult<(), B> {
+pub(super) async fn write_all<B: IoBuf>(fd: &SocketFd, buf: B) -> BufResult<(), B> {
     let len = buf.bytes_init();
     let mut sent = 0;
     let mut buf = buf;
@@ -56,15 +55,11 @@ pub(super) async fn write_all<B: IoBuf>(fd: &OwnedFd, buf: B) -> BufResult<(), B
     (Ok(()), buf)
 }
 
-pub(super) async fn shutdown(fd: &OwnedFd, how: Shutdown) -> io::Result<()> {
+pub(super) async fn shutdown(fd: &SocketFd, how: Shutdown) -> io::Result<()> {
     let how = match how {
         Shutdown::Read => libc::SHUT_RD,
         Shutdown::Write => libc::SHUT_WR,
         Shutdown::Both => libc::SHUT_RDWR,
     };
-    op::Shutdown::submit(fd.as_raw_fd(), how).await
-}
-
-pub(super) async fn close(fd: OwnedFd) -> io::Result<()> {
-    op::Close::submit(fd).await
+    op::Shutdown::submit(fd.op(), how).await
 }

@@ -5,7 +5,7 @@ use std::io;
 use std::net::{Shutdown, SocketAddr, ToSocketAddrs};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 
-use super::stream;
+use super::{stream, SocketFd};
 use crate::buf::{IoBuf, IoBufMut};
 use crate::op::{self, RawAddr};
 use crate::BufResult;
@@ -22,7 +22,7 @@ fn domain(addr: &SocketAddr) -> i32 {
 /// Binding is synchronous (it never waits on the network), so a listener can be made
 /// before the runtime starts and handed to it.
 pub struct TcpListener {
-    fd: OwnedFd,
+    fd: SocketFd,
 }
 
 impl TcpListener {
@@ -46,7 +46,9 @@ impl TcpListener {
         super::set_int_option(fd.as_raw_fd(), libc::SOL_SOCKET, libc::SO_REUSEADDR, 1)?;
         super::bind(&fd, &RawAddr::from_inet(addr))?;
         super::listen(&fd)?;
-        Ok(TcpListener { fd })
+        Ok(TcpListener {
+            fd: SocketFd::new(fd),
+        })
     }
 
     /// Adopts a listener made with `std` (made non-blocking, see the [module
@@ -54,7 +56,9 @@ impl TcpListener {
     pub fn from_std(listener: std::net::TcpListener) -> io::Result<TcpListener> {
         let fd = OwnedFd::from(listener);
         super::set_nonblocking(&fd)?;
-        Ok(TcpListener { fd })
+        Ok(TcpListener {
+            fd: SocketFd::new(fd),
+        })
     }
 
     /// Waits for a connection.
@@ -63,12 +67,22 @@ impl TcpListener {
     /// kernel, so the listener stays usable: a later `accept` takes the connection once
     /// descriptors are free again.
     pub async fn accept(&self) -> io::Result<(TcpStream, SocketAddr)> {
-        let (fd, addr) = op::Accept::submit(self.fd.as_raw_fd()).await?;
-        Ok((TcpStream { fd }, addr.to_inet()?))
+        let (fd, addr) = op::Accept::submit(self.fd.op()).await?;
+        let stream = TcpStream {
+            fd: SocketFd::new(fd),
+        };
+        Ok((stream, addr.to_inet()?))
     }
 
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
         super::local_addr(self.fd.as_raw_fd())?.to_inet()
+    }
+
+    /// Converts into a `std` listener for blocking code. It may be non-blocking (see the
+    /// [module docs](super)); `set_nonblocking(false)` makes `accept` wait. If a dropped
+    /// accept is still using the descriptor, the result is a duplicate, which can fail.
+    pub fn into_std(self) -> io::Result<std::net::TcpListener> {
+        Ok(self.fd.into_owned()?.into())
     }
 }
 
@@ -84,19 +98,23 @@ impl AsFd for TcpListener {
     }
 }
 
-impl From<TcpListener> for OwnedFd {
-    fn from(listener: TcpListener) -> OwnedFd {
-        listener.fd
+/// Fallible for the reason [`TcpListener::into_std`] is.
+impl TryFrom<TcpListener> for OwnedFd {
+    type Error = io::Error;
+
+    fn try_from(listener: TcpListener) -> io::Result<OwnedFd> {
+        listener.fd.into_owned()
     }
 }
 
 /// A TCP connection.
 ///
 /// Methods take `&self`, so one task may read while another writes (share it with an
-/// `Arc`); the borrow also keeps the socket open for as long as an operation on it is in
-/// flight. Dropping the stream closes it.
+/// `Arc`). Dropping the stream closes it once no operation holds it: one whose future was
+/// dropped keeps the descriptor open until it completes, so it cannot act on a newer
+/// socket that reuses the number.
 pub struct TcpStream {
-    fd: OwnedFd,
+    fd: SocketFd,
 }
 
 impl TcpStream {
@@ -124,7 +142,9 @@ impl TcpStream {
     pub fn from_std(stream: std::net::TcpStream) -> io::Result<TcpStream> {
         let fd = OwnedFd::from(stream);
         super::set_nonblocking(&fd)?;
-        Ok(TcpStream { fd })
+        Ok(TcpStream {
+            fd: SocketFd::new(fd),
+        })
     }
 
     /// Receives up to `buf`'s capacity into its start (overwriting what it held), so the
@@ -152,9 +172,18 @@ impl TcpStream {
         stream::shutdown(&self.fd, how).await
     }
 
-    /// Closes through the ring, reporting errors a plain drop would ignore.
+    /// Closes through the ring, reporting errors a plain drop would ignore. If a dropped
+    /// operation is still using the socket, it is closed when that operation completes
+    /// instead, and this returns `Ok`.
     pub async fn close(self) -> io::Result<()> {
-        stream::close(self.fd).await
+        self.fd.close().await
+    }
+
+    /// Converts into a `std` stream for blocking code. It may be non-blocking (see the
+    /// [module docs](super)); `set_nonblocking(false)` makes reads wait. If a dropped
+    /// operation is still using the descriptor, the result is a duplicate, which can fail.
+    pub fn into_std(self) -> io::Result<std::net::TcpStream> {
+        Ok(self.fd.into_owned()?.into())
     }
 
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
@@ -194,8 +223,11 @@ impl AsFd for TcpStream {
     }
 }
 
-impl From<TcpStream> for OwnedFd {
-    fn from(stream: TcpStream) -> OwnedFd {
-        stream.fd
+/// Fallible for the reason [`TcpStream::into_std`] is.
+impl TryFrom<TcpStream> for OwnedFd {
+    type Error = io::Error;
+
+    fn try_from(stream: TcpStream) -> io::Result<OwnedFd> {
+        stream.fd.into_owned()
     }
 }

@@ -5,14 +5,18 @@ use std::io;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 
+use super::SocketFd;
 use crate::buf::{IoBuf, IoBufMut};
 use crate::op::{self, RawAddr};
 use crate::BufResult;
 
 /// A UDP socket. Each send is one datagram and each receive takes one; a datagram longer
 /// than the receive buffer's capacity is truncated, as with any UDP socket.
+///
+/// Dropping it closes it once no operation holds it, as with
+/// [`TcpStream`](super::TcpStream).
 pub struct UdpSocket {
-    fd: OwnedFd,
+    fd: SocketFd,
 }
 
 impl UdpSocket {
@@ -25,8 +29,10 @@ impl UdpSocket {
                 SocketAddr::V4(_) => libc::AF_INET,
                 SocketAddr::V6(_) => libc::AF_INET6,
             };
-            let bound = super::socket(domain, libc::SOCK_DGRAM)
-                .and_then(|fd| super::bind(&fd, &RawAddr::from_inet(&addr)).map(|()| fd));
+            let bound = super::socket(domain, libc::SOCK_DGRAM).and_then(|fd| {
+                super::bind(&fd, &RawAddr::from_inet(&addr))?;
+                Ok(SocketFd::new(fd))
+            });
             match bound {
                 Ok(fd) => return Ok(UdpSocket { fd }),
                 Err(err) => last_err = Some(err),
@@ -39,7 +45,9 @@ impl UdpSocket {
     pub fn from_std(socket: std::net::UdpSocket) -> io::Result<UdpSocket> {
         let fd = OwnedFd::from(socket);
         super::set_nonblocking(&fd)?;
-        Ok(UdpSocket { fd })
+        Ok(UdpSocket {
+            fd: SocketFd::new(fd),
+        })
     }
 
     /// Sets the default peer for [`send`](Self::send) and filters what
@@ -72,24 +80,24 @@ impl UdpSocket {
 
     /// Sends `buf`'s bytes as one datagram to `addr`.
     pub async fn send_to<B: IoBuf>(&self, buf: B, addr: SocketAddr) -> BufResult<usize, B> {
-        op::SendMsg::submit(self.fd.as_raw_fd(), buf, RawAddr::from_inet(&addr)).await
+        op::SendMsg::submit(self.fd.op(), buf, RawAddr::from_inet(&addr)).await
     }
 
     /// Receives one datagram into `buf`'s start, with its sender's address.
     pub async fn recv_from<B: IoBufMut>(&self, buf: B) -> BufResult<(usize, SocketAddr), B> {
-        let (result, buf) = op::RecvMsg::submit(self.fd.as_raw_fd(), buf).await;
+        let (result, buf) = op::RecvMsg::submit(self.fd.op(), buf).await;
         let result = result.and_then(|(n, addr)| Ok((n, addr.to_inet()?)));
         (result, buf)
     }
 
     /// Sends one datagram to the connected peer.
     pub async fn send<B: IoBuf>(&self, buf: B) -> BufResult<usize, B> {
-        op::Send::submit(self.fd.as_raw_fd(), buf, 0).await
+        op::Send::submit(self.fd.op(), buf, 0).await
     }
 
     /// Receives one datagram from the connected peer into `buf`'s start.
     pub async fn recv<B: IoBufMut>(&self, buf: B) -> BufResult<usize, B> {
-        op::Recv::submit(self.fd.as_raw_fd(), buf, 0).await
+        op::Recv::submit(self.fd.op(), buf, 0).await
     }
 
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
@@ -98,6 +106,13 @@ impl UdpSocket {
 
     pub fn peer_addr(&self) -> io::Result<SocketAddr> {
         super::peer_addr(self.fd.as_raw_fd())?.to_inet()
+    }
+
+    /// Converts into a `std` socket for blocking code. It may be non-blocking (see the
+    /// [module docs](super)); `set_nonblocking(false)` makes receives wait. If a dropped
+    /// operation is still using the descriptor, the result is a duplicate, which can fail.
+    pub fn into_std(self) -> io::Result<std::net::UdpSocket> {
+        Ok(self.fd.into_owned()?.into())
     }
 }
 
@@ -113,8 +128,11 @@ impl AsFd for UdpSocket {
     }
 }
 
-impl From<UdpSocket> for OwnedFd {
-    fn from(socket: UdpSocket) -> OwnedFd {
-        socket.fd
+/// Fallible for the reason [`UdpSocket::into_std`] is.
+impl TryFrom<UdpSocket> for OwnedFd {
+    type Error = io::Error;
+
+    fn try_from(socket: UdpSocket) -> io::Result<OwnedFd> {
+        socket.fd.into_owned()
     }
 }

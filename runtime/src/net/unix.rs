@@ -9,7 +9,7 @@ use std::os::unix::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
 
-use super::stream;
+use super::{stream, SocketFd};
 use crate::buf::{IoBuf, IoBufMut};
 use crate::op::{self, RawAddr};
 use crate::BufResult;
@@ -26,7 +26,7 @@ fn with_std<R>(fd: &OwnedFd, f: impl FnOnce(&std::os::unix::net::UnixStream) -> 
 
 /// A listening Unix stream socket. Dropping it does not remove its path, as with `std`.
 pub struct UnixListener {
-    fd: OwnedFd,
+    fd: SocketFd,
 }
 
 impl UnixListener {
@@ -36,26 +36,37 @@ impl UnixListener {
         let fd = super::socket(libc::AF_UNIX, libc::SOCK_STREAM)?;
         super::bind(&fd, &addr)?;
         super::listen(&fd)?;
-        Ok(UnixListener { fd })
+        Ok(UnixListener {
+            fd: SocketFd::new(fd),
+        })
     }
 
     /// Adopts a `std` listener (made non-blocking, see the [module docs](super)).
     pub fn from_std(listener: std::os::unix::net::UnixListener) -> io::Result<UnixListener> {
         let fd = OwnedFd::from(listener);
         super::set_nonblocking(&fd)?;
-        Ok(UnixListener { fd })
+        Ok(UnixListener {
+            fd: SocketFd::new(fd),
+        })
     }
 
     /// Waits for a connection; as with TCP, a failed accept leaves the connection queued.
     pub async fn accept(&self) -> io::Result<(UnixStream, SocketAddr)> {
-        let (fd, _) = op::Accept::submit(self.fd.as_raw_fd()).await?;
-        let stream = UnixStream { fd };
+        let (fd, _) = op::Accept::submit(self.fd.op()).await?;
+        let stream = UnixStream {
+            fd: SocketFd::new(fd),
+        };
         let addr = stream.peer_addr()?;
         Ok((stream, addr))
     }
 
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
         with_std(&self.fd, |view| view.local_addr())
+    }
+
+    /// As [`TcpListener::into_std`](super::TcpListener::into_std).
+    pub fn into_std(self) -> io::Result<std::os::unix::net::UnixListener> {
+        Ok(self.fd.into_owned()?.into())
     }
 }
 
@@ -71,16 +82,19 @@ impl AsFd for UnixListener {
     }
 }
 
-impl From<UnixListener> for OwnedFd {
-    fn from(listener: UnixListener) -> OwnedFd {
-        listener.fd
+/// Fallible for the reason [`UnixListener::into_std`] is.
+impl TryFrom<UnixListener> for OwnedFd {
+    type Error = io::Error;
+
+    fn try_from(listener: UnixListener) -> io::Result<OwnedFd> {
+        listener.fd.into_owned()
     }
 }
 
 /// A Unix stream connection; see [`TcpStream`](super::TcpStream) for how its methods
 /// behave.
 pub struct UnixStream {
-    fd: OwnedFd,
+    fd: SocketFd,
 }
 
 impl UnixStream {
@@ -102,7 +116,7 @@ impl UnixStream {
                     return Err(err);
                 }
                 crate::time::sleep(Duration::from_millis(1)).await;
-                op::Connect::submit(fd.as_raw_fd(), addr.clone()).await?;
+                op::Connect::submit(fd.op(), addr.clone()).await?;
             }
             Ok(UnixStream { fd })
         }
@@ -116,6 +130,7 @@ impl UnixStream {
         super::cvt(unsafe { libc::socketpair(libc::AF_UNIX, socket_type, 0, fds.as_mut_ptr()) })?;
         // SAFETY: socketpair succeeded, so both are fresh fds that nothing else owns.
         let (a, b) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+        let (a, b) = (SocketFd::new(a), SocketFd::new(b));
         Ok((UnixStream { fd: a }, UnixStream { fd: b }))
     }
 
@@ -124,7 +139,9 @@ impl UnixStream {
     pub fn from_std(stream: std::os::unix::net::UnixStream) -> io::Result<UnixStream> {
         let fd = OwnedFd::from(stream);
         super::set_nonblocking(&fd)?;
-        Ok(UnixStream { fd })
+        Ok(UnixStream {
+            fd: SocketFd::new(fd),
+        })
     }
 
     pub async fn read<B: IoBufMut>(&self, buf: B) -> BufResult<usize, B> {
@@ -143,8 +160,14 @@ impl UnixStream {
         stream::shutdown(&self.fd, how).await
     }
 
+    /// As [`TcpStream::close`](super::TcpStream::close).
     pub async fn close(self) -> io::Result<()> {
-        stream::close(self.fd).await
+        self.fd.close().await
+    }
+
+    /// As [`TcpStream::into_std`](super::TcpStream::into_std).
+    pub fn into_std(self) -> io::Result<std::os::unix::net::UnixStream> {
+        Ok(self.fd.into_owned()?.into())
     }
 
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
@@ -168,8 +191,11 @@ impl AsFd for UnixStream {
     }
 }
 
-impl From<UnixStream> for OwnedFd {
-    fn from(stream: UnixStream) -> OwnedFd {
-        stream.fd
+/// Fallible for the reason [`UnixStream::into_std`] is.
+impl TryFrom<UnixStream> for OwnedFd {
+    type Error = io::Error;
+
+    fn try_from(stream: UnixStream) -> io::Result<OwnedFd> {
+        stream.fd.into_owned()
     }
 }

@@ -6,11 +6,11 @@ use std::os::fd::{FromRawFd, OwnedFd, RawFd};
 
 use io_uring::{opcode, squeue, types};
 
-use super::{cvt, Fallback, Interest, Op, OpCode, RawAddr, Syscall};
+use super::{cvt, Fallback, Interest, Op, OpCode, OpFd, RawAddr, Syscall};
 use crate::buf::SendPtr;
 
 pub struct Accept {
-    fd: RawFd,
+    fd: OpFd,
     flags: i32,
     /// Written by the kernel (the peer's address and its length); boxed so it does not
     /// move.
@@ -19,7 +19,7 @@ pub struct Accept {
 
 impl Accept {
     /// `SOCK_CLOEXEC` is always added (and `SOCK_NONBLOCK` under the fallback driver).
-    pub fn submit(fd: RawFd) -> Op<Accept> {
+    pub fn submit(fd: OpFd) -> Op<Accept> {
         let flags = libc::SOCK_CLOEXEC
             | if super::fallback_active() {
                 libc::SOCK_NONBLOCK
@@ -34,13 +34,14 @@ impl Accept {
     }
 }
 
-// SAFETY: the entry points into `addr`, heap memory owned by the op.
+// SAFETY: the entry points into `addr`, heap memory owned by the op, and names `fd`,
+// which the op holds open.
 unsafe impl OpCode for Accept {
     type Output = io::Result<(OwnedFd, RawAddr)>;
 
     fn uring_entry(&mut self) -> squeue::Entry {
         opcode::Accept::new(
-            types::Fd(self.fd),
+            types::Fd(self.fd.as_raw_fd()),
             self.addr.as_mut_ptr(),
             &mut self.addr.len,
         )
@@ -49,7 +50,7 @@ unsafe impl OpCode for Accept {
     }
 
     fn fallback(&mut self) -> Fallback {
-        let (fd, flags) = (self.fd, self.flags);
+        let (fd, flags) = (self.fd.as_raw_fd(), self.flags);
         let addr = SendPtr(&mut *self.addr as *mut RawAddr);
         Fallback::Readiness {
             fd,
@@ -63,11 +64,11 @@ unsafe impl OpCode for Accept {
                     events: libc::POLLIN,
                     revents: 0,
                 };
-                // SAFETY: one live pollfd, zero timeout.
+                // SAFETY: one live pollfd naming the op's open fd, zero timeout.
                 if unsafe { libc::poll(&mut pollfd, 1, 0) } == 0 {
                     return Err(io::Error::from_raw_os_error(libc::EAGAIN));
                 }
-                // SAFETY: the address buffer belongs to the op, alive until this returns.
+                // SAFETY: the address buffer and fd belong to the op, alive until this returns.
                 unsafe {
                     let raw = &mut *addr.0;
                     raw.len = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;

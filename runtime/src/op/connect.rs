@@ -5,17 +5,17 @@ use std::os::fd::RawFd;
 
 use io_uring::{opcode, squeue, types};
 
-use super::{Fallback, Interest, Op, OpCode, RawAddr, Syscall};
+use super::{Fallback, Interest, Op, OpCode, OpFd, RawAddr, Syscall};
 use crate::buf::SendPtr;
 
 pub struct Connect {
-    fd: RawFd,
+    fd: OpFd,
     /// Read by the kernel; boxed so it does not move.
     addr: Box<RawAddr>,
 }
 
 impl Connect {
-    pub fn submit(fd: RawFd, addr: RawAddr) -> Op<Connect> {
+    pub fn submit(fd: OpFd, addr: RawAddr) -> Op<Connect> {
         Op::submit(Connect {
             fd,
             addr: Box::new(addr),
@@ -45,16 +45,22 @@ fn socket_error(fd: RawFd) -> io::Result<u32> {
     }
 }
 
-// SAFETY: the entry points at `addr`, heap memory owned by the op.
+// SAFETY: the entry points at `addr`, heap memory owned by the op, and names `fd`, which
+// the op holds open.
 unsafe impl OpCode for Connect {
     type Output = io::Result<()>;
 
     fn uring_entry(&mut self) -> squeue::Entry {
-        opcode::Connect::new(types::Fd(self.fd), self.addr.as_ptr(), self.addr.len()).build()
+        opcode::Connect::new(
+            types::Fd(self.fd.as_raw_fd()),
+            self.addr.as_ptr(),
+            self.addr.len(),
+        )
+        .build()
     }
 
     fn fallback(&mut self) -> Fallback {
-        let fd = self.fd;
+        let fd = self.fd.as_raw_fd();
         let addr = SendPtr::new(&*self.addr as *const RawAddr);
         // Set once connect() said EINPROGRESS: the attempt then runs in the kernel and
         // its outcome is the socket's pending error once it is writable. After EAGAIN
@@ -68,7 +74,7 @@ unsafe impl OpCode for Connect {
                 if in_progress {
                     return socket_error(fd);
                 }
-                // SAFETY: the address belongs to the op, alive until this call returns.
+                // SAFETY: the address and fd belong to the op, alive until this call returns.
                 let rc = unsafe { libc::connect(fd, (*addr.0).as_ptr(), (*addr.0).len()) };
                 if rc == 0 {
                     return Ok(0);

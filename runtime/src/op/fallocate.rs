@@ -1,21 +1,20 @@
 //! FALLOCATE: reserves (or, with mode flags, punches) file space.
 
 use std::io;
-use std::os::fd::RawFd;
 
 use io_uring::{opcode, squeue, types};
 
-use super::{cvt, Fallback, Op, OpCode, Syscall};
+use super::{cvt, Fallback, Op, OpCode, OpFd, Syscall};
 
 pub struct Fallocate {
-    fd: RawFd,
+    fd: OpFd,
     offset: u64,
     len: u64,
     mode: i32,
 }
 
 impl Fallocate {
-    pub fn submit(fd: RawFd, offset: u64, len: u64, mode: i32) -> Op<Fallocate> {
+    pub fn submit(fd: OpFd, offset: u64, len: u64, mode: i32) -> Op<Fallocate> {
         Op::submit(Fallocate {
             fd,
             offset,
@@ -25,21 +24,21 @@ impl Fallocate {
     }
 }
 
-// SAFETY: no pointers.
+// SAFETY: no pointers; the entry names `fd`, which the op holds open.
 unsafe impl OpCode for Fallocate {
     type Output = io::Result<()>;
 
     fn uring_entry(&mut self) -> squeue::Entry {
-        opcode::Fallocate::new(types::Fd(self.fd), self.len)
+        opcode::Fallocate::new(types::Fd(self.fd.as_raw_fd()), self.len)
             .offset(self.offset)
             .mode(self.mode)
             .build()
     }
 
     fn fallback(&mut self) -> Fallback {
-        let (fd, offset, len, mode) = (self.fd, self.offset, self.len, self.mode);
+        let (fd, offset, len, mode) = (self.fd.as_raw_fd(), self.offset, self.len, self.mode);
         Fallback::Blocking(Syscall::new(move || {
-            // SAFETY: no pointers.
+            // SAFETY: no pointers; fd is the op's, open until this call reports back.
             cvt(
                 unsafe { libc::fallocate(fd, mode, offset as libc::off_t, len as libc::off_t) }
                     as isize,

@@ -1,29 +1,28 @@
 //! FSYNC: flushes a file's data (and metadata, unless `datasync`).
 
 use std::io;
-use std::os::fd::RawFd;
 
 use io_uring::{opcode, squeue, types};
 
-use super::{cvt, Fallback, Op, OpCode, Syscall};
+use super::{cvt, Fallback, Op, OpCode, OpFd, Syscall};
 
 pub struct Fsync {
-    fd: RawFd,
+    fd: OpFd,
     datasync: bool,
 }
 
 impl Fsync {
-    pub fn submit(fd: RawFd, datasync: bool) -> Op<Fsync> {
+    pub fn submit(fd: OpFd, datasync: bool) -> Op<Fsync> {
         Op::submit(Fsync { fd, datasync })
     }
 }
 
-// SAFETY: no pointers.
+// SAFETY: no pointers; the entry names `fd`, which the op holds open.
 unsafe impl OpCode for Fsync {
     type Output = io::Result<()>;
 
     fn uring_entry(&mut self) -> squeue::Entry {
-        let mut fsync = opcode::Fsync::new(types::Fd(self.fd));
+        let mut fsync = opcode::Fsync::new(types::Fd(self.fd.as_raw_fd()));
         if self.datasync {
             fsync = fsync.flags(types::FsyncFlags::DATASYNC);
         }
@@ -31,9 +30,9 @@ unsafe impl OpCode for Fsync {
     }
 
     fn fallback(&mut self) -> Fallback {
-        let (fd, datasync) = (self.fd, self.datasync);
+        let (fd, datasync) = (self.fd.as_raw_fd(), self.datasync);
         Fallback::Blocking(Syscall::new(move || {
-            // SAFETY: no pointers.
+            // SAFETY: no pointers; fd is the op's, open until this call reports back.
             cvt(unsafe {
                 if datasync {
                     libc::fdatasync(fd)

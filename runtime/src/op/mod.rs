@@ -3,9 +3,10 @@
 //! Each op type says three things: how to prepare its SQE ([`OpCode::uring_entry`]), how
 //! the fallback driver performs it without io_uring ([`OpCode::fallback`]), and what its
 //! completion means ([`OpCode::complete`]). The op's value owns everything the kernel
-//! reads or writes (buffers, paths, addresses) in heap memory that does not move, and
-//! [`Op`] guarantees that value outlives the kernel's use of it: a dropped `Op` hands its
-//! data to the driver, which keeps it until the completion arrives.
+//! reads or writes (buffers, paths, addresses) in heap memory that does not move, and the
+//! descriptors it names ([`OpFd`]), and [`Op`] guarantees that value outlives the kernel's
+//! use of it: a dropped `Op` hands its data to the driver, which keeps it until the
+//! completion arrives.
 
 use std::future::Future;
 use std::io;
@@ -24,6 +25,7 @@ mod async_cancel;
 mod close;
 mod connect;
 mod fallocate;
+mod fd;
 mod fsync;
 mod mkdir;
 mod nop;
@@ -49,6 +51,8 @@ pub use async_cancel::AsyncCancel;
 pub use close::Close;
 pub use connect::Connect;
 pub use fallocate::Fallocate;
+pub(crate) use fd::raw_dir;
+pub use fd::OpFd;
 pub use fsync::Fsync;
 pub use mkdir::MkDirAt;
 pub use nop::Nop;
@@ -74,7 +78,8 @@ pub use writev::Writev;
 /// # Safety
 /// Every pointer placed in the entry returned by `uring_entry`, and every pointer a
 /// fallback syscall uses, must point into memory owned by `self` that does not move when
-/// `self` is moved (heap memory), valid until `self` is dropped.
+/// `self` is moved (heap memory), valid until `self` is dropped. Likewise every fd they
+/// name must be held open by `self` (an [`OpFd`]) until `self` is dropped.
 pub unsafe trait OpCode: std::marker::Send + 'static + Sized {
     type Output;
 
@@ -119,7 +124,8 @@ pub enum Fallback {
     /// A call that may block (files, metadata): runs on the blocking pool.
     Blocking(Syscall),
     /// A non-blocking call on `fd`, retried each time `fd` reports `interest` while it
-    /// fails with `EAGAIN`/`EWOULDBLOCK`/`EINPROGRESS`-style results.
+    /// fails with `EAGAIN`/`EWOULDBLOCK`/`EINPROGRESS`-style results. `fd` is the op's
+    /// own, open for as long as the driver holds the op.
     Readiness {
         fd: RawFd,
         interest: Interest,

@@ -7,11 +7,11 @@ use std::os::fd::{FromRawFd, OwnedFd, RawFd};
 
 use io_uring::{opcode, squeue, types};
 
-use super::{cvt, Fallback, Op, OpCode, Syscall};
+use super::{cvt, raw_dir, Fallback, Op, OpCode, OpFd, Syscall};
 use crate::buf::SendPtr;
 
 pub struct OpenAt {
-    dirfd: RawFd,
+    dir: Option<OpFd>,
     /// The kernel reads the path; a CString's storage does not move with the op.
     path: CString,
     flags: i32,
@@ -19,10 +19,11 @@ pub struct OpenAt {
 }
 
 impl OpenAt {
-    /// `O_CLOEXEC` is always added.
-    pub fn submit(dirfd: RawFd, path: CString, flags: i32, mode: u32) -> Op<OpenAt> {
+    /// `O_CLOEXEC` is always added. Relative paths resolve against `dir`, or the working
+    /// directory (`AT_FDCWD`) for `None`.
+    pub fn submit(dir: Option<OpFd>, path: CString, flags: i32, mode: u32) -> Op<OpenAt> {
         Op::submit(OpenAt {
-            dirfd,
+            dir,
             path,
             flags: flags | libc::O_CLOEXEC,
             mode,
@@ -30,23 +31,25 @@ impl OpenAt {
     }
 }
 
-// SAFETY: the entry points at `path`, heap memory owned by the op.
+// SAFETY: the entry points at `path`, heap memory owned by the op, and names `dir`,
+// which the op holds open.
 unsafe impl OpCode for OpenAt {
     type Output = io::Result<OwnedFd>;
 
     fn uring_entry(&mut self) -> squeue::Entry {
-        opcode::OpenAt::new(types::Fd(self.dirfd), self.path.as_ptr())
+        opcode::OpenAt::new(types::Fd(raw_dir(self.dir.as_ref())), self.path.as_ptr())
             .flags(self.flags)
             .mode(self.mode)
             .build()
     }
 
     fn fallback(&mut self) -> Fallback {
-        let (dirfd, flags, mode) = (self.dirfd, self.flags, self.mode);
+        let (dirfd, flags, mode) = (raw_dir(self.dir.as_ref()), self.flags, self.mode);
         let path = SendPtr::new(self.path.as_ptr());
         Fallback::Blocking(Syscall::new(move || {
             let path = path;
-            // SAFETY: the path belongs to the op, alive until this call reports back.
+            // SAFETY: the path and dirfd belong to the op, alive until this call reports
+            // back.
             cvt(unsafe { libc::openat(dirfd, path.0, flags, mode) } as isize)
         }))
     }

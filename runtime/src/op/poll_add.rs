@@ -2,30 +2,30 @@
 //! The Python layer parks a greenlet on this for sockets it does not own.
 
 use std::io;
-use std::os::fd::RawFd;
 
 use io_uring::{opcode, squeue, types};
 
-use super::{Fallback, Interest, Op, OpCode};
+use super::{Fallback, Interest, Op, OpCode, OpFd};
 
 pub struct PollAdd {
-    fd: RawFd,
+    fd: OpFd,
     mask: u32,
 }
 
 impl PollAdd {
     /// `mask` is a poll(2) event mask such as `libc::POLLIN as u32`.
-    pub fn submit(fd: RawFd, mask: u32) -> Op<PollAdd> {
+    pub fn submit(fd: OpFd, mask: u32) -> Op<PollAdd> {
         Op::submit(PollAdd { fd, mask })
     }
 }
 
-// SAFETY: no pointers.
+// SAFETY: no pointers; the entry (and the fallback's wait) names `fd`, which the op
+// holds open.
 unsafe impl OpCode for PollAdd {
     type Output = io::Result<u32>;
 
     fn uring_entry(&mut self) -> squeue::Entry {
-        opcode::PollAdd::new(types::Fd(self.fd), self.mask).build()
+        opcode::PollAdd::new(types::Fd(self.fd.as_raw_fd()), self.mask).build()
     }
 
     fn fallback(&mut self) -> Fallback {
@@ -35,7 +35,7 @@ unsafe impl OpCode for PollAdd {
             Interest::Readable
         };
         Fallback::Poll {
-            fd: self.fd,
+            fd: self.fd.as_raw_fd(),
             interest,
         }
     }

@@ -1,16 +1,15 @@
 //! READV: scatters a read over several owned buffers.
 
 use std::io;
-use std::os::fd::RawFd;
 
 use io_uring::{opcode, squeue, types};
 
-use super::{cvt, Fallback, Op, OpCode, Syscall};
+use super::{cvt, Fallback, Op, OpCode, OpFd, Syscall};
 use crate::buf::{IoBufMut, IoVecs, SendPtr};
 use crate::BufResult;
 
 pub struct Readv<B> {
-    fd: RawFd,
+    fd: OpFd,
     bufs: Vec<B>,
     /// The kernel reads this array; a Vec's storage does not move with the op.
     iovecs: IoVecs,
@@ -18,7 +17,7 @@ pub struct Readv<B> {
 }
 
 impl<B: IoBufMut> Readv<B> {
-    pub fn submit(fd: RawFd, mut bufs: Vec<B>, offset: u64) -> Op<Readv<B>> {
+    pub fn submit(fd: OpFd, mut bufs: Vec<B>, offset: u64) -> Op<Readv<B>> {
         let iovecs: Vec<libc::iovec> = bufs
             .iter_mut()
             .map(|buf| libc::iovec {
@@ -43,7 +42,7 @@ unsafe impl<B: IoBufMut> OpCode for Readv<B> {
 
     fn uring_entry(&mut self) -> squeue::Entry {
         opcode::Readv::new(
-            types::Fd(self.fd),
+            types::Fd(self.fd.as_raw_fd()),
             self.iovecs.0.as_ptr(),
             self.iovecs.0.len() as u32,
         )
@@ -52,13 +51,13 @@ unsafe impl<B: IoBufMut> OpCode for Readv<B> {
     }
 
     fn fallback(&mut self) -> Fallback {
-        let (fd, offset) = (self.fd, self.offset);
+        let (fd, offset) = (self.fd.as_raw_fd(), self.offset);
         let iov = SendPtr::new(self.iovecs.0.as_ptr());
         let count = self.iovecs.0.len() as i32;
         Fallback::Blocking(Syscall::new(move || {
             let iov = iov;
-            // SAFETY: the iovec array and the buffers it names belong to the op, alive
-            // until this call reports back.
+            // SAFETY: the iovec array, the buffers it names and fd belong to the op,
+            // alive until this call reports back.
             cvt(unsafe {
                 if offset == u64::MAX {
                     libc::readv(fd, iov.0, count)

@@ -2,22 +2,28 @@
 
 use std::ffi::CString;
 use std::io;
-use std::os::fd::RawFd;
 
 use io_uring::{opcode, squeue, types};
 
-use super::{cvt, Fallback, Op, OpCode, Syscall};
+use super::{cvt, raw_dir, Fallback, Op, OpCode, OpFd, Syscall};
 use crate::buf::SendPtr;
 
 pub struct RenameAt {
-    from_dir: RawFd,
+    from_dir: Option<OpFd>,
     from: CString,
-    to_dir: RawFd,
+    to_dir: Option<OpFd>,
     to: CString,
 }
 
 impl RenameAt {
-    pub fn submit(from_dir: RawFd, from: CString, to_dir: RawFd, to: CString) -> Op<RenameAt> {
+    /// Each path resolves against its directory, or the working directory (`AT_FDCWD`)
+    /// for `None`.
+    pub fn submit(
+        from_dir: Option<OpFd>,
+        from: CString,
+        to_dir: Option<OpFd>,
+        to: CString,
+    ) -> Op<RenameAt> {
         Op::submit(RenameAt {
             from_dir,
             from,
@@ -27,27 +33,30 @@ impl RenameAt {
     }
 }
 
-// SAFETY: the entry points at `from` and `to`, heap memory owned by the op.
+// SAFETY: the entry points at `from` and `to`, heap memory owned by the op, and names
+// `from_dir` and `to_dir`, which the op holds open.
 unsafe impl OpCode for RenameAt {
     type Output = io::Result<()>;
 
     fn uring_entry(&mut self) -> squeue::Entry {
         opcode::RenameAt::new(
-            types::Fd(self.from_dir),
+            types::Fd(raw_dir(self.from_dir.as_ref())),
             self.from.as_ptr(),
-            types::Fd(self.to_dir),
+            types::Fd(raw_dir(self.to_dir.as_ref())),
             self.to.as_ptr(),
         )
         .build()
     }
 
     fn fallback(&mut self) -> Fallback {
-        let (from_dir, to_dir) = (self.from_dir, self.to_dir);
+        let from_dir = raw_dir(self.from_dir.as_ref());
+        let to_dir = raw_dir(self.to_dir.as_ref());
         let from = SendPtr::new(self.from.as_ptr());
         let to = SendPtr::new(self.to.as_ptr());
         Fallback::Blocking(Syscall::new(move || {
             let (from, to) = (from, to);
-            // SAFETY: both paths belong to the op, alive until this call reports back.
+            // SAFETY: both paths and both dirfds belong to the op, alive until this call
+            // reports back.
             cvt(unsafe { libc::renameat(from_dir, from.0, to_dir, to.0) } as isize)
         }))
     }

@@ -1,11 +1,10 @@
 //! SENDMSG: sends one datagram to an address (UDP `send_to`).
 
 use std::io;
-use std::os::fd::RawFd;
 
 use io_uring::{opcode, squeue, types};
 
-use super::{cvt, Fallback, Interest, Op, OpCode, RawAddr, Syscall};
+use super::{cvt, Fallback, Interest, Op, OpCode, OpFd, RawAddr, Syscall};
 use crate::buf::{IoBuf, SendPtr};
 use crate::BufResult;
 
@@ -41,38 +40,38 @@ impl MsgParts {
 }
 
 pub struct SendMsg<B> {
-    fd: RawFd,
+    fd: OpFd,
     buf: B,
     parts: Box<MsgParts>,
 }
 
 impl<B: IoBuf> SendMsg<B> {
-    pub fn submit(fd: RawFd, buf: B, addr: RawAddr) -> Op<SendMsg<B>> {
+    pub fn submit(fd: OpFd, buf: B, addr: RawAddr) -> Op<SendMsg<B>> {
         let parts = MsgParts::new(buf.stable_ptr() as *mut u8, buf.bytes_init(), addr);
         Op::submit(SendMsg { fd, buf, parts })
     }
 }
 
 // SAFETY: the entry points at `parts` (heap, owned) which points into `buf` (stable,
-// owned) and into itself.
+// owned) and into itself, and names `fd`, which the op holds open.
 unsafe impl<B: IoBuf> OpCode for SendMsg<B> {
     type Output = BufResult<usize, B>;
 
     fn uring_entry(&mut self) -> squeue::Entry {
-        opcode::SendMsg::new(types::Fd(self.fd), &self.parts.msg)
+        opcode::SendMsg::new(types::Fd(self.fd.as_raw_fd()), &self.parts.msg)
             .flags(libc::MSG_NOSIGNAL as u32)
             .build()
     }
 
     fn fallback(&mut self) -> Fallback {
-        let fd = self.fd;
+        let fd = self.fd.as_raw_fd();
         let msg = SendPtr::new(&self.parts.msg as *const libc::msghdr);
         Fallback::Readiness {
             fd,
             interest: Interest::Writable,
             call: Syscall::new(move || {
                 let msg = msg;
-                // SAFETY: the header and what it points at belong to the op.
+                // SAFETY: the header, what it points at and fd belong to the op.
                 cvt(unsafe { libc::sendmsg(fd, msg.0, libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL) })
             }),
         }

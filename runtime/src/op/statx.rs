@@ -1,16 +1,16 @@
-//! STATX: metadata of a path or an fd (empty path with `AT_EMPTY_PATH`).
+//! STATX: metadata of a path, or of an fd itself (the fd as `dir`, an empty path and
+//! `AT_EMPTY_PATH`).
 
 use std::ffi::CString;
 use std::io;
-use std::os::fd::RawFd;
 
 use io_uring::{opcode, squeue, types};
 
-use super::{cvt, Fallback, Op, OpCode, Syscall};
+use super::{cvt, raw_dir, Fallback, Op, OpCode, OpFd, Syscall};
 use crate::buf::SendPtr;
 
 pub struct Statx {
-    dirfd: RawFd,
+    dir: Option<OpFd>,
     path: CString,
     flags: i32,
     mask: u32,
@@ -19,9 +19,11 @@ pub struct Statx {
 }
 
 impl Statx {
-    pub fn submit(dirfd: RawFd, path: CString, flags: i32, mask: u32) -> Op<Statx> {
+    /// Relative paths resolve against `dir`, or the working directory (`AT_FDCWD`) for
+    /// `None`.
+    pub fn submit(dir: Option<OpFd>, path: CString, flags: i32, mask: u32) -> Op<Statx> {
         Op::submit(Statx {
-            dirfd,
+            dir,
             path,
             flags,
             mask,
@@ -31,13 +33,14 @@ impl Statx {
     }
 }
 
-// SAFETY: the entry points at `path` and `buf`, heap memory owned by the op.
+// SAFETY: the entry points at `path` and `buf`, heap memory owned by the op, and names
+// `dir`, which the op holds open.
 unsafe impl OpCode for Statx {
     type Output = io::Result<libc::statx>;
 
     fn uring_entry(&mut self) -> squeue::Entry {
         opcode::Statx::new(
-            types::Fd(self.dirfd),
+            types::Fd(raw_dir(self.dir.as_ref())),
             self.path.as_ptr(),
             (&mut *self.buf as *mut libc::statx).cast::<types::statx>(),
         )
@@ -47,12 +50,13 @@ unsafe impl OpCode for Statx {
     }
 
     fn fallback(&mut self) -> Fallback {
-        let (dirfd, flags, mask) = (self.dirfd, self.flags, self.mask);
+        let (dirfd, flags, mask) = (raw_dir(self.dir.as_ref()), self.flags, self.mask);
         let path = SendPtr::new(self.path.as_ptr());
         let buf = SendPtr(&mut *self.buf as *mut libc::statx);
         Fallback::Blocking(Syscall::new(move || {
             let (path, buf) = (path, buf);
-            // SAFETY: path and buf belong to the op, alive until this call reports back.
+            // SAFETY: path, buf and dirfd belong to the op, alive until this call reports
+            // back.
             cvt(unsafe { libc::statx(dirfd, path.0, flags, mask, buf.0) } as isize)
         }))
     }

@@ -2,41 +2,44 @@
 
 use std::ffi::CString;
 use std::io;
-use std::os::fd::RawFd;
 
 use io_uring::{opcode, squeue, types};
 
-use super::{cvt, Fallback, Op, OpCode, Syscall};
+use super::{cvt, raw_dir, Fallback, Op, OpCode, OpFd, Syscall};
 use crate::buf::SendPtr;
 
 pub struct UnlinkAt {
-    dirfd: RawFd,
+    dir: Option<OpFd>,
     path: CString,
     flags: i32,
 }
 
 impl UnlinkAt {
-    pub fn submit(dirfd: RawFd, path: CString, flags: i32) -> Op<UnlinkAt> {
-        Op::submit(UnlinkAt { dirfd, path, flags })
+    /// Relative paths resolve against `dir`, or the working directory (`AT_FDCWD`) for
+    /// `None`.
+    pub fn submit(dir: Option<OpFd>, path: CString, flags: i32) -> Op<UnlinkAt> {
+        Op::submit(UnlinkAt { dir, path, flags })
     }
 }
 
-// SAFETY: the entry points at `path`, heap memory owned by the op.
+// SAFETY: the entry points at `path`, heap memory owned by the op, and names `dir`,
+// which the op holds open.
 unsafe impl OpCode for UnlinkAt {
     type Output = io::Result<()>;
 
     fn uring_entry(&mut self) -> squeue::Entry {
-        opcode::UnlinkAt::new(types::Fd(self.dirfd), self.path.as_ptr())
+        opcode::UnlinkAt::new(types::Fd(raw_dir(self.dir.as_ref())), self.path.as_ptr())
             .flags(self.flags)
             .build()
     }
 
     fn fallback(&mut self) -> Fallback {
-        let (dirfd, flags) = (self.dirfd, self.flags);
+        let (dirfd, flags) = (raw_dir(self.dir.as_ref()), self.flags);
         let path = SendPtr::new(self.path.as_ptr());
         Fallback::Blocking(Syscall::new(move || {
             let path = path;
-            // SAFETY: the path belongs to the op, alive until this call reports back.
+            // SAFETY: the path and dirfd belong to the op, alive until this call reports
+            // back.
             cvt(unsafe { libc::unlinkat(dirfd, path.0, flags) } as isize)
         }))
     }

@@ -2,33 +2,33 @@
 //! position).
 
 use std::io;
-use std::os::fd::RawFd;
 
 use io_uring::{opcode, squeue, types};
 
-use super::{cvt, io_len, Fallback, Op, OpCode, Syscall};
+use super::{cvt, io_len, Fallback, Op, OpCode, OpFd, Syscall};
 use crate::buf::{IoBuf, SendPtr};
 use crate::BufResult;
 
 pub struct Write<B> {
-    fd: RawFd,
+    fd: OpFd,
     buf: B,
     offset: u64,
 }
 
 impl<B: IoBuf> Write<B> {
-    pub fn submit(fd: RawFd, buf: B, offset: u64) -> Op<Write<B>> {
+    pub fn submit(fd: OpFd, buf: B, offset: u64) -> Op<Write<B>> {
         Op::submit(Write { fd, buf, offset })
     }
 }
 
-// SAFETY: the entry points into `buf`, whose storage is stable and owned by the op.
+// SAFETY: the entry points into `buf`, whose storage is stable and owned by the op, and
+// names `fd`, which the op holds open.
 unsafe impl<B: IoBuf> OpCode for Write<B> {
     type Output = BufResult<usize, B>;
 
     fn uring_entry(&mut self) -> squeue::Entry {
         opcode::Write::new(
-            types::Fd(self.fd),
+            types::Fd(self.fd.as_raw_fd()),
             self.buf.stable_ptr(),
             io_len(self.buf.bytes_init()),
         )
@@ -37,12 +37,13 @@ unsafe impl<B: IoBuf> OpCode for Write<B> {
     }
 
     fn fallback(&mut self) -> Fallback {
-        let (fd, offset) = (self.fd, self.offset);
+        let (fd, offset) = (self.fd.as_raw_fd(), self.offset);
         let ptr = SendPtr::new(self.buf.stable_ptr());
         let len = io_len(self.buf.bytes_init()) as usize;
         Fallback::Blocking(Syscall::new(move || {
             let ptr = ptr;
-            // SAFETY: ptr/len describe the op's buffer, alive until this call reports back.
+            // SAFETY: ptr/len describe the op's buffer and fd is the op's descriptor, both
+            // alive until this call reports back.
             cvt(unsafe {
                 if offset == u64::MAX {
                     libc::write(fd, ptr.0.cast(), len)

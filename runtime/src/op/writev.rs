@@ -1,23 +1,22 @@
 //! WRITEV: gathers a write from several owned buffers.
 
 use std::io;
-use std::os::fd::RawFd;
 
 use io_uring::{opcode, squeue, types};
 
-use super::{cvt, Fallback, Op, OpCode, Syscall};
+use super::{cvt, Fallback, Op, OpCode, OpFd, Syscall};
 use crate::buf::{IoBuf, IoVecs, SendPtr};
 use crate::BufResult;
 
 pub struct Writev<B> {
-    fd: RawFd,
+    fd: OpFd,
     bufs: Vec<B>,
     iovecs: IoVecs,
     offset: u64,
 }
 
 impl<B: IoBuf> Writev<B> {
-    pub fn submit(fd: RawFd, bufs: Vec<B>, offset: u64) -> Op<Writev<B>> {
+    pub fn submit(fd: OpFd, bufs: Vec<B>, offset: u64) -> Op<Writev<B>> {
         let iovecs: Vec<libc::iovec> = bufs
             .iter()
             .map(|buf| libc::iovec {
@@ -42,7 +41,7 @@ unsafe impl<B: IoBuf> OpCode for Writev<B> {
 
     fn uring_entry(&mut self) -> squeue::Entry {
         opcode::Writev::new(
-            types::Fd(self.fd),
+            types::Fd(self.fd.as_raw_fd()),
             self.iovecs.0.as_ptr(),
             self.iovecs.0.len() as u32,
         )
@@ -51,12 +50,12 @@ unsafe impl<B: IoBuf> OpCode for Writev<B> {
     }
 
     fn fallback(&mut self) -> Fallback {
-        let (fd, offset) = (self.fd, self.offset);
+        let (fd, offset) = (self.fd.as_raw_fd(), self.offset);
         let iov = SendPtr::new(self.iovecs.0.as_ptr());
         let count = self.iovecs.0.len() as i32;
         Fallback::Blocking(Syscall::new(move || {
             let iov = iov;
-            // SAFETY: the iovec array and its buffers belong to the op, alive until
+            // SAFETY: the iovec array, its buffers and fd belong to the op, alive until
             // this call reports back.
             cvt(unsafe {
                 if offset == u64::MAX {
