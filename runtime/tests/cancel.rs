@@ -8,27 +8,10 @@ mod common;
 use std::net::TcpListener;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::net::UnixStream;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use common::{hang_guard, open_fds, runtime};
+use common::{hang_guard, open_fds, runtime, settle};
 use ringloom::op::{Accept, OpFd, OpenAt, Recv};
-
-/// Waits until every op submitted on every worker has completed (cancelled ones too).
-fn settle(rt: &ringloom::Runtime) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let stats = rt.stats();
-        if stats
-            .workers
-            .iter()
-            .all(|w| w.ops_submitted == w.ops_completed)
-        {
-            return;
-        }
-        assert!(Instant::now() < deadline, "ops never came back: {stats}");
-        std::thread::sleep(Duration::from_millis(5));
-    }
-}
 
 fn raise_fd_limit() {
     let mut limit = libc::rlimit {

@@ -24,9 +24,9 @@ use std::path::PathBuf;
 use std::pin::Pin;
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::task::Poll;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use common::{hang_guard, open_fds, runtime};
+use common::{hang_guard, open_fds, runtime, settle};
 use ringloom::fs::File;
 use ringloom::net::{UnixListener, UnixStream};
 use ringloom::op::{OpFd, Read};
@@ -39,23 +39,6 @@ static SERIAL: Mutex<()> = Mutex::new(());
 
 fn serial() -> MutexGuard<'static, ()> {
     SERIAL.lock().unwrap_or_else(PoisonError::into_inner)
-}
-
-/// Waits until every op submitted on every worker has completed (cancelled ones too).
-fn settle(rt: &ringloom::Runtime) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let stats = rt.stats();
-        if stats
-            .workers
-            .iter()
-            .all(|w| w.ops_submitted == w.ops_completed)
-        {
-            return;
-        }
-        assert!(Instant::now() < deadline, "ops never came back: {stats}");
-        std::thread::sleep(Duration::from_millis(5));
-    }
 }
 
 fn fd_is_open(fd: i32) -> bool {

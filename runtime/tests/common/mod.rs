@@ -5,7 +5,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Waker};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 pub fn runtime(workers: usize) -> ringloom::Runtime {
     ringloom::Runtime::builder()
@@ -108,5 +108,22 @@ impl XorShift {
         x ^= x << 17;
         self.0 = x;
         x
+    }
+}
+
+/// Waits until every op submitted on every worker has completed (cancelled ones too).
+pub fn settle(rt: &ringloom::Runtime) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let stats = rt.stats();
+        if stats
+            .workers
+            .iter()
+            .all(|w| w.ops_submitted == w.ops_completed)
+        {
+            return;
+        }
+        assert!(Instant::now() < deadline, "ops never came back: {stats}");
+        std::thread::sleep(Duration::from_millis(5));
     }
 }
