@@ -217,7 +217,7 @@ impl Runtime {
         F: Future + Send + 'static,
         F::Output: Send + 'static,
     {
-        self.pool.spawn(future)
+        self.pool.clone().spawn(future)
     }
 
     /// Counters of every worker and the driver in use.

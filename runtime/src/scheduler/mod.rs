@@ -6,7 +6,7 @@
 //! queue before it parks; pushing to a queue while a worker is parked wakes one (at most
 //! one wake-up is in flight at a time, so a burst of spawns costs one syscall).
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::future::Future;
 use std::sync::atomic::{fence, AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
@@ -16,7 +16,7 @@ use slab::Slab;
 
 use crate::blocking::BlockingPool;
 use crate::driver::{DriverConfig, DriverShared};
-use crate::task::{new_task, JoinHandle, Task};
+use crate::task::{new_task, Header, JoinHandle, Task};
 
 mod countdown;
 mod hooks;
@@ -62,17 +62,27 @@ impl Executor {
         }
     }
 
-    pub(crate) fn register(&self, task: Task) -> usize {
+    /// Keeps a reference to a new task until it completes.
+    pub(crate) fn register(&self, task: Task) {
         self.counters.spawned.fetch_add(1, Ordering::Relaxed);
-        self.registry.lock().unwrap().insert(task)
+        let header = task.header() as *const Header;
+        let mut registry = self.registry.lock().unwrap();
+        let key = registry.insert(task);
+        let key = u32::try_from(key).expect("over 4 billion live tasks on one thread");
+        // SAFETY: the registry's reference keeps the header alive.
+        unsafe { (*header).key.store(key, Ordering::Relaxed) };
     }
 
-    pub(crate) fn unregister(&self, key: usize, task: &Task) {
+    /// Drops the registry's reference to a completed task (unless shutdown took it).
+    pub(crate) fn unregister(&self, header: &Header) {
         self.counters.finished.fetch_add(1, Ordering::Relaxed);
+        let key = header.key.load(Ordering::Relaxed) as usize;
         let removed = {
             let mut registry = self.registry.lock().unwrap();
             match registry.get(key) {
-                Some(registered) if Arc::ptr_eq(registered, task) => Some(registry.remove(key)),
+                Some(registered) if std::ptr::eq(registered.header(), header) => {
+                    Some(registry.remove(key))
+                }
                 _ => None,
             }
         };
@@ -108,18 +118,25 @@ impl Executor {
     }
 }
 
-/// Where a task goes when it is woken.
+/// Where a task goes when it is woken, and which executor's registry holds it.
 pub(crate) enum Home {
-    /// A `Send` task of a runtime: any worker may run it.
-    Pool(Arc<Pool>),
-    /// A local task: only this executor runs it.
+    /// A `Send` task of a runtime: any worker may run it; worker `owner` registered it.
+    Pool { pool: Arc<Pool>, owner: u32 },
+    /// A local task: only this executor runs it, and it registered it.
     Local(Arc<Executor>),
 }
 
 impl Home {
+    pub(crate) fn owner(&self) -> &Executor {
+        match self {
+            Home::Pool { pool, owner } => &pool.workers[*owner as usize],
+            Home::Local(executor) => executor,
+        }
+    }
+
     pub(crate) fn schedule(&self, task: Task) {
         match self {
-            Home::Pool(pool) => pool.schedule(task),
+            Home::Pool { pool, .. } => pool.schedule(task),
             Home::Local(executor) => {
                 executor.local_queue.push(task);
                 executor.unpark();
@@ -172,38 +189,41 @@ impl Pool {
         }
     }
 
-    /// The current thread's worker, if it is one of this pool's.
-    fn current_worker(self: &Arc<Self>) -> Option<Arc<Executor>> {
-        CONTEXT.with(|context| {
-            let context = context.borrow();
-            let context = context.as_ref()?;
-            (Arc::ptr_eq(&context.pool, self) && context.executor.index.is_some())
-                .then(|| context.executor.clone())
-        })
+    /// The index of the current thread's worker, if it is one of this pool's.
+    fn current_worker(&self) -> Option<usize> {
+        let (pool, index) = FAST_CONTEXT.get();
+        (std::ptr::eq(pool, self) && index != usize::MAX).then_some(index)
     }
 
-    pub(crate) fn spawn<F>(self: &Arc<Self>, future: F) -> JoinHandle<F::Output>
+    pub(crate) fn spawn<F>(self: Arc<Self>, future: F) -> JoinHandle<F::Output>
     where
         F: Future + Send + 'static,
         F::Output: Send + 'static,
     {
         let owner = self.current_worker().unwrap_or_else(|| {
-            let next = self.next_owner.fetch_add(1, Ordering::Relaxed);
-            self.workers[next % self.workers.len()].clone()
+            self.next_owner.fetch_add(1, Ordering::Relaxed) % self.workers.len()
         });
-        let (task, handle) = new_task(future, Home::Pool(self.clone()), owner);
-        if self.shutdown.load(Ordering::Acquire) {
+        let owner = u32::try_from(owner).expect("over 4 billion workers");
+        let (task, handle) = new_task(future, Home::Pool { pool: self, owner });
+        let Home::Pool { pool, .. } = &task.header().scheduler else {
+            unreachable!("a pool task's home is its pool");
+        };
+        if pool.shutdown.load(Ordering::Acquire) {
             // Nobody will run it: cancel it now, on this thread (its future is Send).
             task.shut_down();
         } else {
-            self.schedule(task);
+            // `pool` borrows from the task, which is about to move into a queue.
+            let pool: *const Pool = &**pool;
+            // SAFETY: the pool lives in the task allocation, which `handle`'s reference
+            // keeps alive across the call, wherever the queued task goes.
+            unsafe { (*pool).schedule(task) };
         }
         handle
     }
 
-    pub(crate) fn schedule(self: &Arc<Self>, task: Task) {
-        if let Some(worker) = self.current_worker() {
-            worker.run_queue.push(task);
+    pub(crate) fn schedule(&self, task: Task) {
+        if let Some(index) = self.current_worker() {
+            self.workers[index].run_queue.push(task);
             self.notify_one();
             return;
         }
@@ -265,20 +285,34 @@ struct ThreadContext {
 
 thread_local! {
     static CONTEXT: RefCell<Option<ThreadContext>> = const { RefCell::new(None) };
+    /// `CONTEXT`'s pool (as an address, never dereferenced) and worker index
+    /// (`usize::MAX` if not a worker), for the per-schedule and per-poll checks that
+    /// need no `RefCell` borrow and no reference count.
+    static FAST_CONTEXT: Cell<(*const Pool, usize)> =
+        const { Cell::new((std::ptr::null(), usize::MAX)) };
+}
+
+fn fast_context(context: Option<&ThreadContext>) -> (*const Pool, usize) {
+    match context {
+        Some(context) => (
+            Arc::as_ptr(&context.pool),
+            context.executor.index.unwrap_or(usize::MAX),
+        ),
+        None => (std::ptr::null(), usize::MAX),
+    }
 }
 
 pub(crate) fn enter_context(pool: Arc<Pool>, executor: Arc<Executor>) -> ContextGuard {
-    let previous = CONTEXT.with(|context| {
-        context
-            .borrow_mut()
-            .replace(ThreadContext { pool, executor })
-    });
+    let context = ThreadContext { pool, executor };
+    FAST_CONTEXT.set(fast_context(Some(&context)));
+    let previous = CONTEXT.with(|slot| slot.borrow_mut().replace(context));
     ContextGuard { previous }
 }
 
 impl Drop for ContextGuard {
     fn drop(&mut self) {
         let previous = self.previous.take();
+        FAST_CONTEXT.set(fast_context(previous.as_ref()));
         CONTEXT.with(|context| *context.borrow_mut() = previous);
     }
 }
@@ -288,7 +322,8 @@ pub(crate) fn in_context() -> bool {
 }
 
 pub(crate) fn current_worker_index() -> Option<usize> {
-    CONTEXT.with(|context| context.borrow().as_ref()?.executor.index)
+    let (_, index) = FAST_CONTEXT.get();
+    (index != usize::MAX).then_some(index)
 }
 
 /// The index of the worker running the current task; `None` outside the workers (on a
@@ -329,7 +364,7 @@ where
     F::Output: Send + 'static,
 {
     let executor = with_context("spawn_local", |_, executor| executor.clone());
-    let (task, handle) = new_task(future, Home::Local(executor.clone()), executor.clone());
+    let (task, handle) = new_task(future, Home::Local(executor.clone()));
     executor.local_queue.push(task);
     handle
 }

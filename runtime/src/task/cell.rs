@@ -1,17 +1,17 @@
-//! The task cell: header, future and output in one allocation.
+//! The typed task allocation: header, then the future or its output, and the vtable
+//! functions that know that type.
 
 use std::cell::UnsafeCell;
 use std::future::Future;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::pin::Pin;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll, Wake, Waker};
+use std::ptr::NonNull;
+use std::task::{Context, Poll, Waker};
 
-use super::join::{Join, JoinError, JoinHandle};
-use super::state::{AfterPoll, State};
-use super::{Runnable, Task};
-use crate::scheduler::{current_worker_index, Executor, Home};
+use super::header::{Header, Task, Vtable};
+use super::join::{JoinError, JoinHandle};
+use super::waker;
+use crate::scheduler::{current_worker_index, Home};
 
 enum Stage<F: Future> {
     Running(F),
@@ -19,173 +19,206 @@ enum Stage<F: Future> {
     Consumed,
 }
 
-pub(crate) struct Cell<F: Future> {
-    state: State,
-    home: AtomicUsize,
-    /// Where a wake-up queues the task.
-    scheduler: Home,
-    /// The executor whose registry holds this task, and its key there.
-    owner: Arc<Executor>,
-    key: AtomicUsize,
-    join_waker: Mutex<Option<Waker>>,
+/// `#[repr(C)]` with the header first: a task pointer is a pointer to its cell.
+#[repr(C)]
+struct Cell<F: Future> {
+    header: Header,
+    /// Touched only by the holder of the RUNNING bit (one thread at a time, and for a
+    /// local task always its owner thread: only the owner runs local tasks and
+    /// shutdown drops them there), or after COMPLETE by the unique join handle, and by
+    /// the last reference's drop. By then the future is gone (the owner's registry
+    /// holds a reference until the task completes, and shutdown empties it on the
+    /// owner thread), and the output is `Send` (spawn requires it).
     stage: UnsafeCell<Stage<F>>,
 }
 
-// SAFETY: `stage` is touched only by the holder of the RUNNING bit (one thread at a
-// time, and for a local task always its owner thread, because only the owner's executor
-// runs local tasks and shutdown drops them there), or after COMPLETE by the unique
-// JoinHandle and by the last reference's drop. By then the future itself is gone (the
-// registry keeps every unfinished task alive, and it is emptied on the owner thread), and
-// the output is `Send` (spawn requires it).
-unsafe impl<F: Future> Send for Cell<F> {}
-// SAFETY: see above; all other fields are thread-safe.
-unsafe impl<F: Future> Sync for Cell<F> {}
+struct Vtables<F>(F);
 
-/// Creates a task, registers it with `owner`, and returns it (scheduled, not yet queued)
-/// with its join handle.
-pub(crate) fn new_task<F>(
-    future: F,
-    scheduler: Home,
-    owner: Arc<Executor>,
-) -> (Task, JoinHandle<F::Output>)
+impl<F: Future + 'static> Vtables<F>
+where
+    F::Output: Send + 'static,
+{
+    const VTABLE: Vtable = Vtable {
+        run: run::<F>,
+        shut_down: shut_down::<F>,
+        poll_join: poll_join::<F>,
+        dealloc: dealloc::<F>,
+    };
+}
+
+/// Creates a task, registers it with the owner `scheduler` names, and returns it
+/// (scheduled, not yet queued) with its join handle.
+pub(crate) fn new_task<F>(future: F, scheduler: Home) -> (Task, JoinHandle<F::Output>)
 where
     F: Future + 'static,
     F::Output: Send + 'static,
 {
-    let cell = Arc::new(Cell {
-        state: State::new_scheduled(),
-        home: AtomicUsize::new(usize::MAX),
-        scheduler,
-        owner: owner.clone(),
-        key: AtomicUsize::new(usize::MAX),
-        join_waker: Mutex::new(None),
+    let vtable: &'static Vtable = &Vtables::<F>::VTABLE;
+    let cell = Box::new(Cell {
+        header: Header::new(vtable, scheduler),
         stage: UnsafeCell::new(Stage::Running(future)),
     });
-    let task: Task = cell.clone();
-    let key = owner.register(task.clone());
-    cell.key.store(key, Ordering::Release);
-    (task, JoinHandle::new(cell))
+    let ptr = NonNull::from(Box::leak(cell)).cast::<Header>();
+    // SAFETY: the header starts with three references (see `Header::new`): one for
+    // each of the values made here.
+    let (task, registered, handle) = unsafe {
+        (
+            Task::from_raw(ptr),
+            Task::from_raw(ptr),
+            JoinHandle::from_raw(ptr),
+        )
+    };
+    task.header().scheduler.owner().register(registered);
+    (task, handle)
 }
 
-impl<F: Future + 'static> Cell<F>
+/// # Safety
+/// `ptr` must be a live task whose future type is `F`.
+unsafe fn cell<'a, F: Future>(ptr: NonNull<Header>) -> &'a Cell<F> {
+    // SAFETY: the allocation is a `Cell<F>` (the vtable was chosen for `F`), with the
+    // header at offset 0.
+    unsafe { ptr.cast::<Cell<F>>().as_ref() }
+}
+
+/// Stores the result, drops the future, deregisters, and tells the joiner.
+///
+/// # Safety
+/// The caller holds the RUNNING bit and a reference to the task (so this never frees
+/// it).
+unsafe fn finish<F: Future>(ptr: NonNull<Header>, result: Result<F::Output, JoinError>) {
+    // SAFETY: forwarded from the caller.
+    let cell = unsafe { cell::<F>(ptr) };
+    // SAFETY: the RUNNING bit gives exclusive access to the stage.
+    let stage = unsafe { &mut *cell.stage.get() };
+    // Dropping the future may itself panic; that must not take the worker down.
+    let dropped = catch_unwind(AssertUnwindSafe(|| {
+        *stage = Stage::Consumed;
+    }));
+    let result = match (result, dropped) {
+        (Ok(_), Err(panic)) => Err(JoinError::panic(panic)),
+        (result, _) => result,
+    };
+    *stage = Stage::Finished(result);
+    let header = &cell.header;
+    if header.state.complete() {
+        // SAFETY: JOIN_WAKER was set when the task completed, so the handle may no
+        // longer write the slot; reading it is shared with the handle's reads only.
+        if let Some(waker) = unsafe { &*header.join_waker.get() } {
+            waker.wake_by_ref();
+        }
+    }
+    header.scheduler.owner().unregister(header);
+}
+
+/// # Safety
+/// See `Vtable::run`.
+unsafe fn run<F: Future>(ptr: NonNull<Header>)
 where
     F::Output: Send + 'static,
 {
-    /// Stores the result, drops the future, and tells the joiner.
-    fn finish(self: &Arc<Self>, result: Result<F::Output, JoinError>) {
-        // SAFETY: the caller holds the RUNNING bit, so no one else touches the stage.
-        let stage = unsafe { &mut *self.stage.get() };
-        // Dropping the future may itself panic; that must not take the worker down.
-        let dropped = catch_unwind(AssertUnwindSafe(|| {
-            *stage = Stage::Consumed;
-        }));
-        let result = match (result, dropped) {
-            (Ok(_), Err(panic)) => Err(JoinError::panic(panic)),
-            (result, _) => result,
-        };
-        *stage = Stage::Finished(result);
-        self.state.complete();
-        let me: Task = self.clone();
-        self.owner.unregister(self.key.load(Ordering::Acquire), &me);
-        let waker = self.join_waker.lock().unwrap().take();
-        if let Some(waker) = waker {
-            waker.wake();
-        }
+    // SAFETY: the caller holds a reference; the vtable is `F`'s.
+    let cell = unsafe { cell::<F>(ptr) };
+    let header = &cell.header;
+    let Some(aborted) = header.state.start_run() else {
+        return;
+    };
+    if aborted {
+        // SAFETY: we hold the RUNNING bit and the caller's reference.
+        unsafe { finish::<F>(ptr, Err(JoinError::cancelled())) };
+        return;
     }
-}
-
-impl<F: Future + 'static> Runnable for Cell<F>
-where
-    F::Output: Send + 'static,
-{
-    fn run(self: Arc<Self>) {
-        let Some(aborted) = self.state.start_run() else {
-            return;
-        };
-        if aborted {
-            self.finish(Err(JoinError::cancelled()));
-            return;
-        }
-        if let Some(index) = current_worker_index() {
-            self.home.store(index, Ordering::Relaxed);
-        }
-        let waker = Waker::from(self.clone());
-        let mut cx = Context::from_waker(&waker);
-        // SAFETY: we hold the RUNNING bit: exclusive access to the stage.
-        let stage = unsafe { &mut *self.stage.get() };
-        let Stage::Running(future) = stage else {
-            unreachable!("a task without a future was scheduled to run");
-        };
-        // SAFETY: the future lives inside the Arc allocation and is never moved out of
-        // it; it is dropped in place by `finish`.
-        let future = unsafe { Pin::new_unchecked(future) };
-        match catch_unwind(AssertUnwindSafe(|| future.poll(&mut cx))) {
-            Ok(Poll::Pending) => {
-                if self.state.end_run() == AfterPoll::Reschedule {
-                    self.scheduler.schedule(self.clone());
-                }
-            }
-            Ok(Poll::Ready(output)) => self.finish(Ok(output)),
-            Err(panic) => self.finish(Err(JoinError::panic(panic))),
-        }
+    if let Some(index) = current_worker_index() {
+        header.set_home(index);
     }
-
-    fn shut_down(self: Arc<Self>) {
-        if self.state.claim_for_shutdown() {
-            self.finish(Err(JoinError::cancelled()));
-        }
-    }
-
-    fn home(&self) -> usize {
-        self.home.load(Ordering::Relaxed)
-    }
-}
-
-impl<F: Future + 'static> Wake for Cell<F>
-where
-    F::Output: Send + 'static,
-{
-    fn wake(self: Arc<Self>) {
-        if self.state.wake() {
-            self.scheduler.schedule(self.clone());
-        }
-    }
-
-    fn wake_by_ref(self: &Arc<Self>) {
-        if self.state.wake() {
-            self.scheduler.schedule(self.clone());
-        }
-    }
-}
-
-impl<F: Future + 'static> Join<F::Output> for Cell<F>
-where
-    F::Output: Send + 'static,
-{
-    fn poll_join(&self, cx: &mut Context<'_>) -> Poll<Result<F::Output, JoinError>> {
-        if !self.state.is_complete() {
-            *self.join_waker.lock().unwrap() = Some(cx.waker().clone());
-            if !self.state.is_complete() {
-                return Poll::Pending;
+    // SAFETY: the caller's reference outlives the poll.
+    let waker = unsafe { waker::borrowed(ptr) };
+    let mut cx = Context::from_waker(&waker);
+    // SAFETY: we hold the RUNNING bit: exclusive access to the stage.
+    let stage = unsafe { &mut *cell.stage.get() };
+    let Stage::Running(future) = stage else {
+        unreachable!("a task without a future was scheduled to run");
+    };
+    // SAFETY: the future lives inside the task allocation and is never moved out of
+    // it; it is dropped in place by `finish`.
+    let future = unsafe { Pin::new_unchecked(future) };
+    match catch_unwind(AssertUnwindSafe(|| future.poll(&mut cx))) {
+        Ok(Poll::Pending) => {
+            if header.state.end_run() == super::state::AfterPoll::Reschedule {
+                header.ref_inc();
+                // SAFETY: the reference just added goes to the run queue.
+                header.scheduler.schedule(unsafe { Task::from_raw(ptr) });
             }
         }
-        // SAFETY: the task is complete, so nothing but this (unique) JoinHandle reads the
-        // stage from now on.
-        let stage = unsafe { &mut *self.stage.get() };
-        match std::mem::replace(stage, Stage::Consumed) {
-            Stage::Finished(result) => Poll::Ready(result),
-            _ => panic!("JoinHandle polled after it returned its result"),
+        // SAFETY (both): we hold the RUNNING bit and the caller's reference.
+        Ok(Poll::Ready(output)) => unsafe { finish::<F>(ptr, Ok(output)) },
+        Err(panic) => unsafe { finish::<F>(ptr, Err(JoinError::panic(panic))) },
+    }
+}
+
+/// # Safety
+/// See `Vtable::shut_down`.
+unsafe fn shut_down<F: Future>(ptr: NonNull<Header>) {
+    // SAFETY: the caller holds a reference; the vtable is `F`'s.
+    let header = unsafe { &cell::<F>(ptr).header };
+    if header.state.claim_for_shutdown() {
+        // SAFETY: claiming set the RUNNING bit; the caller holds a reference.
+        unsafe { finish::<F>(ptr, Err(JoinError::cancelled())) };
+    }
+}
+
+/// # Safety
+/// See `Vtable::poll_join`; the caller is the task's unique join handle.
+unsafe fn poll_join<F: Future>(ptr: NonNull<Header>, out: *mut (), waker: &Waker) {
+    // SAFETY: the handle holds a reference; the vtable is `F`'s.
+    let cell = unsafe { cell::<F>(ptr) };
+    let state = &cell.header.state;
+    let slot = cell.header.join_waker.get();
+    if !state.is_complete() {
+        if state.has_join_waker() {
+            // SAFETY: while JOIN_WAKER is set nobody writes the slot, and only the
+            // handle (us) ever writes it.
+            let stored = unsafe { &*slot };
+            if stored.as_ref().is_some_and(|w| w.will_wake(waker)) {
+                return;
+            }
+            if !state.unset_join_waker() {
+                // Completed meanwhile: take the output.
+                // SAFETY: complete, and the caller is the unique handle.
+                return unsafe { take_output::<F>(cell, out) };
+            }
+        }
+        // SAFETY: JOIN_WAKER is unset, so the task side does not read the slot, and
+        // the handle is the only writer.
+        unsafe { *slot = Some(waker.clone()) };
+        if state.set_join_waker() {
+            return;
         }
     }
+    // SAFETY: complete, and the caller is the unique handle.
+    unsafe { take_output::<F>(cell, out) }
+}
 
-    fn abort(self: Arc<Self>) {
-        if self.state.abort() {
-            // Queue it so that its next turn drops the future.
-            self.scheduler.schedule(self.clone());
-        }
+/// # Safety
+/// The task is complete; the caller is its unique join handle; `out` points to a
+/// `Poll<Result<F::Output, JoinError>>`.
+unsafe fn take_output<F: Future>(cell: &Cell<F>, out: *mut ()) {
+    // SAFETY: after COMPLETE only the unique handle touches the stage until the last
+    // reference frees it (and the handle holds one).
+    let stage = unsafe { &mut *cell.stage.get() };
+    match std::mem::replace(stage, Stage::Consumed) {
+        // SAFETY: the caller says what `out` points to.
+        Stage::Finished(result) => unsafe {
+            *(out as *mut Poll<Result<F::Output, JoinError>>) = Poll::Ready(result)
+        },
+        _ => panic!("JoinHandle polled after it returned its result"),
     }
+}
 
-    fn is_finished(&self) -> bool {
-        self.state.is_complete()
-    }
+/// # Safety
+/// See `Vtable::dealloc`.
+unsafe fn dealloc<F: Future>(ptr: NonNull<Header>) {
+    // SAFETY: the allocation is a leaked `Box<Cell<F>>` and this was its last
+    // reference. Its stage holds no future here (see `Cell::stage`), only the
+    // `Send` output or nothing, so dropping it on this thread is fine.
+    drop(unsafe { Box::from_raw(ptr.cast::<Cell<F>>().as_ptr()) });
 }

@@ -3,9 +3,12 @@
 use std::any::Any;
 use std::fmt;
 use std::future::Future;
+use std::marker::PhantomData;
 use std::pin::Pin;
-use std::sync::Arc;
+use std::ptr::NonNull;
 use std::task::{Context, Poll};
+
+use super::header::{Header, Task};
 
 /// Why a task produced no value.
 pub struct JoinError {
@@ -87,32 +90,53 @@ impl From<JoinError> for std::io::Error {
     }
 }
 
-/// The result side of a task cell, without its future's type.
-pub(crate) trait Join<T>: Send + Sync {
-    fn poll_join(&self, cx: &mut Context<'_>) -> Poll<Result<T, JoinError>>;
-    fn abort(self: Arc<Self>);
-    fn is_finished(&self) -> bool;
-}
-
 /// An owned permission to await a task's result. Dropping it detaches the task.
 pub struct JoinHandle<T> {
-    task: Arc<dyn Join<T>>,
+    /// One counted reference to the task, whose output type is `T`.
+    task: NonNull<Header>,
+    _output: PhantomData<T>,
 }
 
+// SAFETY: the handle only reads the task's `Send` output and its thread-safe state.
+unsafe impl<T: Send> Send for JoinHandle<T> {}
+// SAFETY: `&JoinHandle` only reads the atomic state.
+unsafe impl<T: Send> Sync for JoinHandle<T> {}
+
+impl<T> Unpin for JoinHandle<T> {}
+
 impl<T> JoinHandle<T> {
-    pub(crate) fn new(task: Arc<dyn Join<T>>) -> JoinHandle<T> {
-        JoinHandle { task }
+    /// # Safety
+    /// `task` must be a live task whose output type is `T`, with no other join handle;
+    /// the caller hands one of its references to the handle.
+    pub(crate) unsafe fn from_raw(task: NonNull<Header>) -> JoinHandle<T> {
+        JoinHandle {
+            task,
+            _output: PhantomData,
+        }
+    }
+
+    fn header(&self) -> &Header {
+        // SAFETY: the handle's reference keeps the task alive.
+        unsafe { self.task.as_ref() }
     }
 
     /// Cancels the task: its future is dropped at its next turn (or now, if it is idle),
     /// and awaiting this handle gives a cancelled `JoinError`. A finished task keeps its
     /// result.
     pub fn abort(&self) {
-        self.task.clone().abort();
+        let header = self.header();
+        if header.state.abort() {
+            // Queue it so that its next turn drops the future.
+            header.ref_inc();
+            // SAFETY: the reference just added goes to the run queue.
+            header
+                .scheduler
+                .schedule(unsafe { Task::from_raw(self.task) });
+        }
     }
 
     pub fn is_finished(&self) -> bool {
-        self.task.is_finished()
+        self.header().state.is_complete()
     }
 }
 
@@ -120,7 +144,20 @@ impl<T> Future for JoinHandle<T> {
     type Output = Result<T, JoinError>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        self.task.poll_join(cx)
+        let mut out: Poll<Result<T, JoinError>> = Poll::Pending;
+        // SAFETY: the handle holds a reference, is the task's only handle, and `out`
+        // has the type `poll_join` writes for a task whose output is `T`.
+        unsafe {
+            (self.header().vtable.poll_join)(self.task, &mut out as *mut _ as *mut (), cx.waker())
+        };
+        out
+    }
+}
+
+impl<T> Drop for JoinHandle<T> {
+    fn drop(&mut self) {
+        // SAFETY: the handle owns one reference and is gone after this.
+        unsafe { Header::ref_dec(self.task) }
     }
 }
 

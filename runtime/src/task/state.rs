@@ -1,19 +1,22 @@
 //! A task's lifecycle as bits in one atomic, so that wake, run and abort can race safely.
 
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::atomic::{AtomicU32, Ordering};
 
 /// In a run queue, or about to be pushed to one.
-const SCHEDULED: u8 = 1;
+const SCHEDULED: u32 = 1;
 /// Being polled.
-const RUNNING: u8 = 2;
+const RUNNING: u32 = 2;
 /// Woken while being polled: queue it again after the poll.
-const NOTIFIED: u8 = 4;
+const NOTIFIED: u32 = 4;
 /// Finished; its output (or error) is in the cell.
-const COMPLETE: u8 = 8;
+const COMPLETE: u32 = 8;
 /// Cancellation requested: drop the future at its next turn.
-const ABORT: u8 = 16;
+const ABORT: u32 = 16;
+/// The join handle stored a waker in the header; the task side may read it, and only a
+/// successful `unset_join_waker` gives the handle the slot back (never after COMPLETE).
+const JOIN_WAKER: u32 = 32;
 
-pub(crate) struct State(AtomicU8);
+pub(crate) struct State(AtomicU32);
 
 /// What the poller must do after a poll returned `Pending`.
 #[derive(PartialEq, Eq)]
@@ -25,7 +28,7 @@ pub(crate) enum AfterPoll {
 impl State {
     /// A new task is scheduled: spawning queues it.
     pub(crate) fn new_scheduled() -> State {
-        State(AtomicU8::new(SCHEDULED))
+        State(AtomicU32::new(SCHEDULED))
     }
 
     /// Returns true if the caller must push the task to a run queue.
@@ -93,13 +96,41 @@ impl State {
         }
     }
 
-    /// Marks the task complete. Its output must already be stored.
-    pub(crate) fn complete(&self) {
-        let _ = self
+    /// Marks the task complete. Its output must already be stored. Returns true if a
+    /// join waker is stored, which the caller must then wake.
+    pub(crate) fn complete(&self) -> bool {
+        let previous = self
             .0
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |current| {
                 Some((current | COMPLETE) & !(RUNNING | SCHEDULED | NOTIFIED))
-            });
+            })
+            .unwrap_or_else(|current| current);
+        previous & JOIN_WAKER != 0
+    }
+
+    /// Whether the join handle has a waker stored (so only it may not write the slot).
+    pub(crate) fn has_join_waker(&self) -> bool {
+        self.0.load(Ordering::Acquire) & JOIN_WAKER != 0
+    }
+
+    /// Publishes the join waker the handle just wrote; false if the task completed
+    /// first (the task side will then never read the slot).
+    pub(crate) fn set_join_waker(&self) -> bool {
+        self.update_unless_complete(|current| current | JOIN_WAKER)
+    }
+
+    /// Takes the join waker slot back for the handle to rewrite; false if the task
+    /// completed (the task side may be reading the slot, so it must stay untouched).
+    pub(crate) fn unset_join_waker(&self) -> bool {
+        self.update_unless_complete(|current| current & !JOIN_WAKER)
+    }
+
+    fn update_unless_complete(&self, f: impl Fn(u32) -> u32) -> bool {
+        self.0
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |current| {
+                (current & COMPLETE == 0).then(|| f(current))
+            })
+            .is_ok()
     }
 
     /// Requests cancellation; returns true if the caller must queue the task so that its

@@ -1,11 +1,16 @@
-//! The timers of one driver: a binary heap of deadlines over a slab of entries.
+//! The timers of one driver: deadlines in order over a slab of entries.
 //!
-//! A sleep costs one slab entry and one heap entry, no submission: the driver bounds its
-//! park by the earliest deadline instead. Removal is lazy; a heap entry whose slab slot
-//! moved on (different sequence number) is skipped.
+//! A sleep costs one slab entry and one ordered entry, no submission: the driver bounds
+//! its park by the earliest deadline instead. Removal is lazy; an ordered entry whose
+//! slab slot moved on (different sequence number) is skipped.
+//!
+//! The order is kept in two places. Sleeps of one length registered one after another
+//! come in deadline order, so an entry not earlier than the newest in `run` is appended
+//! there (O(1) in and out); only the others go to the binary heap, whose pops cost a
+//! cache miss per level and were a quarter of the time of a million sleeps.
 
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap};
+use std::collections::{BinaryHeap, HashMap, VecDeque};
 use std::task::Waker;
 use std::time::Instant;
 
@@ -32,9 +37,15 @@ pub(crate) struct TimerKey {
     seq: u64,
 }
 
+/// An ordered entry: deadline, then registration order, then slab key.
+type Due = (Instant, u64, usize);
+
 #[derive(Default)]
 pub(crate) struct TimerQueue {
-    heap: BinaryHeap<Reverse<(Instant, u64, usize)>>,
+    /// Entries in non-decreasing deadline (and registration) order.
+    run: VecDeque<Due>,
+    /// Entries that came earlier than the end of `run`.
+    heap: BinaryHeap<Reverse<Due>>,
     entries: Slab<Entry>,
     ops: HashMap<u64, TimerKey>,
     next_seq: u64,
@@ -45,8 +56,34 @@ impl TimerQueue {
         let seq = self.next_seq;
         self.next_seq += 1;
         let key = self.entries.insert(Entry { seq, expiry });
-        self.heap.push(Reverse((deadline, seq, key)));
+        match self.run.back() {
+            Some(&(last, _, _)) if deadline < last => self.heap.push(Reverse((deadline, seq, key))),
+            _ => self.run.push_back((deadline, seq, key)),
+        }
         TimerKey { key, seq }
+    }
+
+    /// The earliest ordered entry, live or stale.
+    fn peek(&self) -> Option<Due> {
+        match (self.run.front(), self.heap.peek()) {
+            (Some(run), Some(Reverse(heap))) => Some(*run.min(heap)),
+            (Some(run), None) => Some(*run),
+            (None, Some(Reverse(heap))) => Some(*heap),
+            (None, None) => None,
+        }
+    }
+
+    /// Removes the entry `peek` returned.
+    fn pop(&mut self) {
+        let from_run = match (self.run.front(), self.heap.peek()) {
+            (Some(run), Some(Reverse(heap))) => run < heap,
+            (run, _) => run.is_some(),
+        };
+        if from_run {
+            self.run.pop_front();
+        } else {
+            self.heap.pop();
+        }
     }
 
     pub(crate) fn insert_waker(&mut self, deadline: Instant, waker: Waker) -> TimerKey {
@@ -106,14 +143,12 @@ impl TimerQueue {
 
     /// The earliest live deadline.
     pub(crate) fn next_deadline(&mut self) -> Option<Instant> {
-        while let Some(Reverse((deadline, seq, key))) = self.heap.peek().copied() {
+        while let Some((deadline, seq, key)) = self.peek() {
             match self.entries.get(key) {
                 Some(entry) if entry.seq == seq && !matches!(entry.expiry, Expiry::Fired) => {
                     return Some(deadline)
                 }
-                _ => {
-                    self.heap.pop();
-                }
+                _ => self.pop(),
             }
         }
         None
@@ -121,11 +156,11 @@ impl TimerQueue {
 
     /// Fires everything due at `now`, in deadline order (ties in registration order).
     pub(crate) fn fire(&mut self, now: Instant, wakers: &mut Vec<Waker>, ops: &mut Vec<u64>) {
-        while let Some(Reverse((deadline, seq, key))) = self.heap.peek().copied() {
+        while let Some((deadline, seq, key)) = self.peek() {
             if deadline > now {
                 break;
             }
-            self.heap.pop();
+            self.pop();
             let Some(entry) = self.entries.get_mut(key).filter(|e| e.seq == seq) else {
                 continue;
             };
@@ -140,9 +175,10 @@ impl TimerQueue {
             }
         }
         if self.entries.is_empty() && self.entries.capacity() > 4096 {
-            // Reclaim the memory a burst of timers left behind. Every heap entry is stale
+            // Reclaim the memory a burst of timers left behind. Every ordered entry is stale
             // now, and stale keys are told apart by their sequence numbers.
             self.entries = Slab::new();
+            self.run = VecDeque::new();
             self.heap = BinaryHeap::new();
         }
     }

@@ -1,0 +1,152 @@
+//! The untyped front of every task allocation, and the reference-counted pointer to it.
+//!
+//! A task is one allocation: this header, then its future or output (see `cell.rs`).
+//! Run queues, wakers, the join handle and the owner's registry each hold one counted
+//! reference; the header's vtable reaches the typed rest without knowing the future's
+//! type, so a queue entry or a waker is one thin pointer.
+
+use std::cell::UnsafeCell;
+use std::ptr::NonNull;
+use std::sync::atomic::{fence, AtomicU32, Ordering};
+use std::task::Waker;
+
+use super::state::State;
+use crate::scheduler::Home;
+
+/// The type-specific operations of a task, reached through its header.
+pub(crate) struct Vtable {
+    /// Polls the future once (the caller holds a reference for the duration).
+    pub(crate) run: unsafe fn(NonNull<Header>),
+    /// Drops the future unpolled, completing the task as cancelled, if it is idle.
+    pub(crate) shut_down: unsafe fn(NonNull<Header>),
+    /// Moves the output into `*out` (a `Poll<Result<T, JoinError>>` for the task's
+    /// output type `T`) if the task is complete; otherwise registers the join waker.
+    pub(crate) poll_join: unsafe fn(NonNull<Header>, *mut (), &Waker),
+    /// Frees the allocation; called when the last reference goes.
+    pub(crate) dealloc: unsafe fn(NonNull<Header>),
+}
+
+/// The first field of every task allocation (`#[repr(C)]` there, so a pointer to the
+/// allocation is a pointer to its header).
+pub(crate) struct Header {
+    pub(crate) state: State,
+    refs: AtomicU32,
+    /// The worker that last ran the task (`u32::MAX`: none yet); a wake-up from
+    /// another thread queues it there.
+    home: AtomicU32,
+    /// Its key in the owner's registry; written once, before the task is shared.
+    pub(crate) key: AtomicU32,
+    pub(crate) vtable: &'static Vtable,
+    /// Where a wake-up queues the task, and whose registry holds it.
+    pub(crate) scheduler: Home,
+    /// The join handle's waker. Written only by the handle while `JOIN_WAKER` is unset;
+    /// read by the task side only while it is set (see `State`).
+    pub(crate) join_waker: UnsafeCell<Option<Waker>>,
+}
+
+impl Header {
+    pub(crate) fn new(vtable: &'static Vtable, scheduler: Home) -> Header {
+        Header {
+            state: State::new_scheduled(),
+            // The spawner's, the owner registry's, and the join handle's.
+            refs: AtomicU32::new(3),
+            home: AtomicU32::new(u32::MAX),
+            key: AtomicU32::new(u32::MAX),
+            vtable,
+            scheduler,
+            join_waker: UnsafeCell::new(None),
+        }
+    }
+
+    pub(crate) fn home(&self) -> usize {
+        match self.home.load(Ordering::Relaxed) {
+            u32::MAX => usize::MAX,
+            index => index as usize,
+        }
+    }
+
+    pub(crate) fn set_home(&self, index: usize) {
+        self.home.store(index as u32, Ordering::Relaxed);
+    }
+
+    /// Adds a reference (the caller already holds one).
+    pub(crate) fn ref_inc(&self) {
+        let previous = self.refs.fetch_add(1, Ordering::Relaxed);
+        if previous > u32::MAX / 2 {
+            // As `Arc` does: a count this high means leaked references; wrapping
+            // around would free a live task.
+            std::process::abort();
+        }
+    }
+
+    /// Drops a reference; frees the task if it was the last.
+    ///
+    /// # Safety
+    /// The caller must own one reference to the task at `ptr`, and not use it after.
+    pub(crate) unsafe fn ref_dec(ptr: NonNull<Header>) {
+        // SAFETY: the caller's reference keeps the header alive until the decrement.
+        let header = unsafe { ptr.as_ref() };
+        if header.refs.fetch_sub(1, Ordering::Release) != 1 {
+            return;
+        }
+        // Every other holder's last use happens-before this (as in `Arc::drop`).
+        fence(Ordering::Acquire);
+        // SAFETY: that was the last reference: nobody else can reach the task.
+        unsafe { (header.vtable.dealloc)(ptr) }
+    }
+}
+
+// SAFETY: the header's plain fields are written once before the task is shared; the
+// join waker slot is guarded by the JOIN_WAKER protocol of `State`; `Home` is Send+Sync.
+unsafe impl Send for Header {}
+// SAFETY: as above.
+unsafe impl Sync for Header {}
+
+/// One counted reference to a task, as the scheduler's queues and registry hold it.
+pub(crate) struct Task(NonNull<Header>);
+
+// SAFETY: a `Task` only allows what any thread may do: queue it, run it through the
+// scheduler (which polls a local task only on its owner thread), drop the reference.
+unsafe impl Send for Task {}
+// SAFETY: `&Task` gives only the header's thread-safe reads.
+unsafe impl Sync for Task {}
+
+impl Task {
+    /// # Safety
+    /// `ptr` must be a live task, and the caller hands its own reference to the result.
+    pub(crate) unsafe fn from_raw(ptr: NonNull<Header>) -> Task {
+        Task(ptr)
+    }
+
+    pub(crate) fn header(&self) -> &Header {
+        // SAFETY: our reference keeps the header alive.
+        unsafe { self.0.as_ref() }
+    }
+
+    /// Polls the task once. Only the scheduler calls this, on a thread allowed to poll
+    /// it (any worker for a `Send` task, the owner for a local one).
+    pub(crate) fn run(self) {
+        // SAFETY: `self` holds a reference for the whole call, and the scheduler
+        // calls this only on a thread allowed to poll the future.
+        unsafe { (self.header().vtable.run)(self.0) }
+    }
+
+    /// Drops the future without polling it and completes the task as cancelled; used
+    /// at shutdown, on the owning thread, when no thread is running tasks.
+    pub(crate) fn shut_down(self) {
+        // SAFETY: as for `run`: a held reference, and the owning thread.
+        unsafe { (self.header().vtable.shut_down)(self.0) }
+    }
+
+    /// The worker that last ran it, `usize::MAX` if none.
+    pub(crate) fn home(&self) -> usize {
+        self.header().home()
+    }
+}
+
+impl Drop for Task {
+    fn drop(&mut self) {
+        // SAFETY: this `Task` owns one reference and is gone after this.
+        unsafe { Header::ref_dec(self.0) }
+    }
+}
