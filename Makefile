@@ -4,7 +4,7 @@
 CARGO ?= cargo
 SHELL := /bin/bash
 
-.PHONY: demo test test-rust test-fallback test-valgrind test-asan lint clean
+.PHONY: demo test test-rust test-fallback test-valgrind test-asan test-python lint clean
 
 demo:
 	$(CARGO) run --release --example echo -- 1000 5
@@ -40,6 +40,18 @@ test-valgrind:
 test-asan:
 	RUSTFLAGS="-Zsanitizer=address" CARGO_TARGET_DIR=target/asan \
 	    $(CARGO) +nightly test --target x86_64-unknown-linux-gnu --test cancel --test net --test scheduler --test fs
+
+# The Python bridge (virtual threads as greenlets on ringloom workers), in a local venv.
+# Not yet part of `test`: it needs Python 3.9+ with venv, and pip access for maturin,
+# greenlet and pytest.
+PYTHON ?= python3
+VENV ?= .venv
+test-python:
+	@test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install -q maturin greenlet pytest
+	$(VENV)/bin/maturin develop -q --release
+	$(VENV)/bin/python -m pytest -q tests
+	RINGLOOM_DRIVER=fallback $(VENV)/bin/python -m pytest -q tests
 
 clean:
 	$(CARGO) clean

@@ -1,0 +1,27 @@
+"""ringloom: virtual threads (greenlets run by io_uring workers) for blocking Python code.
+
+This is the bridge prototype: ``Loom`` runs callables as virtual threads, and
+``sleep`` parks a virtual thread on a ring timer (outside one it is ``time.sleep``).
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import functools
+from typing import Any, Callable, TypeVar
+
+from ringloom._native import Loom, in_virtual_thread, sleep
+
+__all__ = ["Loom", "in_virtual_thread", "sleep", "submit"]
+
+T = TypeVar("T")
+
+
+def submit(
+    loom: Loom, fn: Callable[..., T], /, *args: Any, **kwargs: Any
+) -> concurrent.futures.Future[T]:
+    """Runs ``fn(*args, **kwargs)`` in a virtual thread of ``loom``; returns its future."""
+    future: concurrent.futures.Future[T] = concurrent.futures.Future()
+    call = functools.partial(fn, *args, **kwargs) if args or kwargs else fn
+    loom.spawn(call, future)
+    return future

@@ -1,0 +1,23 @@
+//! `ringloom._native`: the Python bindings of ringloom.
+//!
+//! A [`Loom`](loom::Loom) owns a ringloom runtime whose worker threads stay attached to
+//! the interpreter for their whole life. Each virtual thread is a greenlet that a worker
+//! runs inside one of its tasks; when the greenlet blocks ([`park::sleep`]) it hands a
+//! ringloom future to its task and switches back to the worker, which runs other tasks
+//! until the future completes and the task switches back into the greenlet.
+
+use pyo3::prelude::*;
+
+mod gil;
+mod greenlet;
+mod loom;
+mod park;
+mod vthread;
+
+#[pymodule]
+fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_class::<loom::Loom>()?;
+    m.add_function(wrap_pyfunction!(park::sleep, m)?)?;
+    m.add_function(wrap_pyfunction!(park::in_virtual_thread, m)?)?;
+    Ok(())
+}

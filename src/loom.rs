@@ -1,0 +1,118 @@
+//! `Loom`: a ringloom runtime whose workers run virtual threads.
+
+use std::sync::Mutex;
+
+use pyo3::exceptions::{PyRuntimeError, PyTypeError, PyValueError};
+use pyo3::prelude::*;
+use ringloom::Runtime;
+
+use crate::vthread::Unstarted;
+
+/// Owns the runtime. Its workers are attached to the interpreter for their whole life
+/// (attaching per greenlet switch destroys the thread state a parked greenlet needs, and
+/// the next switch segfaults) and release the GIL only while they wait in the ring.
+#[pyclass(module = "ringloom._native")]
+pub(crate) struct Loom {
+    runtime: Mutex<Option<Runtime>>,
+    workers: usize,
+}
+
+#[pymethods]
+impl Loom {
+    #[new]
+    #[pyo3(signature = (workers = 2))]
+    fn new(py: Python<'_>, workers: usize) -> PyResult<Loom> {
+        if workers == 0 {
+            return Err(PyValueError::new_err("workers must be at least 1"));
+        }
+        let mut builder = Runtime::builder();
+        builder
+            .workers(workers)
+            .thread_name("ringloom-vt")
+            .wrap_worker(|run| {
+                let run = RunFn(run);
+                Python::attach(|py| py.detach(|| (run.into_inner())()))
+            });
+        // The workers attach as they start, and `build` waits for them: not with the GIL.
+        let runtime = py
+            .detach(|| builder.build())
+            .map_err(|err| PyRuntimeError::new_err(format!("ringloom runtime: {err}")))?;
+        Ok(Loom {
+            runtime: Mutex::new(Some(runtime)),
+            workers,
+        })
+    }
+
+    /// Starts `func()` in a new virtual thread; its return value or exception goes to
+    /// `future` (a `concurrent.futures.Future`).
+    fn spawn(&self, func: Bound<'_, PyAny>, future: Bound<'_, PyAny>) -> PyResult<()> {
+        if !func.is_callable() {
+            return Err(PyTypeError::new_err("func must be callable"));
+        }
+        let guard = self.runtime.lock().unwrap();
+        let runtime = guard
+            .as_ref()
+            .ok_or_else(|| PyRuntimeError::new_err("the Loom is closed"))?;
+        let unstarted = Unstarted::new(func.unbind(), future.unbind());
+        // A Send starter, so a virtual thread not yet started may go to any worker; the
+        // greenlet is created where the local task runs, and stays there.
+        drop(runtime.spawn(async move {
+            drop(ringloom::spawn_local(unstarted.into_vthread()));
+        }));
+        Ok(())
+    }
+
+    #[getter]
+    fn workers(&self) -> usize {
+        self.workers
+    }
+
+    /// Stops the workers; unfinished virtual threads fail their futures.
+    fn close(&self, py: Python<'_>) {
+        let runtime = self.runtime.lock().unwrap().take();
+        // The workers need the GIL to finish their turn and drop their tasks.
+        py.detach(|| drop(runtime));
+    }
+
+    fn __enter__(slf: Py<Self>) -> Py<Self> {
+        slf
+    }
+
+    fn __exit__(
+        &self,
+        py: Python<'_>,
+        _ty: Bound<'_, PyAny>,
+        _value: Bound<'_, PyAny>,
+        _tb: Bound<'_, PyAny>,
+    ) {
+        self.close(py);
+    }
+}
+
+/// The runtime's park closure, carried into `Python::detach`.
+///
+/// `detach` wants its closure `Send` (its stand-in for "holds nothing that needs the
+/// GIL"), and the runtime hands over a `&mut dyn FnMut()`, which is not.
+struct RunFn<'a>(&'a mut dyn FnMut());
+
+// SAFETY: `detach` runs the closure on the calling thread, so nothing crosses threads;
+// the park only waits in the ring (driver state, no Python objects), so it holds nothing
+// that needs the GIL while the GIL is released.
+unsafe impl Send for RunFn<'_> {}
+
+impl<'a> RunFn<'a> {
+    /// Taking `self` makes a closure capture the whole wrapper (which is `Send`), not
+    /// just its field (edition 2021 captures disjoint fields).
+    fn into_inner(self) -> &'a mut dyn FnMut() {
+        self.0
+    }
+}
+
+impl Drop for Loom {
+    fn drop(&mut self) {
+        let runtime = self.runtime.get_mut().unwrap().take();
+        if runtime.is_some() {
+            Python::attach(|py| py.detach(|| drop(runtime)));
+        }
+    }
+}

@@ -1,0 +1,108 @@
+"""The greenlet bridge: virtual threads park on ring timers, not on OS threads."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterator
+
+import pytest
+
+import ringloom
+from ringloom import Loom, _native
+
+
+def os_threads() -> int:
+    return len(os.listdir("/proc/self/task"))
+
+
+@pytest.fixture
+def loom() -> Iterator[Loom]:
+    with Loom(workers=2) as loom:
+        yield loom
+
+
+def test_ten_thousand_sleepers_on_two_workers(loom: Loom) -> None:
+    n = 10_000
+    baseline = os_threads()  # the main thread, and the fixture's 2 workers
+
+    def sleeper(i: int) -> int:
+        _native.sleep(0.2)
+        return i
+
+    peak = 0
+    futures = [ringloom.submit(loom, sleeper, i) for i in range(n)]
+    while not all(f.done() for f in futures[-100:]):
+        peak = max(peak, os_threads())
+        time.sleep(0.01)
+    results = [f.result(timeout=60) for f in futures]
+    peak = max(peak, os_threads())
+    assert results == list(range(n))
+    # no thread per virtual thread: at most a few more (blocking pool, helpers)
+    assert peak <= baseline + 4, (baseline, peak)
+    assert baseline <= 1 + 2 + 4, baseline
+
+
+def test_exception_keeps_its_type(loom: Loom) -> None:
+    class Boom(Exception):
+        pass
+
+    def fails() -> None:
+        _native.sleep(0.01)
+        raise Boom("inside a virtual thread")
+
+    future = ringloom.submit(loom, fails)
+    with pytest.raises(Boom, match="inside a virtual thread") as info:
+        future.result(timeout=10)
+    assert info.traceback[-1].name == "fails"
+
+
+def test_cpu_only_function(loom: Loom) -> None:
+    future = ringloom.submit(loom, sum, range(1000))
+    assert future.result(timeout=10) == 499500
+
+
+def test_in_virtual_thread_flag(loom: Loom) -> None:
+    assert not _native.in_virtual_thread()
+    assert ringloom.submit(loom, _native.in_virtual_thread).result(timeout=10)
+
+
+def test_sleep_outside_a_virtual_thread() -> None:
+    start = time.monotonic()
+    _native.sleep(0.05)
+    assert time.monotonic() - start >= 0.05
+    with pytest.raises(ValueError):
+        _native.sleep(-1)
+
+
+def test_sleepers_interleave_on_one_worker() -> None:
+    order: list[str] = []
+
+    def step(name: str, delay: float) -> None:
+        order.append(f"{name}-start")
+        _native.sleep(delay)
+        order.append(f"{name}-end")
+
+    with Loom(workers=1) as loom:
+        slow = ringloom.submit(loom, step, "slow", 0.2)
+        fast = ringloom.submit(loom, step, "fast", 0.05)
+        slow.result(timeout=10)
+        fast.result(timeout=10)
+    assert order.index("fast-end") < order.index("slow-end")
+    assert order.index("fast-start") < order.index("slow-end")
+
+
+def test_close_fails_unfinished_virtual_threads() -> None:
+    loom = Loom(workers=1)
+    future = ringloom.submit(loom, _native.sleep, 30)
+    time.sleep(0.1)
+    loom.close()
+    with pytest.raises(Exception):
+        future.result(timeout=10)
+    with pytest.raises(RuntimeError):
+        loom.spawn(print, future)
+
+
+def test_non_callable_is_refused(loom: Loom) -> None:
+    with pytest.raises(TypeError):
+        ringloom.submit(loom, 42)  # type: ignore[arg-type]
