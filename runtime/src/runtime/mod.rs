@@ -121,6 +121,9 @@ impl Builder {
         if self.workers == 0 {
             return invalid("workers must be at least 1");
         }
+        if self.workers > crate::task::MAX_WORKERS {
+            return invalid("workers must be at most 65535");
+        }
         if self.ring_entries == 0 {
             return invalid("ring_entries must be at least 1");
         }

@@ -12,19 +12,22 @@ use std::sync::atomic::{fence, AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
 use crossbeam_queue::SegQueue;
-use slab::Slab;
 
 use crate::blocking::BlockingPool;
 use crate::driver::{DriverConfig, DriverShared};
 use crate::task::{new_task, Header, JoinHandle, Task};
 
 mod countdown;
+mod home;
 mod hooks;
+mod registry;
 mod worker;
 
 pub(crate) use countdown::Countdown;
+pub(crate) use home::{Home, HomeRef};
 pub(crate) use hooks::Hooks;
 pub use hooks::Wrapper;
+use registry::Registry;
 pub(crate) use worker::run_worker;
 
 /// Counters one executor thread keeps.
@@ -45,7 +48,7 @@ pub(crate) struct Executor {
     /// Tasks only this thread may run (`spawn_local`).
     pub(crate) local_queue: SegQueue<Task>,
     /// Every unfinished task this executor owns, so shutdown can drop them here.
-    registry: Mutex<Slab<Task>>,
+    registry: Mutex<Registry>,
     pub(crate) driver: OnceLock<Arc<DriverShared>>,
     pub(crate) counters: TaskCounters,
 }
@@ -56,7 +59,7 @@ impl Executor {
             index,
             run_queue: SegQueue::new(),
             local_queue: SegQueue::new(),
-            registry: Mutex::new(Slab::new()),
+            registry: Mutex::new(Registry::new()),
             driver: OnceLock::new(),
             counters: TaskCounters::default(),
         }
@@ -79,12 +82,7 @@ impl Executor {
         let key = header.key.load(Ordering::Relaxed) as usize;
         let removed = {
             let mut registry = self.registry.lock().unwrap();
-            match registry.get(key) {
-                Some(registered) if std::ptr::eq(registered.header(), header) => {
-                    Some(registry.remove(key))
-                }
-                _ => None,
-            }
+            registry.remove(key, header)
         };
         // The last reference may go here; drop it outside the lock.
         drop(removed);
@@ -92,8 +90,7 @@ impl Executor {
 
     /// Takes every registered task out (for shutdown).
     pub(crate) fn take_registry(&self) -> Vec<Task> {
-        let registry = std::mem::take(&mut *self.registry.lock().unwrap());
-        registry.into_iter().map(|(_, task)| task).collect()
+        self.registry.lock().unwrap().take_all()
     }
 
     pub(crate) fn live_tasks(&self) -> usize {
@@ -115,33 +112,6 @@ impl Executor {
 
     pub(crate) fn has_queued(&self) -> bool {
         !self.run_queue.is_empty() || !self.local_queue.is_empty()
-    }
-}
-
-/// Where a task goes when it is woken, and which executor's registry holds it.
-pub(crate) enum Home {
-    /// A `Send` task of a runtime: any worker may run it; worker `owner` registered it.
-    Pool { pool: Arc<Pool>, owner: u32 },
-    /// A local task: only this executor runs it, and it registered it.
-    Local(Arc<Executor>),
-}
-
-impl Home {
-    pub(crate) fn owner(&self) -> &Executor {
-        match self {
-            Home::Pool { pool, owner } => &pool.workers[*owner as usize],
-            Home::Local(executor) => executor,
-        }
-    }
-
-    pub(crate) fn schedule(&self, task: Task) {
-        match self {
-            Home::Pool { pool, .. } => pool.schedule(task),
-            Home::Local(executor) => {
-                executor.local_queue.push(task);
-                executor.unpark();
-            }
-        }
     }
 }
 
@@ -203,9 +173,8 @@ impl Pool {
         let owner = self.current_worker().unwrap_or_else(|| {
             self.next_owner.fetch_add(1, Ordering::Relaxed) % self.workers.len()
         });
-        let owner = u32::try_from(owner).expect("over 4 billion workers");
-        let (task, handle) = new_task(future, Home::Pool { pool: self, owner });
-        let Home::Pool { pool, .. } = &task.header().scheduler else {
+        let (task, handle) = new_task(future, Home::pool(self), owner);
+        let HomeRef::Pool(pool) = task.header().scheduler.get() else {
             unreachable!("a pool task's home is its pool");
         };
         if pool.shutdown.load(Ordering::Acquire) {
@@ -213,7 +182,7 @@ impl Pool {
             task.shut_down();
         } else {
             // `pool` borrows from the task, which is about to move into a queue.
-            let pool: *const Pool = &**pool;
+            let pool: *const Pool = pool;
             // SAFETY: the pool lives in the task allocation, which `handle`'s reference
             // keeps alive across the call, wherever the queued task goes.
             unsafe { (*pool).schedule(task) };
@@ -364,7 +333,7 @@ where
     F::Output: Send + 'static,
 {
     let executor = with_context("spawn_local", |_, executor| executor.clone());
-    let (task, handle) = new_task(future, Home::Local(executor.clone()));
+    let (task, handle) = new_task(future, Home::local(executor.clone()), 0);
     executor.local_queue.push(task);
     handle
 }

@@ -46,16 +46,17 @@ where
     };
 }
 
-/// Creates a task, registers it with the owner `scheduler` names, and returns it
-/// (scheduled, not yet queued) with its join handle.
-pub(crate) fn new_task<F>(future: F, scheduler: Home) -> (Task, JoinHandle<F::Output>)
+/// Creates a task, registers it with its owner (worker `owner` of a pool, or the
+/// executor of a local task), and returns it (scheduled, not yet queued) with its join
+/// handle.
+pub(crate) fn new_task<F>(future: F, scheduler: Home, owner: usize) -> (Task, JoinHandle<F::Output>)
 where
     F: Future + 'static,
     F::Output: Send + 'static,
 {
     let vtable: &'static Vtable = &Vtables::<F>::VTABLE;
     let cell = Box::new(Cell {
-        header: Header::new(vtable, scheduler),
+        header: Header::new(vtable, scheduler, owner),
         stage: UnsafeCell::new(Stage::Running(future)),
     });
     let ptr = NonNull::from(Box::leak(cell)).cast::<Header>();
@@ -68,7 +69,7 @@ where
             JoinHandle::from_raw(ptr),
         )
     };
-    task.header().scheduler.owner().register(registered);
+    task.header().owner().register(registered);
     (task, handle)
 }
 
@@ -107,7 +108,7 @@ unsafe fn finish<F: Future>(ptr: NonNull<Header>, result: Result<F::Output, Join
             waker.wake_by_ref();
         }
     }
-    header.scheduler.owner().unregister(header);
+    header.owner().unregister(header);
 }
 
 /// # Safety

@@ -17,7 +17,9 @@ pub struct JoinError {
 
 enum JoinErrorKind {
     Cancelled,
-    Panic(Box<dyn Any + Send + 'static>),
+    /// Boxed again so that a `JoinError` is one thin pointer: every finished task's
+    /// cell has room for its `Result<T, JoinError>`, and panics are rare.
+    Panic(Box<Box<dyn Any + Send + 'static>>),
 }
 
 impl JoinError {
@@ -29,7 +31,7 @@ impl JoinError {
 
     pub(crate) fn panic(payload: Box<dyn Any + Send + 'static>) -> JoinError {
         JoinError {
-            kind: JoinErrorKind::Panic(payload),
+            kind: JoinErrorKind::Panic(Box::new(payload)),
         }
     }
 
@@ -45,17 +47,17 @@ impl JoinError {
     /// The panic payload, to resume the panic with `std::panic::resume_unwind`.
     pub fn into_panic(self) -> Box<dyn Any + Send + 'static> {
         match self.kind {
-            JoinErrorKind::Panic(payload) => payload,
+            JoinErrorKind::Panic(payload) => *payload,
             JoinErrorKind::Cancelled => panic!("JoinError::into_panic on a cancelled task"),
         }
     }
 
     fn panic_message(&self) -> Option<&str> {
         match &self.kind {
-            JoinErrorKind::Panic(payload) => payload
+            JoinErrorKind::Panic(payload) => (**payload)
                 .downcast_ref::<&str>()
                 .copied()
-                .or_else(|| payload.downcast_ref::<String>().map(String::as_str)),
+                .or_else(|| (**payload).downcast_ref::<String>().map(String::as_str)),
             JoinErrorKind::Cancelled => None,
         }
     }

@@ -12,5 +12,5 @@ mod state;
 mod waker;
 
 pub(crate) use cell::new_task;
-pub(crate) use header::{Header, Task};
+pub(crate) use header::{Header, Task, MAX_WORKERS};
 pub use join::{JoinError, JoinHandle};
