@@ -19,5 +19,11 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<loom::Loom>()?;
     m.add_function(wrap_pyfunction!(park::sleep, m)?)?;
     m.add_function(wrap_pyfunction!(park::in_virtual_thread, m)?)?;
+    m.add_function(wrap_pyfunction!(park::wait_fd, m)?)?;
+    let close_all = wrap_pyfunction!(loom::close_all, m)?;
+    m.add_function(close_all.clone())?;
+    m.py()
+        .import("atexit")?
+        .call_method1("register", (close_all,))?;
     Ok(())
 }

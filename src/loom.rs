@@ -1,6 +1,6 @@
 //! `Loom`: a ringloom runtime whose workers run virtual threads.
 
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex, Weak};
 
 use pyo3::exceptions::{PyRuntimeError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
@@ -10,10 +10,16 @@ use crate::vthread::Unstarted;
 
 /// Owns the runtime. Its workers are attached to the interpreter for their whole life
 /// (attaching per greenlet switch destroys the thread state a parked greenlet needs, and
-/// the next switch segfaults) and release the GIL only while they wait in the ring.
+/// the next switch segfaults) but hold the GIL only while they run Python: each poll of
+/// a virtual thread takes it (`gil::with_gil`) and gives it back.
+///
+/// Holding the GIL for the whole worker loop and releasing it only around the ring wait
+/// (`wrap_park`) was tried first: it works while running, but the runtime's shutdown
+/// makes each worker wait for the others *outside* the park hook, GIL held, while the
+/// others need the GIL to get there: every close took the full 10 s shutdown timeout.
 #[pyclass(module = "ringloom._native")]
 pub(crate) struct Loom {
-    runtime: Mutex<Option<Runtime>>,
+    runtime: Arc<Slot>,
     workers: usize,
 }
 
@@ -33,14 +39,17 @@ impl Loom {
                 let run = RunFn(run);
                 Python::attach(|py| py.detach(|| (run.into_inner())()))
             });
+        // No `wrap_park`: the workers hold no GIL when they park.
         // The workers attach as they start, and `build` waits for them: not with the GIL.
         let runtime = py
             .detach(|| builder.build())
             .map_err(|err| PyRuntimeError::new_err(format!("ringloom runtime: {err}")))?;
-        Ok(Loom {
-            runtime: Mutex::new(Some(runtime)),
-            workers,
-        })
+        let runtime = Arc::new(Mutex::new(Some(runtime)));
+        let mut live = LIVE.lock().unwrap();
+        live.retain(|slot| slot.strong_count() > 0);
+        live.push(Arc::downgrade(&runtime));
+        drop(live);
+        Ok(Loom { runtime, workers })
     }
 
     /// Starts `func()` in a new virtual thread; its return value or exception goes to
@@ -89,15 +98,38 @@ impl Loom {
     }
 }
 
-/// The runtime's park closure, carried into `Python::detach`.
+/// Where a `Loom` keeps its runtime; `None` once closed.
+type Slot = Mutex<Option<Runtime>>;
+
+/// Every open `Loom`'s runtime, for [`close_all`].
+static LIVE: Mutex<Vec<Weak<Slot>>> = Mutex::new(Vec::new());
+
+/// Closes every `Loom` still open; registered with `atexit`. A runtime dropped during
+/// interpreter finalization would wait its whole shutdown timeout (10 s) for workers
+/// that can no longer take the GIL.
+#[pyfunction]
+pub(crate) fn close_all(py: Python<'_>) {
+    let slots: Vec<Arc<Slot>> = std::mem::take(&mut *LIVE.lock().unwrap())
+        .into_iter()
+        .filter_map(|slot| slot.upgrade())
+        .collect();
+    let runtimes: Vec<Runtime> = slots
+        .iter()
+        .filter_map(|slot| slot.lock().unwrap().take())
+        .collect();
+    py.detach(|| drop(runtimes));
+}
+
+/// The runtime's worker closure, carried into `Python::detach`.
 ///
 /// `detach` wants its closure `Send` (its stand-in for "holds nothing that needs the
 /// GIL"), and the runtime hands over a `&mut dyn FnMut()`, which is not.
 struct RunFn<'a>(&'a mut dyn FnMut());
 
-// SAFETY: `detach` runs the closure on the calling thread, so nothing crosses threads;
-// the park only waits in the ring (driver state, no Python objects), so it holds nothing
-// that needs the GIL while the GIL is released.
+// SAFETY: `detach` runs the closure on the calling thread, so nothing crosses threads.
+// The worker body runs without the GIL; every place in it that touches a Python object
+// (a virtual thread's poll and drop, a starter's drop) takes the GIL first through
+// `gil::with_gil`, and no GIL-bound reference is created outside those places.
 unsafe impl Send for RunFn<'_> {}
 
 impl<'a> RunFn<'a> {
@@ -110,7 +142,7 @@ impl<'a> RunFn<'a> {
 
 impl Drop for Loom {
     fn drop(&mut self) {
-        let runtime = self.runtime.get_mut().unwrap().take();
+        let runtime = self.runtime.lock().unwrap().take();
         if runtime.is_some() {
             Python::attach(|py| py.detach(|| drop(runtime)));
         }

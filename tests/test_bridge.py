@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import os
+import select
+import socket
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 
@@ -106,3 +110,60 @@ def test_close_fails_unfinished_virtual_threads() -> None:
 def test_non_callable_is_refused(loom: Loom) -> None:
     with pytest.raises(TypeError):
         ringloom.submit(loom, 42)  # type: ignore[arg-type]
+
+
+def test_wait_fd_parks_until_readable(loom: Loom) -> None:
+    a, b = socket.socketpair()
+    with a, b:
+
+        def reader() -> bytes:
+            ready = _native.wait_fd(a.fileno(), select.POLLIN)
+            assert ready & select.POLLIN
+            return a.recv(16)
+
+        future = ringloom.submit(loom, reader)
+        others = [ringloom.submit(loom, _native.sleep, 0.01) for _ in range(10)]
+        for other in others:
+            other.result(timeout=10)  # the parked reader does not hold a worker
+        assert not future.done()
+        b.send(b"ping")
+        assert future.result(timeout=10) == b"ping"
+
+
+def test_wait_fd_outside_a_virtual_thread() -> None:
+    a, b = socket.socketpair()
+    with a, b:
+        assert _native.wait_fd(a.fileno(), select.POLLOUT) & select.POLLOUT
+        b.send(b"x")
+        assert _native.wait_fd(a.fileno(), select.POLLIN) & select.POLLIN
+
+
+def test_wait_fd_bad_descriptor(loom: Loom) -> None:
+    future = ringloom.submit(loom, _native.wait_fd, 1_000_000, select.POLLIN)
+    with pytest.raises(OSError):
+        future.result(timeout=10)
+
+
+def test_open_loom_is_closed_at_exit() -> None:
+    """An open Loom is closed at exit (atexit), before the interpreter finalizes: a
+    runtime dropped during finalization waits its whole shutdown timeout for workers that
+    can no longer take the GIL."""
+    code = (
+        "import atexit, concurrent.futures\n"
+        "def check():\n"  # registered first, so it runs after ringloom's handler
+        "    try:\n"
+        "        loom.spawn(print, concurrent.futures.Future())\n"
+        "    except RuntimeError:\n"
+        "        print('closed')\n"
+        "atexit.register(check)\n"
+        "import ringloom\n"
+        "from ringloom import Loom, _native\n"
+        "loom = Loom(workers=2)\n"
+        "futures = [ringloom.submit(loom, _native.sleep, 30) for _ in range(100)]\n"
+        "print(ringloom.submit(loom, sum, [1, 2]).result(timeout=10))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["3", "closed"]

@@ -1,7 +1,8 @@
 """ringloom: virtual threads (greenlets run by io_uring workers) for blocking Python code.
 
 This is the bridge prototype: ``Loom`` runs callables as virtual threads, and
-``sleep`` parks a virtual thread on a ring timer (outside one it is ``time.sleep``).
+``sleep`` parks a virtual thread on a ring timer (outside one it is ``time.sleep``),
+``wait_fd`` on an io_uring poll of a descriptor (outside one it is ``poll(2)``).
 """
 
 from __future__ import annotations
@@ -10,9 +11,9 @@ import concurrent.futures
 import functools
 from typing import Any, Callable, TypeVar
 
-from ringloom._native import Loom, in_virtual_thread, sleep
+from ringloom._native import Loom, in_virtual_thread, sleep, wait_fd
 
-__all__ = ["Loom", "in_virtual_thread", "sleep", "submit"]
+__all__ = ["Loom", "in_virtual_thread", "sleep", "submit", "wait_fd"]
 
 T = TypeVar("T")
 
