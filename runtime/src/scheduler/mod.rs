@@ -11,8 +11,6 @@ use std::future::Future;
 use std::sync::atomic::{fence, AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
-use crossbeam_queue::SegQueue;
-
 use crate::blocking::BlockingPool;
 use crate::driver::{DriverConfig, DriverShared};
 use crate::task::{new_task, Header, JoinHandle, Task};
@@ -20,6 +18,7 @@ use crate::task::{new_task, Header, JoinHandle, Task};
 mod countdown;
 mod home;
 mod hooks;
+mod queue;
 mod registry;
 mod worker;
 
@@ -27,6 +26,7 @@ pub(crate) use countdown::Countdown;
 pub(crate) use home::{Home, HomeRef};
 pub(crate) use hooks::Hooks;
 pub use hooks::Wrapper;
+use queue::TaskQueue;
 use registry::Registry;
 pub(crate) use worker::run_worker;
 
@@ -44,9 +44,9 @@ pub(crate) struct Executor {
     /// Worker index in its pool; `None` for a `block_on` caller.
     pub(crate) index: Option<usize>,
     /// `Send` tasks; idle workers steal from here.
-    pub(crate) run_queue: SegQueue<Task>,
+    pub(crate) run_queue: TaskQueue,
     /// Tasks only this thread may run (`spawn_local`).
-    pub(crate) local_queue: SegQueue<Task>,
+    pub(crate) local_queue: TaskQueue,
     /// Every unfinished task this executor owns, so shutdown can drop them here.
     registry: Mutex<Registry>,
     pub(crate) driver: OnceLock<Arc<DriverShared>>,
@@ -57,8 +57,8 @@ impl Executor {
     pub(crate) fn new(index: Option<usize>) -> Executor {
         Executor {
             index,
-            run_queue: SegQueue::new(),
-            local_queue: SegQueue::new(),
+            run_queue: TaskQueue::default(),
+            local_queue: TaskQueue::default(),
             registry: Mutex::new(Registry::new()),
             driver: OnceLock::new(),
             counters: TaskCounters::default(),
@@ -119,7 +119,7 @@ impl Executor {
 pub(crate) struct Pool {
     pub(crate) workers: Vec<Arc<Executor>>,
     /// Tasks spawned or woken outside the workers, with no worker to prefer.
-    pub(crate) injector: SegQueue<Task>,
+    pub(crate) injector: TaskQueue,
     /// A parked worker has been woken to look for work and has not parked again.
     pub(crate) searching: AtomicBool,
     pub(crate) shutdown: AtomicBool,
@@ -146,7 +146,7 @@ impl Pool {
             workers: (0..workers)
                 .map(|index| Arc::new(Executor::new(Some(index))))
                 .collect(),
-            injector: SegQueue::new(),
+            injector: TaskQueue::default(),
             searching: AtomicBool::new(false),
             shutdown: AtomicBool::new(false),
             blocking,
