@@ -12,6 +12,7 @@ mod gil;
 mod greenlet;
 mod loom;
 mod park;
+mod stats;
 mod vthread;
 
 #[pymodule]
@@ -20,6 +21,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(park::sleep, m)?)?;
     m.add_function(wrap_pyfunction!(park::in_virtual_thread, m)?)?;
     m.add_function(wrap_pyfunction!(park::wait_fd, m)?)?;
+    m.add_function(wrap_pyfunction!(vthread::intercepting, m)?)?;
     let close_all = wrap_pyfunction!(loom::close_all, m)?;
     m.add_function(close_all.clone())?;
     m.py()

@@ -4,8 +4,10 @@ use std::sync::{Arc, Mutex, Weak};
 
 use pyo3::exceptions::{PyRuntimeError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
+use pyo3::types::PyDict;
 use ringloom::Runtime;
 
+use crate::stats::Counters;
 use crate::vthread::Unstarted;
 
 /// Owns the runtime. Its workers are attached to the interpreter for their whole life
@@ -21,6 +23,7 @@ use crate::vthread::Unstarted;
 pub(crate) struct Loom {
     runtime: Arc<Slot>,
     workers: usize,
+    counters: Arc<Counters>,
 }
 
 #[pymethods]
@@ -49,12 +52,24 @@ impl Loom {
         live.retain(|slot| slot.strong_count() > 0);
         live.push(Arc::downgrade(&runtime));
         drop(live);
-        Ok(Loom { runtime, workers })
+        Ok(Loom {
+            runtime,
+            workers,
+            counters: Arc::default(),
+        })
     }
 
     /// Starts `func()` in a new virtual thread; its return value or exception goes to
-    /// `future` (a `concurrent.futures.Future`).
-    fn spawn(&self, func: Bound<'_, PyAny>, future: Bound<'_, PyAny>) -> PyResult<()> {
+    /// `future` (a `concurrent.futures.Future`). With `intercept=False` the thread's
+    /// blocking calls are not turned into parks by the interception layer
+    /// (`intercepting()` is False in it).
+    #[pyo3(signature = (func, future, intercept = true))]
+    fn spawn(
+        &self,
+        func: Bound<'_, PyAny>,
+        future: Bound<'_, PyAny>,
+        intercept: bool,
+    ) -> PyResult<()> {
         if !func.is_callable() {
             return Err(PyTypeError::new_err("func must be callable"));
         }
@@ -62,7 +77,12 @@ impl Loom {
         let runtime = guard
             .as_ref()
             .ok_or_else(|| PyRuntimeError::new_err("the Loom is closed"))?;
-        let unstarted = Unstarted::new(func.unbind(), future.unbind());
+        let unstarted = Unstarted::new(
+            func.unbind(),
+            future.unbind(),
+            intercept,
+            self.counters.clone(),
+        );
         // A Send starter, so a virtual thread not yet started may go to any worker; the
         // greenlet is created where the local task runs, and stays there.
         drop(runtime.spawn(async move {
@@ -74,6 +94,39 @@ impl Loom {
     #[getter]
     fn workers(&self) -> usize {
         self.workers
+    }
+
+    /// A snapshot of counters: the virtual threads' (`started`, `finished`, `parked`
+    /// now, `parks` in all) and the runtime's (`driver`, `polls`, `tasks_stolen`,
+    /// `ops_submitted`, `ops_completed`, `ring_enters`, `blocking_threads`). After
+    /// `close` the runtime's are gone and `driver` is `"closed"`.
+    fn stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let dict = PyDict::new(py);
+        let c = &self.counters;
+        dict.set_item("workers", self.workers)?;
+        dict.set_item("started", Counters::get(&c.started))?;
+        dict.set_item("finished", Counters::get(&c.finished))?;
+        dict.set_item(
+            "parked",
+            c.parked.load(std::sync::atomic::Ordering::Relaxed),
+        )?;
+        dict.set_item("parks", Counters::get(&c.parks))?;
+        let guard = self.runtime.lock().unwrap();
+        match guard.as_ref() {
+            Some(runtime) => {
+                let stats = runtime.stats();
+                let total = stats.total();
+                dict.set_item("driver", stats.driver_name())?;
+                dict.set_item("polls", total.polls)?;
+                dict.set_item("tasks_stolen", total.tasks_stolen)?;
+                dict.set_item("ops_submitted", total.ops_submitted)?;
+                dict.set_item("ops_completed", total.ops_completed)?;
+                dict.set_item("ring_enters", total.ring_enters)?;
+                dict.set_item("blocking_threads", stats.blocking_threads)?;
+            }
+            None => dict.set_item("driver", "closed")?,
+        }
+        Ok(dict)
     }
 
     /// Stops the workers; unfinished virtual threads fail their futures.

@@ -10,12 +10,15 @@
 use std::cell::RefCell;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use pyo3::prelude::*;
 
 use crate::gil::with_gil;
 use crate::greenlet;
+use crate::stats::Counters;
 
 /// What a parked virtual thread waits for. Polled only by its task, on its worker.
 pub(crate) type Wait = Pin<Box<dyn Future<Output = ()>>>;
@@ -30,6 +33,9 @@ struct Slot {
     greenlet: *mut pyo3::ffi::PyObject,
     /// Left here by [`park`] for the poll to take.
     wait: Option<Wait>,
+    /// Whether the interception layer turns this thread's blocking calls into parks
+    /// (`is_blocking` not False at submit).
+    intercept: bool,
 }
 
 thread_local! {
@@ -42,6 +48,21 @@ pub(crate) fn in_virtual_thread(py: Python<'_>) -> PyResult<bool> {
         return Ok(false);
     };
     Ok(greenlet::current(py)?.as_ptr() == expected)
+}
+
+/// Whether the caller is a virtual thread's own greenlet started with interception on:
+/// the interception layer (patched `time.sleep`, sockets, files) parks it only then.
+/// False outside virtual threads and in one submitted with `is_blocking=False`.
+#[pyfunction]
+pub(crate) fn intercepting(py: Python<'_>) -> PyResult<bool> {
+    let Some((expected, intercept)) = CURRENT.with(|c| {
+        c.borrow()
+            .as_ref()
+            .map(|slot| (slot.greenlet, slot.intercept))
+    }) else {
+        return Ok(false);
+    };
+    Ok(intercept && greenlet::current(py)?.as_ptr() == expected)
 }
 
 /// Parks the calling virtual thread until `wait` completes. Returns `None` (and does
@@ -73,6 +94,10 @@ pub(crate) struct VThread {
     greenlet: Option<Py<PyAny>>,
     hub: Option<Py<PyAny>>,
     wait: Option<Wait>,
+    intercept: bool,
+    counters: Arc<Counters>,
+    /// Counted in `counters.parked` now.
+    parked: bool,
 }
 
 /// What one switch into the greenlet ended with.
@@ -84,13 +109,28 @@ enum Step {
 }
 
 impl VThread {
-    pub(crate) fn new(func: Py<PyAny>, future: Py<PyAny>) -> VThread {
+    fn new(func: Py<PyAny>, future: Py<PyAny>, intercept: bool, counters: Arc<Counters>) -> Self {
         VThread {
             func: Some(func),
             future: Some(future),
             greenlet: None,
             hub: None,
             wait: None,
+            intercept,
+            counters,
+            parked: false,
+        }
+    }
+
+    fn set_parked(&mut self, parked: bool) {
+        if self.parked != parked {
+            self.parked = parked;
+            if parked {
+                self.counters.parked.fetch_add(1, Ordering::Relaxed);
+                Counters::add(&self.counters.parks);
+            } else {
+                self.counters.parked.fetch_sub(1, Ordering::Relaxed);
+            }
         }
     }
 
@@ -124,6 +164,7 @@ impl VThread {
         self.hub = Some(greenlet::current(py)?.unbind());
         let created = greenlet::new_greenlet(py, func.bind(py))?;
         self.greenlet = Some(created.clone().unbind());
+        Counters::add(&self.counters.started);
         Ok(Some(created))
     }
 
@@ -149,6 +190,7 @@ impl VThread {
                 hub,
                 greenlet: greenlet.as_ptr(),
                 wait: None,
+                intercept: self.intercept,
             })
         });
         let switched = greenlet.call_method0("switch");
@@ -178,6 +220,9 @@ impl VThread {
     /// Lets go of every Python object while the GIL is held, so dropping the finished
     /// task needs no GIL.
     fn finish(&mut self) {
+        if self.greenlet.is_some() {
+            Counters::add(&self.counters.finished);
+        }
         self.greenlet = None;
         self.hub = None;
     }
@@ -187,20 +232,30 @@ impl VThread {
 pub(crate) struct Unstarted {
     func: Option<Py<PyAny>>,
     future: Option<Py<PyAny>>,
+    intercept: bool,
+    counters: Arc<Counters>,
 }
 
 impl Unstarted {
-    pub(crate) fn new(func: Py<PyAny>, future: Py<PyAny>) -> Unstarted {
+    pub(crate) fn new(
+        func: Py<PyAny>,
+        future: Py<PyAny>,
+        intercept: bool,
+        counters: Arc<Counters>,
+    ) -> Unstarted {
         Unstarted {
             func: Some(func),
             future: Some(future),
+            intercept,
+            counters,
         }
     }
 
     /// Called on the worker that will run it: from here on it stays there.
     pub(crate) fn into_vthread(mut self) -> VThread {
+        let counters = self.counters.clone();
         match (self.func.take(), self.future.take()) {
-            (Some(func), Some(future)) => VThread::new(func, future),
+            (Some(func), Some(future)) => VThread::new(func, future, self.intercept, counters),
             _ => unreachable!("taken only here"),
         }
     }
@@ -234,9 +289,11 @@ impl Future for VThread {
         loop {
             if let Some(wait) = this.wait.as_mut() {
                 if wait.as_mut().poll(cx).is_pending() {
+                    this.set_parked(true);
                     return Poll::Pending;
                 }
                 this.wait = None;
+                this.set_parked(false);
             }
             match with_gil(|py| this.resume(py)) {
                 Step::Finished => return Poll::Ready(()),
@@ -254,6 +311,7 @@ impl Drop for VThread {
     /// A virtual thread dropped unfinished (runtime shut down) fails its future, so no
     /// caller waits forever; dropping the greenlet then kills it (`GreenletExit`).
     fn drop(&mut self) {
+        self.set_parked(false);
         let holds_python = self.future.is_some()
             || self.greenlet.is_some()
             || self.func.is_some()

@@ -3,6 +3,16 @@
 This is the bridge prototype: ``Loom`` runs callables as virtual threads, and
 ``sleep`` parks a virtual thread on a ring timer (outside one it is ``time.sleep``),
 ``wait_fd`` on an io_uring poll of a descriptor (outside one it is ``poll(2)``).
+``ringloom.virtual_thread`` (re-exported here) holds the executor API:
+``VirtualThreadPool``, ``AsyncVirtualThreadPool``, ``run_in_virtual_thread``,
+``virtual_map``, ``virtual_thread_benchmark``.
+
+Example::
+
+    from ringloom import VirtualThreadPool
+
+    with VirtualThreadPool() as pool:
+        assert pool.map(abs, [-1, -2]) == [1, 2]
 """
 
 from __future__ import annotations
@@ -11,9 +21,28 @@ import concurrent.futures
 import functools
 from typing import Any, Callable, TypeVar
 
-from ringloom._native import Loom, in_virtual_thread, sleep, wait_fd
+from ringloom._native import Loom, in_virtual_thread, intercepting, sleep, wait_fd
+from ringloom.virtual_thread import (
+    AsyncVirtualThreadPool,
+    VirtualThreadPool,
+    run_in_virtual_thread,
+    virtual_map,
+    virtual_thread_benchmark,
+)
 
-__all__ = ["Loom", "in_virtual_thread", "sleep", "submit", "wait_fd"]
+__all__ = [
+    "AsyncVirtualThreadPool",
+    "Loom",
+    "VirtualThreadPool",
+    "in_virtual_thread",
+    "intercepting",
+    "run_in_virtual_thread",
+    "sleep",
+    "submit",
+    "virtual_map",
+    "virtual_thread_benchmark",
+    "wait_fd",
+]
 
 T = TypeVar("T")
 
