@@ -8,6 +8,7 @@
 
 use pyo3::prelude::*;
 
+mod blocking;
 mod gil;
 mod greenlet;
 mod loom;
@@ -21,6 +22,8 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(park::sleep, m)?)?;
     m.add_function(wrap_pyfunction!(park::in_virtual_thread, m)?)?;
     m.add_function(wrap_pyfunction!(park::wait_fd, m)?)?;
+    m.add_function(wrap_pyfunction!(park::wait_fds, m)?)?;
+    m.add_function(wrap_pyfunction!(blocking::blocking, m)?)?;
     m.add_function(wrap_pyfunction!(vthread::intercepting, m)?)?;
     let close_all = wrap_pyfunction!(loom::close_all, m)?;
     m.add_function(close_all.clone())?;

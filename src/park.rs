@@ -1,10 +1,13 @@
 //! Blocking calls that park a virtual thread, and block the plain way elsewhere.
 
 use std::cell::RefCell;
+use std::future::Future;
 use std::io;
 use std::os::fd::{BorrowedFd, RawFd};
+use std::pin::Pin;
 use std::rc::Rc;
-use std::time::Duration;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
 
 use pyo3::exceptions::{PyRuntimeError, PyValueError};
 use pyo3::prelude::*;
@@ -33,50 +36,192 @@ pub(crate) fn in_virtual_thread(py: Python<'_>) -> PyResult<bool> {
 }
 
 /// Waits until `fd` is ready for `events` (a poll(2) mask such as `select.POLLIN`) and
-/// returns the ready mask. In a virtual thread this parks it on an io_uring POLL_ADD;
-/// elsewhere it is poll(2) with the GIL released.
+/// returns the ready mask, or 0 when `timeout` (seconds; `None` waits forever) runs out
+/// first. In a virtual thread this parks it on an io_uring POLL_ADD; elsewhere it is
+/// poll(2) with the GIL released. A descriptor that is not open raises `OSError`.
 #[pyfunction]
-pub(crate) fn wait_fd(py: Python<'_>, fd: RawFd, events: u32) -> PyResult<u32> {
-    if vthread::in_virtual_thread(py)? {
-        // The op gets its own duplicate of the descriptor, which it closes once its
-        // completion arrives: Python may close `fd` whenever it likes (even while a
-        // cancelled poll is still in the ring) without the ring touching a reused number.
-        // SAFETY: the borrow lasts only for the dup call; an fd that is not open makes
-        // the dup fail with EBADF, which is reported.
-        let own = unsafe { BorrowedFd::borrow_raw(fd) }.try_clone_to_owned()?;
-        let ready: Rc<RefCell<Option<io::Result<u32>>>> = Rc::default();
-        let slot = ready.clone();
-        let wait = async move {
-            let result = PollAdd::submit(OpFd::from(own), events).await;
-            *slot.borrow_mut() = Some(result);
-        };
-        if let Some(parked) = vthread::park(py, Box::pin(wait)) {
-            parked?;
-            let result = ready.borrow_mut().take();
-            return match result {
-                Some(result) => Ok(result?),
-                None => Err(PyRuntimeError::new_err(
-                    "wait_fd resumed before its poll completed",
-                )),
-            };
-        }
-    }
-    let mut pollfd = libc::pollfd {
-        fd,
-        events: events as libc::c_short,
-        revents: 0,
-    };
+#[pyo3(signature = (fd, events, timeout = None))]
+pub(crate) fn wait_fd(
+    py: Python<'_>,
+    fd: RawFd,
+    events: u32,
+    timeout: Option<f64>,
+) -> PyResult<u32> {
+    let timeout = duration(timeout)?;
+    let ready = wait(py, &[(fd, events)], timeout, true)?;
+    Ok(ready.first().map_or(0, |&(_, revents)| revents))
+}
+
+/// Waits until at least one of `fds` (pairs of descriptor and poll(2) mask) is ready,
+/// or `timeout` (seconds; `None` waits forever) runs out. Returns the ready pairs of
+/// descriptor and returned mask (empty on timeout); a descriptor that is not open is
+/// reported with `POLLNVAL`, as poll(2) does. In a virtual thread this parks it on one
+/// io_uring POLL_ADD a descriptor: the first completion (or the timeout) wins and the
+/// other polls are cancelled. Elsewhere it is poll(2) with the GIL released.
+#[pyfunction]
+#[pyo3(signature = (fds, timeout = None))]
+pub(crate) fn wait_fds(
+    py: Python<'_>,
+    fds: Vec<(RawFd, u32)>,
+    timeout: Option<f64>,
+) -> PyResult<Vec<(RawFd, u32)>> {
+    let timeout = duration(timeout)?;
+    wait(py, &fds, timeout, false)
+}
+
+fn duration(timeout: Option<f64>) -> PyResult<Option<Duration>> {
+    timeout
+        .map(|secs| {
+            Duration::try_from_secs_f64(secs)
+                .map_err(|_| PyValueError::new_err("timeout must be a non-negative number"))
+        })
+        .transpose()
+}
+
+/// One poll(2) call over `fds`, retried on EINTR (signals checked between tries) with
+/// what is left of `timeout`; the GIL is released while it waits.
+fn poll_fds(py: Python<'_>, fds: &mut [libc::pollfd], timeout: Option<Duration>) -> PyResult<()> {
+    let deadline = timeout.map(|t| Instant::now() + t);
     loop {
-        // SAFETY: `pollfd` is a valid, exclusively borrowed array of one entry for the
+        let ms: libc::c_int = match deadline {
+            None => -1,
+            Some(deadline) => {
+                let left = deadline.saturating_duration_since(Instant::now());
+                // Round up, so a wait never ends before its time.
+                let ms = left.as_nanos().div_ceil(1_000_000);
+                ms.min(libc::c_int::MAX as u128) as libc::c_int
+            }
+        };
+        let len = fds.len() as libc::nfds_t;
+        let ptr = fds.as_mut_ptr() as usize;
+        // SAFETY: `fds` is a valid, exclusively borrowed array of `len` entries for the
         // duration of the call.
-        let n = py.detach(|| unsafe { libc::poll(&mut pollfd, 1, -1) });
+        let n = if ms == 0 {
+            unsafe { libc::poll(ptr as *mut libc::pollfd, len, 0) }
+        } else {
+            py.detach(|| unsafe { libc::poll(ptr as *mut libc::pollfd, len, ms) })
+        };
         if n >= 0 {
-            return Ok(pollfd.revents as u16 as u32);
+            return Ok(());
         }
         let err = io::Error::last_os_error();
         if err.kind() != io::ErrorKind::Interrupted {
             return Err(err.into());
         }
         py.check_signals()?;
+    }
+}
+
+fn ready_of(fds: &[libc::pollfd]) -> Vec<(RawFd, u32)> {
+    fds.iter()
+        .filter(|p| p.revents != 0)
+        .map(|p| (p.fd, p.revents as u16 as u32))
+        .collect()
+}
+
+fn wait(
+    py: Python<'_>,
+    fds: &[(RawFd, u32)],
+    timeout: Option<Duration>,
+    nval_is_error: bool,
+) -> PyResult<Vec<(RawFd, u32)>> {
+    let mut pollfds: Vec<libc::pollfd> = fds
+        .iter()
+        .map(|&(fd, events)| libc::pollfd {
+            fd,
+            events: events as libc::c_short,
+            revents: 0,
+        })
+        .collect();
+    let check = |ready: Vec<(RawFd, u32)>| -> PyResult<Vec<(RawFd, u32)>> {
+        if nval_is_error && ready.iter().any(|&(_, r)| r & libc::POLLNVAL as u32 != 0) {
+            return Err(io::Error::from_raw_os_error(libc::EBADF).into());
+        }
+        Ok(ready)
+    };
+    if !vthread::in_virtual_thread(py)? {
+        poll_fds(py, &mut pollfds, timeout)?;
+        return check(ready_of(&pollfds));
+    }
+    // Ready already (or a bad descriptor): no trip through the ring.
+    if !pollfds.is_empty() {
+        poll_fds(py, &mut pollfds, Some(Duration::ZERO))?;
+        let ready = ready_of(&pollfds);
+        if !ready.is_empty() || timeout == Some(Duration::ZERO) {
+            return check(ready);
+        }
+    } else if timeout == Some(Duration::ZERO) {
+        return Ok(Vec::new());
+    }
+    // Each op gets its own duplicate of its descriptor, which it closes once its
+    // completion arrives: Python may close `fd` whenever it likes (even while a cancelled
+    // poll is still in the ring) without the ring touching a reused number.
+    let mut polls: Vec<(RawFd, Pin<Box<PollFuture>>)> = Vec::with_capacity(fds.len());
+    for &(fd, events) in fds {
+        // SAFETY: the borrow lasts only for the dup call; an fd that is not open makes
+        // the dup fail with EBADF.
+        let own = match unsafe { BorrowedFd::borrow_raw(fd) }.try_clone_to_owned() {
+            Ok(own) => own,
+            Err(err) if err.raw_os_error() == Some(libc::EBADF) && !nval_is_error => {
+                return Ok(vec![(fd, libc::POLLNVAL as u32)]);
+            }
+            Err(err) => return Err(err.into()),
+        };
+        polls.push((fd, Box::pin(PollAdd::submit(OpFd::from(own), events))));
+    }
+    let result: Rc<RefCell<Option<io::Result<Ready>>>> = Rc::default();
+    let slot = result.clone();
+    let any = AnyReady { polls };
+    let waiting = async move {
+        let outcome = match timeout {
+            None => any.await,
+            Some(timeout) => ringloom::time::timeout(timeout, any)
+                .await
+                .unwrap_or_else(|_elapsed| Ok(Vec::new())),
+        };
+        *slot.borrow_mut() = Some(outcome);
+    };
+    match vthread::park(py, Box::pin(waiting)) {
+        Some(parked) => parked?,
+        None => return Err(PyRuntimeError::new_err("wait left its virtual thread")),
+    }
+    let outcome = result.borrow_mut().take();
+    match outcome {
+        Some(ready) => check(ready?),
+        None => Err(PyRuntimeError::new_err(
+            "wait resumed before its poll completed",
+        )),
+    }
+}
+
+type PollFuture = ringloom::op::Op<PollAdd>;
+
+/// Ready descriptors with their returned masks.
+type Ready = Vec<(RawFd, u32)>;
+
+/// Completes when at least one poll does, with every poll ready at that moment. The
+/// others are dropped with it, which cancels them.
+struct AnyReady {
+    polls: Vec<(RawFd, Pin<Box<PollFuture>>)>,
+}
+
+impl Future for AnyReady {
+    type Output = io::Result<Vec<(RawFd, u32)>>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let mut ready = Vec::new();
+        for (fd, poll) in self.polls.iter_mut() {
+            if let Poll::Ready(result) = poll.as_mut().poll(cx) {
+                match result {
+                    Ok(revents) => ready.push((*fd, revents)),
+                    Err(err) => return Poll::Ready(Err(err)),
+                }
+            }
+        }
+        if ready.is_empty() {
+            Poll::Pending
+        } else {
+            Poll::Ready(Ok(ready))
+        }
     }
 }

@@ -19,9 +19,18 @@ from __future__ import annotations
 
 import concurrent.futures
 import functools
+import os
 from typing import Any, Callable, TypeVar
 
-from ringloom._native import Loom, in_virtual_thread, intercepting, sleep, wait_fd
+from ringloom._native import (
+    Loom,
+    blocking,
+    in_virtual_thread,
+    intercepting,
+    sleep,
+    wait_fd,
+    wait_fds,
+)
 from ringloom.virtual_thread import (
     AsyncVirtualThreadPool,
     VirtualThreadPool,
@@ -34,6 +43,7 @@ __all__ = [
     "AsyncVirtualThreadPool",
     "Loom",
     "VirtualThreadPool",
+    "blocking",
     "in_virtual_thread",
     "intercepting",
     "run_in_virtual_thread",
@@ -42,7 +52,15 @@ __all__ = [
     "virtual_map",
     "virtual_thread_benchmark",
     "wait_fd",
+    "wait_fds",
 ]
+
+# Blocking stdlib calls park intercepting virtual threads (ringloom.green): installed at
+# import, before any virtual thread can run; stock behaviour everywhere else.
+if not os.environ.get("RINGLOOM_NO_PATCH"):
+    from ringloom.green import patch_all as _patch_all
+
+    _patch_all()
 
 T = TypeVar("T")
 

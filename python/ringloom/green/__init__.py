@@ -1,0 +1,57 @@
+"""Interception of blocking stdlib calls for virtual threads.
+
+``patch_all()`` installs, once and process-wide, patched versions of ``time.sleep``, the
+blocking ``socket.socket`` methods, the resolvers (``socket.getaddrinfo`` and friends),
+``select.select``, ``select.poll`` and ``selectors.DefaultSelector``. Each patched
+function decides at call time: inside a virtual thread whose calls are intercepted it
+parks the virtual thread on the ring (or runs the call on the blocking pool, for the
+resolvers); everywhere else it is the stock function, with the stock behaviour.
+
+``import ringloom`` calls ``patch_all()`` (set ``RINGLOOM_NO_PATCH=1`` to skip it): a
+virtual thread can be started by any entry point of the package, and the patches must be
+in place before the first one runs; patching that early also catches most modules that
+copy a function at import (``from time import sleep`` after ``import ringloom``).
+"""
+
+from __future__ import annotations
+
+import threading
+
+from ringloom.green import select as _select
+from ringloom.green import socket as _socket
+from ringloom.green import time as _time
+from ringloom.green._common import intercepting
+
+__all__ = ["intercepting", "patch_all", "unpatch_all", "patched"]
+
+_lock = threading.Lock()
+_patched = False
+
+
+def patch_all() -> None:
+    """Installs every patch (idempotent)."""
+    global _patched
+    with _lock:
+        if _patched:
+            return
+        _time.patch()
+        _socket.patch()
+        _select.patch()
+        _patched = True
+
+
+def unpatch_all() -> None:
+    """Puts the stock functions back (idempotent)."""
+    global _patched
+    with _lock:
+        if not _patched:
+            return
+        _select.unpatch()
+        _socket.unpatch()
+        _time.unpatch()
+        _patched = False
+
+
+def patched() -> bool:
+    """Whether the patches are installed."""
+    return _patched

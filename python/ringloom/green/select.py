@@ -1,0 +1,179 @@
+"""``select.select``, ``select.poll`` and ``selectors`` that park an intercepting
+virtual thread until one of several descriptors is ready (one ring poll each; the first
+completion or the timeout wins)."""
+
+from __future__ import annotations
+
+import errno
+import math
+import os
+import select as _select
+import selectors as _selectors
+from typing import Any, Iterable, Optional
+
+from ringloom import _native
+from ringloom.green._common import intercepting
+
+POLLIN = _select.POLLIN
+POLLOUT = _select.POLLOUT
+POLLPRI = _select.POLLPRI
+POLLERR = _select.POLLERR
+POLLHUP = _select.POLLHUP
+POLLNVAL = _select.POLLNVAL
+
+stock_select = _select.select
+stock_poll = _select.poll
+stock_default_selector = _selectors.DefaultSelector
+stock_select_selector_select = _selectors.SelectSelector._select
+stock_epoll_select = getattr(_selectors, "EpollSelector", None) and _selectors.EpollSelector.select  # type: ignore[attr-defined]
+
+
+def _fileno(obj: Any) -> int:
+    if isinstance(obj, int):
+        fd = obj
+    else:
+        try:
+            method = obj.fileno
+        except AttributeError:
+            raise TypeError(
+                "argument must be an int, or have a fileno() method."
+            ) from None
+        fd = method()
+        if not isinstance(fd, int):
+            raise TypeError("fileno() returned a non-integer")
+    if fd < 0:
+        raise ValueError(
+            f"file descriptor cannot be a negative integer ({fd})"
+        )
+    return fd
+
+
+def _seconds(timeout: Any) -> Optional[float]:
+    if timeout is None:
+        return None
+    try:
+        seconds = float(timeout)
+    except (TypeError, ValueError):
+        raise TypeError("timeout must be a float or None") from None
+    if math.isnan(seconds):
+        raise ValueError("Invalid value NaN (not a number)")
+    if seconds < 0:
+        raise ValueError("timeout must be non-negative")
+    return seconds
+
+
+def select(
+    rlist: Iterable[Any],
+    wlist: Iterable[Any],
+    xlist: Iterable[Any],
+    timeout: Optional[float] = None,
+    /,
+) -> tuple[list[Any], list[Any], list[Any]]:
+    """``select.select``: parks the virtual thread when intercepting."""
+    if not intercepting():
+        return stock_select(rlist, wlist, xlist, timeout)
+    seconds = _seconds(timeout)
+    lists = [list(rlist), list(wlist), list(xlist)]
+    masks = (POLLIN, POLLOUT, POLLPRI)
+    wanted: dict[int, int] = {}
+    fds = []
+    for objects, mask in zip(lists, masks):
+        numbers = [_fileno(obj) for obj in objects]
+        fds.append(numbers)
+        for fd in numbers:
+            wanted[fd] = wanted.get(fd, 0) | mask
+    ready = dict(_native.wait_fds(list(wanted.items()), seconds))
+    if any(revents & POLLNVAL for revents in ready.values()):
+        raise OSError(errno.EBADF, os.strerror(errno.EBADF))
+    # What select(2) reports for each set, in poll(2) terms.
+    shown = (POLLIN | POLLHUP | POLLERR, POLLOUT | POLLERR, POLLPRI)
+    return tuple(  # type: ignore[return-value]
+        [obj for obj, fd in zip(objects, numbers) if ready.get(fd, 0) & mask]
+        for objects, numbers, mask in zip(lists, fds, shown)
+    )
+
+
+class poll:
+    """``select.poll()``: the same object for every caller; ``poll()`` parks the virtual
+    thread when intercepting, and is the stock poll elsewhere."""
+
+    def __init__(self) -> None:
+        self._stock = stock_poll()
+        self._fds: dict[int, int] = {}
+
+    def register(self, fd: Any, eventmask: int = POLLIN | POLLPRI | POLLOUT, /) -> None:
+        self._stock.register(fd, eventmask)
+        self._fds[_fileno(fd)] = eventmask
+
+    def modify(self, fd: Any, eventmask: int, /) -> None:
+        self._stock.modify(fd, eventmask)
+        self._fds[_fileno(fd)] = eventmask
+
+    def unregister(self, fd: Any, /) -> None:
+        self._stock.unregister(fd)
+        del self._fds[_fileno(fd)]
+
+    def poll(self, timeout: Optional[float] = None, /) -> list[tuple[int, int]]:
+        if not intercepting():
+            return self._stock.poll(timeout)
+        if timeout is None:
+            seconds = None
+        else:
+            try:
+                ms = math.ceil(float(timeout))
+            except (TypeError, ValueError):
+                raise TypeError(
+                    f"'{type(timeout).__name__}' object cannot be interpreted as an integer"
+                ) from None
+            seconds = None if ms < 0 else ms / 1000
+        # poll(2) always reports these three, asked or not.
+        always = POLLERR | POLLHUP | POLLNVAL
+        ready = dict(_native.wait_fds(list(self._fds.items()), seconds))
+        return [
+            (fd, ready[fd] & (mask | always))
+            for fd, mask in self._fds.items()
+            if ready.get(fd, 0) & (mask | always)
+        ]
+
+
+class PollSelector(_selectors.PollSelector):
+    """``selectors.PollSelector`` on the parking ``poll``."""
+
+    _selector_cls = poll  # type: ignore[assignment]
+
+
+def _epoll_select(self: Any, timeout: Optional[float] = None) -> Any:
+    """``EpollSelector.select``: an epoll descriptor is itself pollable, so an
+    intercepting virtual thread parks on it and then collects without waiting."""
+    if not intercepting() or (timeout is not None and timeout <= 0):
+        return stock_epoll_select(self, timeout)
+    _native.wait_fd(self._selector.fileno(), POLLIN, timeout)
+    return stock_epoll_select(self, 0)
+
+
+class DefaultSelector:
+    """``selectors.DefaultSelector``: a parking ``PollSelector`` when made in an
+    intercepting virtual thread, the stock default elsewhere."""
+
+    def __new__(cls, *args: Any, **kwargs: Any) -> Any:  # type: ignore[misc]
+        if intercepting():
+            return PollSelector(*args, **kwargs)
+        return stock_default_selector(*args, **kwargs)
+
+
+def patch() -> None:
+    _select.select = select
+    _select.poll = poll  # type: ignore[assignment,misc]
+    _selectors.DefaultSelector = DefaultSelector  # type: ignore[misc,assignment]
+    _selectors.SelectSelector._select = staticmethod(select)  # type: ignore[assignment]
+    if stock_epoll_select is not None:
+        _selectors.EpollSelector.select = _epoll_select  # type: ignore[attr-defined,method-assign]
+
+
+def unpatch() -> None:
+    _select.select = stock_select
+    _select.poll = stock_poll
+    _selectors.DefaultSelector = stock_default_selector  # type: ignore[misc]
+    _selectors.SelectSelector._select = stock_select_selector_select  # type: ignore[method-assign]
+    if stock_epoll_select is not None:
+        _selectors.EpollSelector.select = stock_epoll_select  # type: ignore[attr-defined,method-assign]

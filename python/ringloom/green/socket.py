@@ -1,0 +1,338 @@
+"""``socket.socket`` methods that park an intercepting virtual thread on the ring.
+
+The C methods of ``_socket.socket`` block inside the interpreter, so each patched method
+(set on the Python subclass ``socket.socket``) turns the wait into a ring poll and leaves
+the syscall itself to the stock method:
+
+- a blocking socket (``gettimeout() is None``): the call is tried with ``MSG_DONTWAIT``
+  where the syscall takes flags (recv*, send*); on ``BlockingIOError`` the virtual thread
+  parks in ``wait_fd`` and retries. ``accept`` and ``connect`` take no flags: they run
+  with the socket switched to timeout 0 for the one syscall (under a lock, never held
+  across a park), and park until ready.
+- a socket with a timeout (> 0): CPython polls inside the C call before the syscall, so
+  the virtual thread parks first, with what is left of the deadline, then calls the stock
+  method, which finds the descriptor ready. A timed-out call raises the stock
+  ``TimeoutError('timed out')``.
+- a non-blocking socket (timeout 0), or flags with ``MSG_DONTWAIT``: the stock call.
+
+Outside intercepting virtual threads every method is the stock one.
+"""
+
+from __future__ import annotations
+
+import _socket
+import errno
+import os
+import select as _select
+import socket as _socket_mod
+import threading
+from time import monotonic
+from typing import Any, Callable, Optional
+
+from ringloom import _native
+from ringloom.green._common import intercepting
+
+_sock = _socket.socket
+_MSG_DONTWAIT = _socket_mod.MSG_DONTWAIT
+_POLLIN = _select.POLLIN
+_POLLOUT = _select.POLLOUT
+
+stock = {
+    "connect": _sock.connect,
+    "connect_ex": _sock.connect_ex,
+    "recv": _sock.recv,
+    "recv_into": _sock.recv_into,
+    "recvfrom": _sock.recvfrom,
+    "recvfrom_into": _sock.recvfrom_into,
+    "send": _sock.send,
+    "sendall": _sock.sendall,
+    "sendto": _sock.sendto,
+    "accept": _socket_mod.socket.accept,
+    "sendfile": _socket_mod.socket.sendfile,
+}
+stock_resolvers = {
+    name: getattr(_socket_mod, name)
+    for name in (
+        "getaddrinfo",
+        "gethostbyname",
+        "gethostbyname_ex",
+        "gethostbyaddr",
+        "getnameinfo",
+    )
+}
+
+# Held while a socket is switched to timeout 0 for one non-blocking syscall: never across
+# a park, so a waiter is kept for one syscall at most.
+_mode_lock = threading.Lock()
+
+
+def _timed_out() -> OSError:
+    return _socket_mod.timeout("timed out")
+
+
+def _left(deadline: float) -> float:
+    return max(0.0, deadline - monotonic())
+
+
+def _wait(sock: Any, events: int, deadline: Optional[float]) -> None:
+    """Parks until ``sock`` is ready for ``events``; raises the stock timeout at the deadline."""
+    if deadline is None:
+        _native.wait_fd(sock.fileno(), events)
+    elif not _native.wait_fd(sock.fileno(), events, _left(deadline)):
+        raise _timed_out()
+
+
+def _io(sock: Any, events: int, flags: int, call: Callable[[int], Any]) -> Any:
+    """Runs ``call(flags)`` (a syscall that takes flags) the parking way."""
+    timeout = sock.gettimeout()
+    if timeout == 0 or flags & _MSG_DONTWAIT:
+        return call(flags)
+    if timeout is None:
+        while True:
+            try:
+                return call(flags | _MSG_DONTWAIT)
+            except BlockingIOError:
+                pass
+            _native.wait_fd(sock.fileno(), events)
+    _wait(sock, events, monotonic() + timeout)
+    return call(flags)
+
+
+def _nonblocking(sock: Any, call: Callable[[], Any]) -> Any:
+    """Runs ``call()`` (a syscall without flags) with ``sock`` at timeout 0."""
+    with _mode_lock:
+        timeout = sock.gettimeout()
+        sock.settimeout(0)
+        try:
+            return call()
+        finally:
+            sock.settimeout(timeout)
+
+
+def recv(self: Any, *args: Any, **kwargs: Any) -> bytes:
+    if not intercepting() or kwargs:
+        return stock["recv"](self, *args, **kwargs)
+    return _recv(self, *args)
+
+
+def _recv(self: Any, bufsize: int, flags: int = 0) -> bytes:
+    return _io(self, _POLLIN, flags, lambda f: stock["recv"](self, bufsize, f))
+
+
+def recv_into(self: Any, *args: Any, **kwargs: Any) -> int:
+    if not intercepting():
+        return stock["recv_into"](self, *args, **kwargs)
+    return _recv_into(self, *args, **kwargs)
+
+
+def _recv_into(self: Any, buffer: Any, nbytes: int = 0, flags: int = 0) -> int:
+    return _io(
+        self, _POLLIN, flags, lambda f: stock["recv_into"](self, buffer, nbytes, f)
+    )
+
+
+def recvfrom(self: Any, *args: Any, **kwargs: Any) -> Any:
+    if not intercepting() or kwargs:
+        return stock["recvfrom"](self, *args, **kwargs)
+    return _recvfrom(self, *args)
+
+
+def _recvfrom(self: Any, bufsize: int, flags: int = 0) -> Any:
+    return _io(self, _POLLIN, flags, lambda f: stock["recvfrom"](self, bufsize, f))
+
+
+def recvfrom_into(self: Any, *args: Any, **kwargs: Any) -> Any:
+    if not intercepting():
+        return stock["recvfrom_into"](self, *args, **kwargs)
+    return _recvfrom_into(self, *args, **kwargs)
+
+
+def _recvfrom_into(self: Any, buffer: Any, nbytes: int = 0, flags: int = 0) -> Any:
+    return _io(
+        self,
+        _POLLIN,
+        flags,
+        lambda f: stock["recvfrom_into"](self, buffer, nbytes, f),
+    )
+
+
+def send(self: Any, *args: Any, **kwargs: Any) -> int:
+    if not intercepting() or kwargs:
+        return stock["send"](self, *args, **kwargs)
+    return _send(self, *args)
+
+
+def _send(self: Any, data: Any, flags: int = 0) -> int:
+    return _io(self, _POLLOUT, flags, lambda f: stock["send"](self, data, f))
+
+
+def sendto(self: Any, *args: Any, **kwargs: Any) -> int:
+    if not intercepting() or kwargs or len(args) not in (2, 3):
+        return stock["sendto"](self, *args, **kwargs)
+    if len(args) == 2:
+        data, flags, address = args[0], 0, args[1]
+    else:
+        data, flags, address = args
+    return _io(
+        self, _POLLOUT, flags, lambda f: stock["sendto"](self, data, f, address)
+    )
+
+
+def sendall(self: Any, *args: Any, **kwargs: Any) -> None:
+    if not intercepting() or kwargs:
+        return stock["sendall"](self, *args, **kwargs)
+    return _sendall(self, *args)
+
+
+def _sendall(self: Any, data: Any, flags: int = 0) -> None:
+    timeout = self.gettimeout()
+    if timeout == 0 or flags & _MSG_DONTWAIT:
+        return stock["sendall"](self, data, flags)
+    with memoryview(data) as view, view.cast("B") as rest:
+        sent = 0
+        total = len(rest)
+        if timeout is None:
+            while sent < total:
+                try:
+                    sent += stock["send"](self, rest[sent:], flags | _MSG_DONTWAIT)
+                except BlockingIOError:
+                    _native.wait_fd(self.fileno(), _POLLOUT)
+            return None
+        # The stock timeout bounds the whole call, not each send.
+        deadline = monotonic() + timeout
+        while True:
+            _wait(self, _POLLOUT, deadline)
+            sent += stock["send"](self, rest[sent:], flags)
+            if sent >= total:
+                return None
+
+
+def accept(self: Any) -> Any:
+    if not intercepting():
+        return stock["accept"](self)
+    timeout = self.gettimeout()
+    if timeout == 0:
+        return stock["accept"](self)
+    deadline = None if timeout is None else monotonic() + timeout
+    while True:
+        try:
+            conn, address = _nonblocking(self, lambda: stock["accept"](self))
+        except BlockingIOError:
+            _wait(self, _POLLIN, deadline)
+            continue
+        # What the stock accept does for a listening socket with a timeout.
+        if _socket_mod.getdefaulttimeout() is None and timeout:
+            conn.setblocking(True)
+        return conn, address
+
+
+def _connect(self: Any, address: Any) -> int:
+    """Connects the parking way; returns the error number (0 when connected)."""
+    timeout = self.gettimeout()
+    deadline = None if timeout is None else monotonic() + timeout
+    while True:
+        err = _nonblocking(self, lambda: stock["connect_ex"](self, address))
+        if err == errno.EAGAIN:  # AF_UNIX: the listener's backlog is full; try again
+            try:
+                _wait(self, _POLLOUT, deadline)
+            except TimeoutError:
+                return errno.EAGAIN
+            continue
+        if err not in (errno.EINPROGRESS, errno.EALREADY):
+            return err
+        try:
+            _wait(self, _POLLOUT, deadline)
+        except TimeoutError:
+            return errno.EAGAIN  # the stock connect_ex's answer to a timeout
+        return self.getsockopt(_socket_mod.SOL_SOCKET, _socket_mod.SO_ERROR)
+
+
+def connect(self: Any, *args: Any, **kwargs: Any) -> None:
+    if not intercepting() or kwargs or len(args) != 1 or self.gettimeout() == 0:
+        return stock["connect"](self, *args, **kwargs)
+    timeout = self.gettimeout()
+    deadline = None if timeout is None else monotonic() + timeout
+    while True:
+        err = _nonblocking(self, lambda: stock["connect_ex"](self, args[0]))
+        if err == 0 or err == errno.EISCONN:
+            return None
+        if err == errno.EAGAIN:
+            _wait(self, _POLLOUT, deadline)
+            continue
+        if err not in (errno.EINPROGRESS, errno.EALREADY):
+            raise OSError(err, _strerror(err))
+        _wait(self, _POLLOUT, deadline)
+        err = self.getsockopt(_socket_mod.SOL_SOCKET, _socket_mod.SO_ERROR)
+        if err:
+            raise OSError(err, _strerror(err))
+        return None
+
+
+def connect_ex(self: Any, *args: Any, **kwargs: Any) -> int:
+    if not intercepting() or kwargs or len(args) != 1 or self.gettimeout() == 0:
+        return stock["connect_ex"](self, *args, **kwargs)
+    return _connect(self, args[0])
+
+
+def _strerror(err: int) -> str:
+    return os.strerror(err)
+
+
+def sendfile(self: Any, file: Any, offset: int = 0, count: Optional[int] = None) -> int:
+    if not intercepting():
+        return stock["sendfile"](self, file, offset, count)
+    # os.sendfile would block the worker: the send() path parks instead.
+    return self._sendfile_use_send(file, offset, count)
+
+
+def _resolver(name: str) -> Callable[..., Any]:
+    original = stock_resolvers[name]
+
+    def resolve(*args: Any, **kwargs: Any) -> Any:
+        if not intercepting():
+            return original(*args, **kwargs)
+        return _native.blocking(original, *args, **kwargs)
+
+    resolve.__name__ = resolve.__qualname__ = name
+    resolve.__doc__ = original.__doc__
+    resolve.__wrapped__ = original  # type: ignore[attr-defined]
+    return resolve
+
+
+_methods = {
+    "connect": connect,
+    "connect_ex": connect_ex,
+    "recv": recv,
+    "recv_into": recv_into,
+    "recvfrom": recvfrom,
+    "recvfrom_into": recvfrom_into,
+    "send": send,
+    "sendall": sendall,
+    "sendto": sendto,
+    "accept": accept,
+    "sendfile": sendfile,
+}
+_resolvers = {name: _resolver(name) for name in stock_resolvers}
+
+for _name, _method in _methods.items():
+    _method.__name__ = _name
+    _method.__qualname__ = f"socket.{_name}"
+    _method.__doc__ = stock[_name].__doc__
+    _method.__wrapped__ = stock[_name]  # type: ignore[attr-defined]
+
+
+def patch() -> None:
+    for name, method in _methods.items():
+        setattr(_socket_mod.socket, name, method)
+    for name, resolve in _resolvers.items():
+        setattr(_socket_mod, name, resolve)
+
+
+def unpatch() -> None:
+    for name in _methods:
+        if name in ("accept", "sendfile"):
+            setattr(_socket_mod.socket, name, stock[name])
+        elif name in vars(_socket_mod.socket):
+            delattr(_socket_mod.socket, name)
+    for name, original in stock_resolvers.items():
+        setattr(_socket_mod, name, original)
