@@ -88,7 +88,7 @@ impl Runtime {
                 let Some(task) = executor.local_queue.pop() else {
                     break;
                 };
-                executor.counters.polls.fetch_add(1, Ordering::Relaxed);
+                crate::scheduler::bump(&executor.counters.polls);
                 task.run();
                 ran += 1;
             }

@@ -39,6 +39,13 @@ pub struct TaskCounters {
     pub polls: AtomicU64,
 }
 
+/// Adds one to a counter that only one thread at a time writes (its executor's thread,
+/// or the holder of a lock), so a plain load and store do: a counter bumped per task
+/// need not cost an atomic read-modify-write.
+pub(crate) fn bump(counter: &AtomicU64) {
+    counter.store(counter.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
+}
+
 /// The shared half of one executor thread.
 pub(crate) struct Executor {
     /// Worker index in its pool; `None` for a `block_on` caller.
@@ -67,9 +74,10 @@ impl Executor {
 
     /// Keeps a reference to a new task until it completes.
     pub(crate) fn register(&self, task: Task) {
-        self.counters.spawned.fetch_add(1, Ordering::Relaxed);
         let header = task.header() as *const Header;
         let mut registry = self.registry.lock().unwrap();
+        // The lock orders the writers: no read-modify-write needed.
+        bump(&self.counters.spawned);
         let key = registry.insert(task);
         let key = u32::try_from(key).expect("over 4 billion live tasks on one thread");
         // SAFETY: the registry's reference keeps the header alive.
@@ -78,10 +86,10 @@ impl Executor {
 
     /// Drops the registry's reference to a completed task (unless shutdown took it).
     pub(crate) fn unregister(&self, header: &Header) {
-        self.counters.finished.fetch_add(1, Ordering::Relaxed);
         let key = header.key.load(Ordering::Relaxed) as usize;
         let removed = {
             let mut registry = self.registry.lock().unwrap();
+            bump(&self.counters.finished);
             registry.remove(key, header)
         };
         // The last reference may go here; drop it outside the lock.

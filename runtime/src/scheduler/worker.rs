@@ -74,7 +74,7 @@ impl Worker {
                 let Some(task) = self.next_task() else {
                     break;
                 };
-                self.executor.counters.polls.fetch_add(1, Ordering::Relaxed);
+                crate::scheduler::bump(&self.executor.counters.polls);
                 task.run();
                 ran += 1;
             }
