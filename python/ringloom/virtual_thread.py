@@ -46,11 +46,12 @@ __all__ = [
 
 T = TypeVar("T")
 
-#: Runtime workers of a pool created without ``max_platform_threads``. One worker won
-#: both measurements on this machine (10,000 sleepers; a CPU-light mix): a second worker
-#: only adds GIL hand-offs, since virtual threads run Python and Python holds the GIL.
+#: Runtime workers of a pool created without ``max_platform_threads``. One and two
+#: workers tied on throughput here (10,000 sleepers; a CPU-light mix: the GIL serializes
+#: the Python either way), and two keep the pool moving when one task blocks its worker
+#: without parking (a call not intercepted, ``is_blocking=False``, a C extension).
 #: See README ("Python: virtual threads").
-DEFAULT_PLATFORM_THREADS = 1
+DEFAULT_PLATFORM_THREADS = 2
 
 #: The priority of a task submitted without one.
 DEFAULT_PRIORITY = 128
