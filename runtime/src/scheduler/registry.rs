@@ -94,3 +94,57 @@ impl Drop for Registry {
         drop(self.take_all());
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::Registry;
+    use crate::scheduler::{Executor, Home};
+    use crate::task::new_task;
+
+    #[test]
+    fn vacant_slots_are_reused_and_stale_keys_ignored() {
+        let executor = Arc::new(Executor::new(None));
+        let mut made: Vec<_> = (0..4)
+            .map(|_| new_task(async {}, Home::local(executor.clone()), 0))
+            .collect();
+        assert_eq!(executor.live_tasks(), 4);
+        let headers: Vec<*const crate::task::Header> = made
+            .iter()
+            .map(|(task, _)| task.header() as *const _)
+            .collect();
+        // SAFETY (all derefs below): each join handle in `made` keeps its task alive.
+        let header = |i: usize| unsafe { &*headers[i] };
+
+        let mut registry = Registry::new();
+        let (tasks, handles): (Vec<_>, Vec<_>) = made.drain(..).unzip();
+        let keys: Vec<usize> = tasks.into_iter().map(|t| registry.insert(t)).collect();
+        assert_eq!(keys, [0, 1, 2, 3]);
+        assert!(registry.remove(1, header(1)).is_some());
+        assert!(registry.remove(1, header(1)).is_none(), "already removed");
+        assert!(
+            registry.remove(2, header(3)).is_none(),
+            "another task's key"
+        );
+        assert!(registry.remove(3, header(3)).is_some());
+        assert_eq!(registry.len(), 2);
+        // The most recently vacated slot is reused first.
+        let (again, again_handle) = new_task(async {}, Home::local(executor.clone()), 0);
+        assert_eq!(registry.insert(again), 3);
+        assert_eq!(registry.insert(registry_task(&executor)), 1);
+        assert_eq!(registry.len(), 4);
+        assert_eq!(registry.take_all().len(), 4);
+        assert_eq!(registry.len(), 0);
+        assert_eq!(registry.insert(registry_task(&executor)), 0);
+
+        drop((handles, again_handle, registry));
+        for task in executor.take_registry() {
+            task.shut_down();
+        }
+    }
+
+    fn registry_task(executor: &Arc<Executor>) -> crate::task::Task {
+        new_task(async {}, Home::local(executor.clone()), 0).0
+    }
+}
