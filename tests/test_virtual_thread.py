@@ -490,3 +490,49 @@ def test_is_blocking_false_runs_plain_code() -> None:
         if is_blocking is None and order != expected:
             pytest.skip("time.sleep is not intercepted (ringloom.green not installed)")
         assert order == expected, is_blocking
+
+
+CTRL_C = """
+import os, signal, sys, threading, time
+from ringloom import VirtualThreadPool
+
+before = []
+
+def ctrl_c():
+    time.sleep(0.3)
+    before.append(len(ringloom_threads()))
+    os.kill(os.getpid(), signal.SIGINT)
+
+def ringloom_threads():
+    names = []
+    for tid in os.listdir("/proc/self/task"):
+        with open(f"/proc/self/task/{tid}/comm") as f:
+            names.append(f.read().strip())
+    return [n for n in names if n.startswith("ringloom")]
+
+threading.Thread(target=ctrl_c, daemon=True).start()
+try:
+    with VirtualThreadPool(max_platform_threads=2, max_virtual_threads=50) as pool:
+        if sys.argv[1] == "map":
+            pool.map(time.sleep, [60] * 100)
+        else:
+            futures = [pool.submit(time.sleep, 60) for _ in range(100)]
+            futures[0].result()
+except KeyboardInterrupt:
+    stats = pool.get_stats()
+    print("interrupted", before[0] >= 2, stats["active_threads"], stats["pending"])
+    print(len(ringloom_threads()))
+"""
+
+
+@pytest.mark.parametrize("where", ["map", "result"])
+def test_ctrl_c_returns_promptly_and_leaves_no_threads(where: str) -> None:
+    import subprocess
+    import sys
+
+    # The tasks sleep 60 s: finishing before the timeout means they were stopped.
+    out = subprocess.run(
+        [sys.executable, "-c", CTRL_C, where], capture_output=True, text=True, timeout=45
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["interrupted", "True", "0", "0", "0"], out.stdout

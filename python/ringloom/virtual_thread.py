@@ -340,19 +340,42 @@ class VirtualThreadPool(concurrent.futures.Executor):
             ).start()
 
     def _close(self) -> None:
+        """Waits for every accepted task, then stops the workers."""
+        try:
+            with self._lock:
+                while self._live:
+                    self._idle.wait()
+        except BaseException:  # Ctrl-C while waiting: stop everything now
+            self._terminate()
+            raise
+        self._terminate()
+
+    def _terminate(self) -> None:
+        """Cancels what has not started and stops the workers now: virtual threads
+        still running are killed (``GreenletExit`` at their park) and their futures get
+        a RuntimeError."""
         with self._lock:
-            while self._live:
-                self._idle.wait()
+            self._shutdown = True
+            self._broken = True  # no more dispatching from done callbacks
             loom, self._loom = self._loom, None
-            self._broken = True
+            live = list(self._live)
+        for item in live:
+            item.future.cancel()
         if loom is not None:
             loom.close()
 
     def __enter__(self) -> VirtualThreadPool:
         return self
 
-    def __exit__(self, *exc_info: Any) -> None:
-        self.shutdown(wait=True)
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: Any, tb: Any
+    ) -> None:
+        """``shutdown(wait=True)``; but when Ctrl-C leaves the block, control returns
+        at once: queued tasks are cancelled and running ones stopped."""
+        if exc_type is not None and issubclass(exc_type, KeyboardInterrupt):
+            self._terminate()
+        else:
+            self.shutdown(wait=True)
 
     def __repr__(self) -> str:
         return (
