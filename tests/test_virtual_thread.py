@@ -536,3 +536,28 @@ def test_ctrl_c_returns_promptly_and_leaves_no_threads(where: str) -> None:
     )
     assert out.returncode == 0, out.stderr
     assert out.stdout.split() == ["interrupted", "True", "0", "0", "0"], out.stdout
+
+
+def test_waiting_on_a_future_inside_a_virtual_thread_parks_it() -> None:
+    """A task that submits to its own pool and waits: on one worker this deadlocks
+    unless result() parks the waiting virtual thread."""
+    with VirtualThreadPool(max_platform_threads=1) as pool:
+
+        def outer(n: int) -> list[int]:
+            inner = [pool.submit(lambda i=i: (_native.sleep(0.001), i)[1]) for i in range(n)]
+            first = inner[0].exception(timeout=TIMEOUT)
+            return [first is None] + [f.result(timeout=TIMEOUT) for f in inner]
+
+        assert pool.submit(outer, 5).result(timeout=TIMEOUT) == [True, 0, 1, 2, 3, 4]
+
+        def waits_too_long() -> str:
+            opened, blocker = gate()
+            slow = pool.submit(blocker)
+            try:
+                slow.result(timeout=0.01)
+            except concurrent.futures.TimeoutError:
+                opened.set()
+                return slow.result(timeout=TIMEOUT) + " timed out first"
+            return "no timeout"
+
+        assert pool.submit(waits_too_long).result(timeout=TIMEOUT) == "blocker timed out first"

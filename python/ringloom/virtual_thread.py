@@ -29,6 +29,8 @@ import concurrent.futures
 import functools
 import heapq
 import itertools
+import os
+import select
 import threading
 import time
 from typing import Any, Callable, Iterable, TypeVar
@@ -73,6 +75,40 @@ def _check_priority(priority: int) -> int:
     if not 0 <= priority <= 255:
         raise ValueError(f"priority must be in 0..255, got {priority}")
     return priority
+
+
+class _Future(concurrent.futures.Future):  # type: ignore[type-arg]
+    """A ``concurrent.futures.Future`` whose ``result()`` and ``exception()`` park a
+    virtual thread that waits on them (a worker blocked there could hold the very task
+    it waits for), and block the stock way elsewhere."""
+
+    def _park_until_done(self, timeout: float | None) -> float | None:
+        """Parks until done or ``timeout``; returns the timeout left for the stock
+        wait (0 once parked: done, or timed out)."""
+        if self.done() or not _native.in_virtual_thread():
+            return timeout
+        read_end, write_end = os.pipe()
+
+        def wake(_: concurrent.futures.Future[Any]) -> None:
+            # The write end closes here, never earlier: its number cannot be reused
+            # while this callback may still write to it.
+            try:
+                os.write(write_end, b"x")
+            finally:
+                os.close(write_end)
+
+        try:
+            self.add_done_callback(wake)
+            _native.wait_fd(read_end, select.POLLIN, timeout)
+        finally:
+            os.close(read_end)
+        return 0
+
+    def result(self, timeout: float | None = None) -> Any:
+        return super().result(self._park_until_done(timeout))
+
+    def exception(self, timeout: float | None = None) -> BaseException | None:
+        return super().exception(self._park_until_done(timeout))
 
 
 class _WorkItem:
@@ -156,7 +192,7 @@ class VirtualThreadPool(concurrent.futures.Executor):
         priority = _check_priority(priority)
         intercept = is_blocking is None or bool(is_blocking)
         call = functools.partial(fn, *args, **kwargs) if args or kwargs else fn
-        future: concurrent.futures.Future[T] = concurrent.futures.Future()
+        future: concurrent.futures.Future[T] = _Future()
         item = _WorkItem(future, call, priority, intercept)
         start = False
         with self._lock:
