@@ -561,3 +561,30 @@ def test_waiting_on_a_future_inside_a_virtual_thread_parks_it() -> None:
             return "no timeout"
 
         assert pool.submit(waits_too_long).result(timeout=TIMEOUT) == "blocker timed out first"
+
+
+def test_shutdown_without_wait_still_finishes_accepted_work() -> None:
+    pool = VirtualThreadPool(max_platform_threads=1, max_virtual_threads=2)
+    futures = [pool.submit(_native.sleep, 0.001) for _ in range(20)]
+    pool.shutdown(wait=False)
+    with pytest.raises(RuntimeError):
+        pool.submit(abs, 1)
+    done, not_done = concurrent.futures.wait(futures, timeout=TIMEOUT)
+    assert not not_done and all(f.exception() is None for f in done)
+    wait_until(lambda: pool.get_stats()["driver"] == "closed")  # workers stopped
+
+
+def test_submit_from_many_os_threads() -> None:
+    with VirtualThreadPool(max_platform_threads=2, max_virtual_threads=8) as pool:
+        results: list[list[int]] = []
+
+        def submitter(base: int) -> None:
+            results.append(pool.map(lambda x: x + base, range(100)))
+
+        threads = [threading.Thread(target=submitter, args=(i * 1000,)) for i in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(TIMEOUT)
+        assert sorted(r[0] for r in results) == [0, 1000, 2000, 3000]
+        assert pool.get_stats()["completed_threads"] == 400

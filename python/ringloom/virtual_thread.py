@@ -338,7 +338,8 @@ class VirtualThreadPool(concurrent.futures.Executor):
                 "shutdown": self._shutdown,
             }
             loom = self._loom
-        native = loom.stats() if loom is not None else {"driver": "not started"}
+            idle = "closed" if self._broken else "not started"
+        native = loom.stats() if loom is not None else {"driver": idle}
         stats["parked"] = native.get("parked", 0)
         stats["parks"] = native.get("parks", 0)
         for key in (
