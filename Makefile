@@ -48,7 +48,7 @@ PYTHON ?= python3
 VENV ?= .venv
 test-python:
 	@test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
-	$(VENV)/bin/pip install -q maturin greenlet pytest
+	$(VENV)/bin/pip install -q maturin greenlet pytest requests
 	$(VENV)/bin/maturin develop -q --release
 	$(VENV)/bin/python -m pytest -q tests
 	RINGLOOM_DRIVER=fallback $(VENV)/bin/python -m pytest -q tests

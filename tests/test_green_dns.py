@@ -1,0 +1,76 @@
+"""Resolvers and ringloom.blocking run on the blocking pool while the virtual thread parks."""
+
+from __future__ import annotations
+
+import socket
+import threading
+from collections.abc import Iterator
+
+import pytest
+
+import ringloom
+from ringloom import Loom, _native
+
+
+@pytest.fixture
+def loom() -> Iterator[Loom]:
+    with Loom(workers=2) as loom:
+        yield loom
+
+
+def test_getaddrinfo_in_virtual_threads(loom: Loom) -> None:
+    expected = socket.getaddrinfo("localhost", 80)
+    futures = [
+        ringloom.submit(loom, socket.getaddrinfo, "localhost", 80) for _ in range(50)
+    ]
+    assert all(f.result(timeout=30) == expected for f in futures)
+    assert ringloom.submit(loom, socket.gethostbyname, "localhost").result(10) == (
+        socket.gethostbyname("localhost")
+    )
+
+
+def test_getaddrinfo_errors_keep_their_type(loom: Loom) -> None:
+    with pytest.raises(socket.gaierror):
+        ringloom.submit(loom, socket.getaddrinfo, "no-such-host.invalid", 80).result(30)
+    with pytest.raises(TypeError):
+        ringloom.submit(loom, socket.getaddrinfo, 42, 80).result(30)
+
+
+def test_blocking_runs_off_the_worker(loom: Loom) -> None:
+    gate = threading.Event()
+
+    def worker_free() -> str:
+        # runs in the pool: the worker that parked us is free to run others
+        assert gate.wait(10)
+        return threading.current_thread().name
+
+    waiting = ringloom.submit(loom, ringloom.blocking, worker_free)
+    others = [ringloom.submit(loom, _native.sleep, 0.01) for _ in range(20)]
+    for other in others:
+        other.result(timeout=10)
+    assert not waiting.done()
+    gate.set()
+    name = waiting.result(timeout=10)
+    assert name != threading.current_thread().name
+
+
+def test_blocking_args_kwargs_and_exceptions(loom: Loom) -> None:
+    def f(a: int, b: int = 0, *, c: int = 0) -> int:
+        if a < 0:
+            raise KeyError(a)
+        return a + b + c
+
+    assert ringloom.submit(loom, ringloom.blocking, f, 1, 2, c=3).result(10) == 6
+    assert ringloom.blocking(f, 1, b=5) == 6  # outside: a plain call
+    with pytest.raises(KeyError):
+        ringloom.submit(loom, ringloom.blocking, f, -1).result(10)
+    with pytest.raises(TypeError):
+        ringloom.blocking(42)
+
+
+def test_resolvers_outside_are_stock() -> None:
+    from ringloom.green import socket as green_socket
+
+    original = green_socket.stock_resolvers["getaddrinfo"]
+    assert socket.getaddrinfo.__wrapped__ is original  # type: ignore[attr-defined]
+    assert socket.getaddrinfo("127.0.0.1", 80) == original("127.0.0.1", 80)

@@ -1,0 +1,166 @@
+"""select.select, select.poll and selectors park intercepting virtual threads on
+several descriptors at once."""
+
+from __future__ import annotations
+
+import select
+import selectors
+import socket
+from collections.abc import Iterator
+
+import pytest
+
+import ringloom
+from ringloom import Loom, _native
+from ringloom.green import select as green_select
+
+
+@pytest.fixture
+def loom() -> Iterator[Loom]:
+    with Loom(workers=2) as loom:
+        yield loom
+
+
+@pytest.fixture
+def pairs() -> Iterator[list[tuple[socket.socket, socket.socket]]]:
+    made = [socket.socketpair() for _ in range(4)]
+    yield made
+    for a, b in made:
+        a.close()
+        b.close()
+
+
+def later(loom: Loom, delay: float, sock: socket.socket, data: bytes) -> None:
+    def send() -> None:
+        _native.sleep(delay)
+        sock.send(data)
+
+    ringloom.submit(loom, send)
+
+
+def test_select_wakes_on_the_ready_one(loom: Loom, pairs: list) -> None:
+    readers = [a for a, _ in pairs]
+
+    def wait() -> list[socket.socket]:
+        ready, _, _ = select.select(readers, [], [], 10)
+        return ready
+
+    future = ringloom.submit(loom, wait)
+    later(loom, 0.02, pairs[2][1], b"x")
+    assert future.result(timeout=10) == [readers[2]]
+
+
+def test_select_timeout_and_writable(loom: Loom, pairs: list) -> None:
+    readers = [a for a, _ in pairs]
+    assert ringloom.submit(loom, select.select, readers, [], [], 0.02).result(10) == (
+        [], [], []
+    )
+    r, w, x = ringloom.submit(loom, select.select, readers, readers[:2], [], 1).result(10)
+    assert (r, w, x) == ([], readers[:2], [])
+    # stock outside, same answers
+    assert select.select(readers, [], [], 0.01) == ([], [], [])
+    assert select.select(readers, readers[:2], [], 1) == ([], readers[:2], [])
+
+
+def test_select_with_file_numbers_and_errors(loom: Loom, pairs: list) -> None:
+    a, b = pairs[0]
+    b.send(b"x")
+    fds = [a.fileno()]
+    assert ringloom.submit(loom, select.select, fds, [], [], 1).result(10)[0] == fds
+    with pytest.raises(ValueError):
+        ringloom.submit(loom, select.select, fds, [], [], -1).result(10)
+    with pytest.raises(TypeError):
+        ringloom.submit(loom, select.select, ["x"], [], [], 1).result(10)
+    with pytest.raises(OSError):
+        ringloom.submit(loom, select.select, [1_000_000], [], [], 1).result(10)
+
+
+def test_select_empty_sets_sleep(loom: Loom) -> None:
+    assert ringloom.submit(loom, select.select, [], [], [], 0.01).result(10) == ([], [], [])
+
+
+def test_poll_object(loom: Loom, pairs: list) -> None:
+    (a, b), (c, d) = pairs[:2]
+
+    def wait() -> list:
+        poller = select.poll()
+        poller.register(a, select.POLLIN)
+        poller.register(c.fileno(), select.POLLIN)
+        first = poller.poll(10)  # ms: nothing yet
+        poller.modify(a, select.POLLIN | select.POLLOUT)
+        second = poller.poll(1000)
+        poller.unregister(a)
+        third = poller.poll()  # waits for c
+        return [first, second, third]
+
+    future = ringloom.submit(loom, wait)
+    later(loom, 0.05, d, b"x")
+    first, second, third = future.result(timeout=10)
+    assert first == []
+    assert second == [(a.fileno(), select.POLLOUT)]
+    assert third == [(c.fileno(), select.POLLIN)]
+    # the same object outside a virtual thread: stock poll
+    poller = select.poll()
+    poller.register(c, select.POLLIN)
+    assert poller.poll(0) == [(c.fileno(), select.POLLIN)]
+
+
+def test_default_selector(loom: Loom, pairs: list) -> None:
+    def wait() -> tuple:
+        sel = selectors.DefaultSelector()
+        with sel:
+            for i, (a, _) in enumerate(pairs):
+                sel.register(a, selectors.EVENT_READ, data=i)
+            nothing = sel.select(0.01)
+            events = sel.select(10)
+            return type(sel).__name__, nothing, [(key.data, mask) for key, mask in events]
+
+    future = ringloom.submit(loom, wait)
+    later(loom, 0.03, pairs[3][1], b"x")
+    name, nothing, events = future.result(timeout=10)
+    assert isinstance(selectors.DefaultSelector(), selectors.BaseSelector)
+    assert name == "PollSelector"
+    assert nothing == []
+    assert events == [(3, selectors.EVENT_READ)]
+
+
+def test_select_and_epoll_selectors(loom: Loom, pairs: list) -> None:
+    for cls in (selectors.SelectSelector, selectors.EpollSelector):
+
+        def wait() -> list:
+            with cls() as sel:
+                for i, (a, _) in enumerate(pairs):
+                    sel.register(a, selectors.EVENT_READ, data=i)
+                return [key.data for key, _ in sel.select(10)]
+
+        future = ringloom.submit(loom, wait)
+        later(loom, 0.02, pairs[1][1], b"x")
+        assert future.result(timeout=10) == [1]
+        pairs[1][0].recv(1)
+
+
+def test_many_selects_share_two_workers(loom: Loom) -> None:
+    n = 300
+    made = [socket.socketpair() for _ in range(n)]
+    try:
+
+        def wait(i: int) -> int:
+            a, _ = made[i]
+            ready, _, _ = select.select([a], [], [], 30)
+            return len(ready) and len(a.recv(10))
+
+        futures = [ringloom.submit(loom, wait, i) for i in range(n)]
+        _native.sleep(0.05)
+        assert not any(f.done() for f in futures)
+        for _, b in made:
+            b.send(b"ab")
+        assert [f.result(timeout=30) for f in futures] == [2] * n
+    finally:
+        for a, b in made:
+            a.close()
+            b.close()
+
+
+def test_patched_names() -> None:
+    assert select.select is green_select.select
+    assert select.poll is green_select.poll

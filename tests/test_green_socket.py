@@ -1,0 +1,314 @@
+"""Plain `socket` code parks intercepting virtual threads on the ring."""
+
+from __future__ import annotations
+
+import errno
+import os
+import socket
+import threading
+from collections.abc import Iterator
+
+import pytest
+
+import ringloom
+from ringloom import Loom
+
+
+@pytest.fixture
+def loom() -> Iterator[Loom]:
+    with Loom(workers=2) as loom:
+        yield loom
+
+
+def os_threads() -> int:
+    return len(os.listdir("/proc/self/task"))
+
+
+def payload(i: int) -> bytes:
+    return (b"%06d:" % i) * (1 + i % 50)
+
+
+def test_two_thousand_connection_echo(loom: Loom) -> None:
+    n = 2_000
+    listener = socket.socket()
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(4096)
+    port = listener.getsockname()[1]
+    baseline = os_threads()
+
+    def handle(conn: socket.socket) -> int:
+        with conn:
+            size = int(conn.recv(8))
+            data = b""
+            while len(data) < size:
+                chunk = conn.recv(65536)
+                if not chunk:
+                    break
+                data += chunk
+            conn.sendall(data)
+            return len(data)
+
+    def server() -> list:
+        handlers = []
+        for _ in range(n):
+            conn, _addr = listener.accept()
+            handlers.append(ringloom.submit(loom, handle, conn))
+        return handlers
+
+    def client(i: int) -> bool:
+        data = payload(i)
+        with socket.socket() as sock:
+            sock.connect(("127.0.0.1", port))
+            sock.sendall(b"%08d" % len(data) + data)
+            received = b""
+            while True:
+                chunk = sock.recv(65536)
+                if not chunk:
+                    break
+                received += chunk
+        return received == data
+
+    serving = ringloom.submit(loom, server)
+    clients = [ringloom.submit(loom, client, i) for i in range(n)]
+    results = [c.result(timeout=120) for c in clients]
+    handlers = serving.result(timeout=60)
+    listener.close()
+    assert all(results)
+    sizes = [h.result(timeout=60) for h in handlers]
+    assert sorted(sizes) == sorted(len(payload(i)) for i in range(n))
+    assert os_threads() <= baseline + 4
+
+
+def test_recv_timeout_on_a_silent_peer(loom: Loom) -> None:
+    a, b = socket.socketpair()
+    with a, b:
+
+        def reader() -> str:
+            a.settimeout(0.05)
+            try:
+                a.recv(10)
+            except TimeoutError as err:
+                assert isinstance(err, socket.timeout)
+                return str(err)
+            return "no timeout"
+
+        assert ringloom.submit(loom, reader).result(timeout=10) == "timed out"
+        # and the stock message outside, for comparison
+        a.settimeout(0.05)
+        with pytest.raises(TimeoutError, match="^timed out$"):
+            a.recv(10)
+
+
+def test_timeout_socket_gets_its_data(loom: Loom) -> None:
+    a, b = socket.socketpair()
+    with a, b:
+
+        def reader() -> bytes:
+            a.settimeout(5)
+            return a.recv(10)
+
+        future = ringloom.submit(loom, reader)
+        ringloom.submit(loom, lambda: (ringloom.sleep(0.02), b.sendall(b"late"))).result(10)
+        assert future.result(timeout=10) == b"late"
+
+
+def test_default_timeout_applies(loom: Loom) -> None:
+    def reader() -> str:
+        socket.setdefaulttimeout(0.05)
+        try:
+            a, b = socket.socketpair()
+        finally:
+            socket.setdefaulttimeout(None)
+        with a, b:
+            try:
+                a.recv(1)
+            except TimeoutError as err:
+                return str(err)
+        return "no timeout"
+
+    assert ringloom.submit(loom, reader).result(timeout=10) == "timed out"
+
+
+def test_create_connection_to_a_closed_port(loom: Loom) -> None:
+    probe = socket.socket()
+    probe.bind(("127.0.0.1", 0))
+    port = probe.getsockname()[1]
+    probe.close()  # nothing listens there now
+
+    def connect() -> None:
+        socket.create_connection(("127.0.0.1", port), timeout=2)
+
+    with pytest.raises(ConnectionRefusedError):
+        ringloom.submit(loom, connect).result(timeout=10)
+    with pytest.raises(ConnectionRefusedError):
+        connect()
+
+    def connect_ex() -> int:
+        with socket.socket() as sock:
+            return sock.connect_ex(("127.0.0.1", port))
+
+    assert ringloom.submit(loom, connect_ex).result(timeout=10) == errno.ECONNREFUSED
+    assert connect_ex() == errno.ECONNREFUSED
+
+
+def test_accept_timeout(loom: Loom) -> None:
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+
+        def accept() -> str:
+            listener.settimeout(0.05)
+            try:
+                listener.accept()
+            except socket.timeout as err:
+                return str(err)
+            return "accepted"
+
+        assert ringloom.submit(loom, accept).result(timeout=10) == "timed out"
+        assert listener.gettimeout() == 0.05
+
+
+def test_nonblocking_socket_is_stock(loom: Loom) -> None:
+    a, b = socket.socketpair()
+    with a, b:
+
+        def reader() -> str:
+            a.setblocking(False)
+            try:
+                a.recv(10)
+            except BlockingIOError as err:
+                return type(err).__name__
+            return "data"
+
+        assert ringloom.submit(loom, reader).result(timeout=10) == "BlockingIOError"
+
+        def flagged() -> str:
+            b.setblocking(True)
+            try:
+                b.recv(10, socket.MSG_DONTWAIT)
+            except BlockingIOError as err:
+                return type(err).__name__
+            return "data"
+
+        assert ringloom.submit(loom, flagged).result(timeout=10) == "BlockingIOError"
+
+
+def test_blocking_mode_survives_accept_and_connect(loom: Loom) -> None:
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        port = listener.getsockname()[1]
+
+        def pair() -> tuple:
+            client = socket.socket()
+            accepting = ringloom.submit(loom, listener.accept)
+            client.connect(("127.0.0.1", port))
+            conn, _ = accepting.result()
+            modes = (client.gettimeout(), conn.gettimeout(), listener.gettimeout(),
+                     os.get_blocking(client.fileno()), os.get_blocking(conn.fileno()),
+                     os.get_blocking(listener.fileno()))
+            client.close()
+            conn.close()
+            return modes
+
+        assert ringloom.submit(loom, pair).result(timeout=10) == (
+            None, None, None, True, True, True
+        )
+
+
+def test_udp_sendto_recvfrom(loom: Loom) -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as server, socket.socket(
+        socket.AF_INET, socket.SOCK_DGRAM
+    ) as client:
+        server.bind(("127.0.0.1", 0))
+        address = server.getsockname()
+
+        def serve() -> bytes:
+            data, peer = server.recvfrom(100)
+            server.sendto(data.upper(), 0, peer)
+            buf = bytearray(100)
+            n, _peer = server.recvfrom_into(buf)
+            return bytes(buf[:n])
+
+        serving = ringloom.submit(loom, serve)
+
+        def talk() -> bytes:
+            client.sendto(b"ping", address)
+            reply = bytearray(16)
+            n = client.recv_into(reply)
+            client.sendto(b"second", address)
+            return bytes(reply[:n])
+
+        assert ringloom.submit(loom, talk).result(timeout=10) == b"PING"
+        assert serving.result(timeout=10) == b"second"
+
+
+def test_makefile_reads_and_writes(loom: Loom) -> None:
+    a, b = socket.socketpair()
+    with a, b:
+
+        def echo_lines() -> list[bytes]:
+            with a.makefile("rwb") as f:
+                lines = [f.readline() for _ in range(3)]
+                f.write(b"".join(lines))
+                f.flush()
+            return lines
+
+        future = ringloom.submit(loom, echo_lines)
+        b.sendall(b"one\ntwo\nthree\n")
+        assert future.result(timeout=10) == [b"one\n", b"two\n", b"three\n"]
+        assert b.recv(100) == b"one\ntwo\nthree\n"
+
+
+def test_big_sendall_against_a_slow_reader(loom: Loom) -> None:
+    a, b = socket.socketpair()
+    data = os.urandom(4 << 20)
+    with a, b:
+        sending = ringloom.submit(loom, a.sendall, data)
+
+        def read_all() -> bytes:
+            chunks = []
+            got = 0
+            while got < len(data):
+                chunk = b.recv(1 << 16)
+                chunks.append(chunk)
+                got += len(chunk)
+            return b"".join(chunks)
+
+        assert ringloom.submit(loom, read_all).result(timeout=60) == data
+        sending.result(timeout=10)
+
+
+def test_sendall_timeout(loom: Loom) -> None:
+    a, b = socket.socketpair()
+    with a, b:
+
+        def stuff() -> str:
+            a.settimeout(0.05)
+            try:
+                a.sendall(b"x" * (16 << 20))
+            except TimeoutError as err:
+                return str(err)
+            return "sent"
+
+        assert ringloom.submit(loom, stuff).result(timeout=10) == "timed out"
+
+
+def test_outside_virtual_threads_sockets_are_stock() -> None:
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        port = listener.getsockname()[1]
+
+        def serve() -> None:
+            conn, _ = listener.accept()
+            with conn:
+                conn.sendall(conn.recv(100)[::-1])
+
+        thread = threading.Thread(target=serve)
+        thread.start()
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+            sock.sendall(b"abc")
+            assert sock.recv(100) == b"cba"
+        thread.join(10)
