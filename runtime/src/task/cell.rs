@@ -3,6 +3,7 @@
 
 use std::cell::UnsafeCell;
 use std::future::Future;
+use std::marker::PhantomData;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::pin::Pin;
 use std::ptr::NonNull;
@@ -32,7 +33,8 @@ struct Cell<F: Future> {
     stage: UnsafeCell<Stage<F>>,
 }
 
-struct Vtables<F>(F);
+/// Holds the vtable of tasks whose future is `F` (never constructed).
+struct Vtables<F>(PhantomData<F>);
 
 impl<F: Future + 'static> Vtables<F>
 where
