@@ -14,6 +14,12 @@ import ringloom
 from ringloom import Loom
 
 
+class Server(http.server.ThreadingHTTPServer):
+    # A listen backlog for hundreds of clients connecting at once (the default 5 makes
+    # the kernel drop SYNs, and each retry waits a second or more).
+    request_queue_size = 1024
+
+
 class Handler(http.server.BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
 
@@ -30,8 +36,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
 
 @pytest.fixture(scope="module")
 def server() -> Iterator[str]:
-    http.server.ThreadingHTTPServer.request_queue_size = 1024
-    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    srv = Server(("127.0.0.1", 0), Handler)
     srv.daemon_threads = True
     thread = threading.Thread(target=srv.serve_forever, daemon=True)
     thread.start()

@@ -1,7 +1,8 @@
 """Interception of blocking stdlib calls for virtual threads.
 
 ``patch_all()`` installs, once and process-wide, patched versions of ``time.sleep``, the
-blocking ``socket.socket`` methods, the resolvers (``socket.getaddrinfo`` and friends),
+blocking ``socket.socket`` methods, the ``ssl.SSLSocket`` calls that run the TLS
+engine (read, write, send, do_handshake, unwrap), the resolvers (``socket.getaddrinfo`` and friends),
 ``select.select``, ``select.poll`` and ``selectors.DefaultSelector``. Each patched
 function decides at call time: inside a virtual thread whose calls are intercepted it
 parks the virtual thread on the ring (or runs the call on the blocking pool, for the
@@ -19,6 +20,7 @@ import threading
 
 from ringloom.green import select as _select
 from ringloom.green import socket as _socket
+from ringloom.green import ssl as _ssl
 from ringloom.green import time as _time
 from ringloom.green._common import intercepting
 
@@ -36,6 +38,7 @@ def patch_all() -> None:
             return
         _time.patch()
         _socket.patch()
+        _ssl.patch()
         _select.patch()
         _patched = True
 
@@ -47,6 +50,7 @@ def unpatch_all() -> None:
         if not _patched:
             return
         _select.unpatch()
+        _ssl.unpatch()
         _socket.unpatch()
         _time.unpatch()
         _patched = False
