@@ -139,7 +139,7 @@ fn dropped_ops_release_buffers_and_fds() {
         });
         settle(&rt);
 
-        assert_eq!(open_fds(), baseline, "fds leaked by dropped ops");
+        common::assert_fds_return_to(baseline);
         // The receives ran on the workers (the accepts and opens on block_on's own ring,
         // which block_on drains before it returns).
         let total = rt.stats().total();

@@ -158,7 +158,7 @@ fn abandoned_socket_ops_never_reach_a_newer_socket() {
             drop((recv_pair.1, silent_peer, read_pair.1, newer, client));
         }
         settle(&rt);
-        assert_eq!(open_fds(), baseline, "fds leaked by abandoned ops");
+        common::assert_fds_return_to(baseline);
         drop(rt);
     });
 }
@@ -209,7 +209,7 @@ fn abandoned_file_ops_never_reach_a_newer_file() {
             drop(other);
         }
         settle(&rt);
-        assert_eq!(open_fds(), baseline, "fds leaked by abandoned ops");
+        common::assert_fds_return_to(baseline);
         drop(rt);
     });
 }

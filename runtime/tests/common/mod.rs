@@ -97,6 +97,24 @@ pub fn open_fds() -> usize {
     std::fs::read_dir("/proc/self/fd").unwrap().count()
 }
 
+/// What each open descriptor is (for failure messages).
+pub fn describe_fds() -> Vec<String> {
+    let mut fds: Vec<String> = std::fs::read_dir("/proc/self/fd")
+        .unwrap()
+        .filter_map(|entry| {
+            let entry = entry.ok()?;
+            let target = std::fs::read_link(entry.path()).ok()?;
+            Some(format!(
+                "{} -> {}",
+                entry.file_name().to_string_lossy(),
+                target.display()
+            ))
+        })
+        .collect();
+    fds.sort();
+    fds
+}
+
 /// A tiny deterministic PRNG for test data.
 pub struct XorShift(pub u64);
 
@@ -125,5 +143,22 @@ pub fn settle(rt: &ringloom::Runtime) {
         }
         assert!(Instant::now() < deadline, "ops never came back: {stats}");
         std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// Waits until the process has `expected` open descriptors again, or fails after a
+/// generous bound. A leaked descriptor never comes back; a blocking-pool thread may still
+/// hold its handle to a finished driver (and that driver's eventfd) for an instant after
+/// it reported its last completion, so an exact count right away would be a race.
+pub fn assert_fds_return_to(expected: usize) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while open_fds() != expected {
+        assert!(
+            Instant::now() < deadline,
+            "fds leaked: {} open, {expected} expected: {:?}",
+            open_fds(),
+            describe_fds()
+        );
+        std::thread::sleep(Duration::from_millis(2));
     }
 }
