@@ -74,3 +74,25 @@ def test_resolvers_outside_are_stock() -> None:
     original = green_socket.stock_resolvers["getaddrinfo"]
     assert socket.getaddrinfo.__wrapped__ is original  # type: ignore[attr-defined]
     assert socket.getaddrinfo("127.0.0.1", 80) == original("127.0.0.1", 80)
+
+
+def test_numeric_hosts_need_no_pool_thread(
+    loom: Loom, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls: list[object] = []
+    real = _native.blocking
+
+    def counting(fn: object, *args: object, **kwargs: object) -> object:
+        calls.append(args)
+        return real(fn, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(_native, "blocking", counting)
+    for host in ("127.0.0.1", "::1", None, b"10.1.2.3"):
+        expected = socket.getaddrinfo(host, 80)
+        assert ringloom.submit(loom, socket.getaddrinfo, host, 80).result(10) == expected
+    assert ringloom.submit(loom, socket.gethostbyname, "127.0.0.1").result(10) == (
+        "127.0.0.1"
+    )
+    assert calls == []
+    ringloom.submit(loom, socket.getaddrinfo, "localhost", "80").result(10)
+    assert calls == [("localhost", "80")]

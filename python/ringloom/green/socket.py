@@ -285,11 +285,45 @@ def sendfile(self: Any, file: Any, offset: int = 0, count: Optional[int] = None)
     return self._sendfile_use_send(file, offset, count)
 
 
+def _numeric_host(host: Any) -> bool:
+    """Whether resolving ``host`` needs no lookup (None, or an IP address literal)."""
+    if host is None:
+        return True
+    if isinstance(host, (bytes, bytearray)):
+        try:
+            host = bytes(host).decode("ascii")
+        except UnicodeDecodeError:
+            return False
+    if not isinstance(host, str):
+        return False
+    for family in (_socket_mod.AF_INET, _socket_mod.AF_INET6):
+        try:
+            _socket_mod.inet_pton(family, host)
+            return True
+        except (OSError, ValueError):
+            pass
+    return False
+
+
+def _no_lookup(name: str, args: tuple, kwargs: dict) -> bool:
+    """Whether the call answers without a lookup, so it needs no pool thread."""
+    if name == "getaddrinfo":
+        host = args[0] if args else kwargs.get("host")
+        port = args[1] if len(args) > 1 else kwargs.get("port")
+        numeric_port = port is None or isinstance(port, int) or (
+            isinstance(port, (str, bytes)) and port.isdigit()
+        )
+        return numeric_port and _numeric_host(host)
+    if name == "gethostbyname":
+        return len(args) == 1 and not kwargs and _numeric_host(args[0])
+    return False
+
+
 def _resolver(name: str) -> Callable[..., Any]:
     original = stock_resolvers[name]
 
     def resolve(*args: Any, **kwargs: Any) -> Any:
-        if not intercepting():
+        if not intercepting() or _no_lookup(name, args, kwargs):
             return original(*args, **kwargs)
         return _native.blocking(original, *args, **kwargs)
 
