@@ -164,3 +164,42 @@ def test_many_selects_share_two_workers(loom: Loom) -> None:
 def test_patched_names() -> None:
     assert select.select is green_select.select
     assert select.poll is green_select.poll
+
+
+def test_subprocess_communicate_parks() -> None:
+    """A virtual thread in communicate() leaves its only worker free: the child waits
+    for a message that another virtual thread on that worker sends."""
+    import subprocess
+    import sys
+
+    child = (
+        "import socket, sys\n"
+        "s = socket.create_connection(('127.0.0.1', int(sys.argv[1])))\n"
+        "print(sys.stdin.read().upper() + ' ' + s.recv(10).decode())\n"
+    )
+    with Loom(workers=1) as loom, socket.create_server(("127.0.0.1", 0)) as listener:
+        port = listener.getsockname()[1]
+
+        def run() -> bytes:
+            proc = subprocess.Popen(
+                [sys.executable, "-c", child, str(port)],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+            )
+            out, _ = proc.communicate(b"child", timeout=20)
+            return out.strip()
+
+        running = ringloom.submit(loom, run)
+        conn, _ = listener.accept()
+        with conn:
+            ringloom.submit(loom, conn.sendall, b"go").result(timeout=20)
+            assert running.result(timeout=30) == b"CHILD go"
+
+
+def test_poll_selector_outside_is_stock(pairs: list) -> None:
+    a, b = pairs[0]
+    with selectors.PollSelector() as sel:
+        sel.register(a, selectors.EVENT_READ)
+        assert sel.select(0) == []
+        b.send(b"x")
+        assert [key.fileobj for key, _ in sel.select(1)] == [a]

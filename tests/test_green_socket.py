@@ -312,3 +312,26 @@ def test_outside_virtual_threads_sockets_are_stock() -> None:
             sock.sendall(b"abc")
             assert sock.recv(100) == b"cba"
         thread.join(10)
+
+
+def test_sendfile_parks(loom: Loom, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    data = os.urandom(1 << 20)
+    path = tmp_path / "blob"
+    path.write_bytes(data)
+    a, b = socket.socketpair()
+    with a, b:
+
+        def send() -> int:
+            with open(path, "rb") as f:
+                return a.sendfile(f)
+
+        sending = ringloom.submit(loom, send)
+
+        def read_all() -> bytes:
+            got = bytearray()
+            while len(got) < len(data):
+                got += b.recv(1 << 16)
+            return bytes(got)
+
+        assert ringloom.submit(loom, read_all).result(timeout=30) == data
+        assert sending.result(timeout=10) == len(data)

@@ -25,6 +25,7 @@ stock_select = _select.select
 stock_poll = _select.poll
 stock_default_selector = _selectors.DefaultSelector
 stock_select_selector_select = _selectors.SelectSelector._select
+stock_poll_selector_cls = _selectors.PollSelector._selector_cls
 stock_epoll_select = getattr(_selectors, "EpollSelector", None) and _selectors.EpollSelector.select  # type: ignore[attr-defined]
 
 
@@ -166,6 +167,9 @@ def patch() -> None:
     _select.poll = poll  # type: ignore[assignment,misc]
     _selectors.DefaultSelector = DefaultSelector  # type: ignore[misc,assignment]
     _selectors.SelectSelector._select = staticmethod(select)  # type: ignore[assignment]
+    # The stock PollSelector too (subprocess.communicate, socket.sendfile, socketserver):
+    # the parking poll is the stock one outside intercepting virtual threads.
+    _selectors.PollSelector._selector_cls = poll  # type: ignore[assignment]
     if stock_epoll_select is not None:
         _selectors.EpollSelector.select = _epoll_select  # type: ignore[attr-defined,method-assign]
 
@@ -175,5 +179,6 @@ def unpatch() -> None:
     _select.poll = stock_poll
     _selectors.DefaultSelector = stock_default_selector  # type: ignore[misc]
     _selectors.SelectSelector._select = stock_select_selector_select  # type: ignore[method-assign]
+    _selectors.PollSelector._selector_cls = stock_poll_selector_cls  # type: ignore[assignment]
     if stock_epoll_select is not None:
         _selectors.EpollSelector.select = stock_epoll_select  # type: ignore[attr-defined,method-assign]
