@@ -465,3 +465,45 @@ fn wrappers_run_around_each_worker_life_and_each_park() {
         assert_eq!(lives.load(Ordering::SeqCst), 2);
     });
 }
+
+/// An embedder that holds a global lock while tasks run and releases it only inside the
+/// park wrapper (the Python layer's GIL) must not deadlock at shutdown: the workers wait
+/// for each other there.
+#[test]
+fn shutdown_waits_release_an_embedders_lock() {
+    hang_guard(LIMIT, || {
+        static GLOBAL: Mutex<()> = Mutex::new(());
+        thread_local! {
+            static HELD: std::cell::RefCell<Option<std::sync::MutexGuard<'static, ()>>> =
+                const { std::cell::RefCell::new(None) };
+        }
+        let rt = ringloom::Runtime::builder()
+            .workers(2)
+            .shutdown_timeout(Duration::from_secs(60))
+            .wrap_worker(|run| {
+                HELD.with(|held| *held.borrow_mut() = Some(GLOBAL.lock().unwrap()));
+                run();
+                HELD.with(|held| held.borrow_mut().take());
+            })
+            .wrap_park(|park| {
+                // Release while parked; take it back afterwards.
+                let had = HELD.with(|held| held.borrow_mut().take()).is_some();
+                park();
+                if had {
+                    HELD.with(|held| *held.borrow_mut() = Some(GLOBAL.lock().unwrap()));
+                }
+            })
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let handles: Vec<_> = (0..100)
+                .map(|i| ringloom::spawn(async move { i }))
+                .collect();
+            for handle in handles {
+                handle.await.unwrap();
+            }
+        });
+        // Every worker must reach the end of shutdown well inside its timeout.
+        assert!(rt.shutdown_timeout(Duration::from_secs(60)));
+    });
+}

@@ -194,10 +194,16 @@ impl Worker {
 
     /// Stops with the other workers, drops every unfinished task this worker owns, and
     /// lets the ring return what it still holds.
+    ///
+    /// Its waits for the other workers, and the drain of the ring, run inside the park
+    /// wrapper: an embedder that holds a global lock while it runs tasks (the Python
+    /// layer's GIL) must release it there, or a worker waiting here would keep the others
+    /// from reaching this point.
     fn shut_down(&mut self, limit: Duration) {
         let deadline = Instant::now() + limit;
         self.pool.stopped.arrive();
-        if !self.pool.stopped.wait_until(deadline) {
+        let hooks = self.pool.hooks.clone();
+        if !hooks.around_park(|| self.pool.stopped.wait_until(deadline)) {
             log::warn!(
                 "ringloom worker {}: other workers did not stop in time",
                 self.index
@@ -212,7 +218,9 @@ impl Worker {
             while self.pool.injector.pop().is_some() {}
         }
         self.pool.tasks_dropped.arrive();
-        self.pool.tasks_dropped.wait_until(deadline);
-        driver::with_current(|driver| driver.drain(DRAIN_LIMIT));
+        hooks.around_park(|| {
+            self.pool.tasks_dropped.wait_until(deadline);
+            driver::with_current(|driver| driver.drain(DRAIN_LIMIT));
+        });
     }
 }
