@@ -335,3 +335,35 @@ def test_sendfile_parks(loom: Loom, tmp_path) -> None:  # type: ignore[no-untype
 
         assert ringloom.submit(loom, read_all).result(timeout=30) == data
         assert sending.result(timeout=10) == len(data)
+
+
+def test_several_acceptors_share_a_listener(loom: Loom) -> None:
+    n = 200
+    with socket.create_server(("127.0.0.1", 0), backlog=1024) as listener:
+        port = listener.getsockname()[1]
+
+        def acceptor() -> int:
+            served = 0
+            while True:
+                conn, _ = listener.accept()
+                with conn:
+                    data = conn.recv(16)
+                    if data == b"stop":
+                        return served
+                    conn.sendall(data)
+                    served += 1
+
+        acceptors = [ringloom.submit(loom, acceptor) for _ in range(4)]
+
+        def client(i: int) -> bool:
+            with socket.create_connection(("127.0.0.1", port)) as sock:
+                sock.sendall(b"%d" % i)
+                return sock.recv(16) == b"%d" % i
+
+        clients = [ringloom.submit(loom, client, i) for i in range(n)]
+        assert all(c.result(timeout=60) for c in clients)
+        for _ in acceptors:
+            with socket.create_connection(("127.0.0.1", port)) as sock:
+                sock.sendall(b"stop")
+        assert sum(a.result(timeout=30) for a in acceptors) == n
+        assert listener.gettimeout() is None and os.get_blocking(listener.fileno())

@@ -113,3 +113,16 @@ def test_non_intercepting_virtual_thread_uses_stock_sleep(
     loom.spawn(lambda: time.sleep(0.25), future, intercept=False)
     future.result(timeout=10)
     assert calls == [0.25]
+
+
+def test_pool_is_blocking_false_is_not_intercepted(monkeypatch: pytest.MonkeyPatch) -> None:
+    from ringloom import VirtualThreadPool
+
+    calls: list[float] = []
+    monkeypatch.setattr(green_time, "stock_sleep", lambda s: calls.append(s))
+    with VirtualThreadPool(max_platform_threads=2) as pool:
+        pool.submit(time.sleep, 0.125, is_blocking=False).result(timeout=10)
+        assert calls == [0.125]
+        pool.submit(time.sleep, 0.001).result(timeout=10)
+        pool.submit(time.sleep, 0.001, is_blocking=True).result(timeout=10)
+    assert calls == [0.125]
