@@ -15,6 +15,7 @@ mod loom;
 mod park;
 mod stats;
 mod vthread;
+mod watchdog;
 
 #[pymodule]
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {

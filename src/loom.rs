@@ -9,6 +9,7 @@ use ringloom::Runtime;
 
 use crate::stats::Counters;
 use crate::vthread::Unstarted;
+use crate::watchdog::Watch;
 
 /// Owns the runtime. Its workers are attached to the interpreter for their whole life
 /// (attaching per greenlet switch destroys the thread state a parked greenlet needs, and
@@ -19,11 +20,13 @@ use crate::vthread::Unstarted;
 /// (`wrap_park`) was tried first: it works while running, but the runtime's shutdown
 /// makes each worker wait for the others *outside* the park hook, GIL held, while the
 /// others need the GIL to get there: every close took the full 10 s shutdown timeout.
-#[pyclass(module = "ringloom._native")]
+#[pyclass(module = "ringloom._native", weakref)]
 pub(crate) struct Loom {
     runtime: Arc<Slot>,
     workers: usize,
     counters: Arc<Counters>,
+    /// The workers' clocks, for the watchdog.
+    watch: Arc<Watch>,
 }
 
 #[pymethods]
@@ -34,13 +37,19 @@ impl Loom {
         if workers == 0 {
             return Err(PyValueError::new_err("workers must be at least 1"));
         }
+        let watch = Arc::new(Watch::default());
+        let worker_watch = watch.clone();
         let mut builder = Runtime::builder();
         builder
             .workers(workers)
             .thread_name("ringloom-vt")
-            .wrap_worker(|run| {
+            .wrap_worker(move |run| {
                 let run = RunFn(run);
-                Python::attach(|py| py.detach(|| (run.into_inner())()))
+                // SAFETY: a plain query of the calling thread, valid with or without the GIL.
+                let ident = unsafe { pyo3::ffi::PyThread_get_thread_ident() } as u64;
+                worker_watch.register(ident);
+                Python::attach(|py| py.detach(|| (run.into_inner())()));
+                worker_watch.unregister();
             });
         // No `wrap_park`: the workers hold no GIL when they park.
         // The workers attach as they start, and `build` waits for them: not with the GIL.
@@ -56,6 +65,7 @@ impl Loom {
             runtime,
             workers,
             counters: Arc::default(),
+            watch,
         })
     }
 
@@ -89,6 +99,14 @@ impl Loom {
             drop(ringloom::spawn_local(unstarted.into_vthread()));
         }));
         Ok(())
+    }
+
+    /// `(thread_ident, episode, seconds)` for each worker running a virtual thread now:
+    /// its thread ident (`threading.get_ident()`), a number naming this one switch into
+    /// the virtual thread (the same until it parks, yields or ends), and how long it has
+    /// run since that switch. For the watchdog (`ringloom.watchdog`); empty once closed.
+    fn holding(&self) -> Vec<(u64, u64, f64)> {
+        self.watch.holding()
     }
 
     #[getter]

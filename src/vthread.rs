@@ -19,6 +19,7 @@ use pyo3::prelude::*;
 use crate::gil::with_gil;
 use crate::greenlet;
 use crate::stats::Counters;
+use crate::watchdog;
 
 /// What a parked virtual thread waits for. Polled only by its task, on its worker.
 pub(crate) type Wait = Pin<Box<dyn Future<Output = ()>>>;
@@ -193,7 +194,9 @@ impl VThread {
                 intercept: self.intercept,
             })
         });
+        watchdog::mark(true);
         let switched = greenlet.call_method0("switch");
+        watchdog::mark(false);
         let slot = CURRENT.with(|c| c.borrow_mut().take());
         let dead = match &switched {
             Ok(_) => greenlet.getattr("dead").and_then(|d| d.is_truthy()),

@@ -36,6 +36,7 @@ import time
 from typing import Any, Callable, Iterable, TypeVar
 
 from ringloom import _native
+from ringloom import watchdog as _watchdog
 
 __all__ = [
     "DEFAULT_PLATFORM_THREADS",
@@ -57,6 +58,9 @@ DEFAULT_PLATFORM_THREADS = 2
 
 #: The priority of a task submitted without one.
 DEFAULT_PRIORITY = 128
+
+#: ``watchdog_threshold`` not given: ``ringloom.watchdog.default_threshold()``.
+_ENV_THRESHOLD: Any = object()
 
 
 def _check_count(name: str, value: int | None) -> int | None:
@@ -137,6 +141,9 @@ class VirtualThreadPool(concurrent.futures.Executor):
     ``DEFAULT_PLATFORM_THREADS``). ``max_virtual_threads`` bounds how many tasks run at
     once (default: no bound); more are queued, never refused, and the queue hands out
     the lowest ``priority`` first (0..255, FIFO within a priority).
+    ``watchdog_threshold``: seconds a task may run without parking before the watchdog
+    logs where it is (logger ``ringloom``, see ``ringloom.watchdog``); default 0.1, or
+    ``RINGLOOM_WATCHDOG_MS``; None disables it.
 
     Example::
 
@@ -150,8 +157,15 @@ class VirtualThreadPool(concurrent.futures.Executor):
         self,
         max_platform_threads: int | None = None,
         max_virtual_threads: int | None = None,
+        watchdog_threshold: float | None = _ENV_THRESHOLD,
     ) -> None:
         workers = _check_count("max_platform_threads", max_platform_threads)
+        self._watchdog_threshold = (
+            _watchdog.default_threshold()
+            if watchdog_threshold is _ENV_THRESHOLD
+            else _watchdog.check_threshold(watchdog_threshold)
+        )
+        self._watchdog: _watchdog.Watchdog | None = None
         self._workers: int = workers if workers is not None else DEFAULT_PLATFORM_THREADS
         self._limit = _check_count("max_virtual_threads", max_virtual_threads)
         self._lock = threading.Lock()
@@ -202,6 +216,10 @@ class VirtualThreadPool(concurrent.futures.Executor):
                 raise RuntimeError("the VirtualThreadPool's runtime is closed")
             if self._loom is None:
                 self._loom = _native.Loom(workers=self._workers)
+                if self._watchdog_threshold is not None:
+                    self._watchdog = _watchdog.Watchdog(
+                        self._loom, self._watchdog_threshold
+                    ).start()
             self._created += 1
             self._live.add(item)
             if self._limit is None or self._running < self._limit:
@@ -395,9 +413,12 @@ class VirtualThreadPool(concurrent.futures.Executor):
             self._shutdown = True
             self._broken = True  # no more dispatching from done callbacks
             loom, self._loom = self._loom, None
+            watchdog, self._watchdog = self._watchdog, None
             live = list(self._live)
         for item in live:
             item.future.cancel()
+        if watchdog is not None:
+            watchdog.stop()
         if loom is not None:
             loom.close()
 
