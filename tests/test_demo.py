@@ -61,9 +61,13 @@ def test_demo_quick(driver: str | None) -> None:
 
 def test_demo_options() -> None:
     pytest.importorskip("requests")
-    proc = run_demo("--requests", "20", "--concurrency", "5", "--files", "3", driver=None)
+    proc = run_demo(
+        "--requests", "20", "--concurrency", "5", "--files", "3", "--server-latency", "20",
+        driver=None,
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "20 requests (plain requests.get, one connection each), 5 at once" in proc.stdout
+    assert "server latency 20 ms" in proc.stdout
     assert "3/3 hashes match" in proc.stdout
 
 

@@ -89,9 +89,11 @@ def _maxrss_mib() -> float:
 # -- the server (a separate process) --------------------------------------------------
 
 
-def serve(workers: int) -> int:
+def serve(workers: int, latency: float = 0.0) -> int:
     """Serves ``GET /item/<i>`` on a loopback port until stdin closes; prints the port,
-    then (at the end) a JSON line of its own numbers."""
+    then (at the end) a JSON line of its own numbers. ``latency``: seconds each response
+    waits (``time.sleep``, which parks the server's virtual thread), to stand for a
+    remote server."""
     _raise_nofile(1 << 20)
     listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -121,6 +123,8 @@ def serve(workers: int) -> int:
                 else:
                     status, body = b"404 Not Found", b"not found\n"
                 close = b"connection: close" in head.lower()
+                if latency > 0:
+                    time.sleep(latency)
                 conn.sendall(
                     b"HTTP/1.1 %s\r\nContent-Type: application/octet-stream\r\n"
                     b"Content-Length: %d\r\n%s\r\n%s"
@@ -161,9 +165,19 @@ def serve(workers: int) -> int:
 class Server:
     """The server process, seen from the client."""
 
-    def __init__(self, workers: int) -> None:
+    def __init__(self, workers: int, latency_ms: float = 0.0) -> None:
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "ringloom", "demo", "--serve", "--workers", str(workers)],
+            [
+                sys.executable,
+                "-m",
+                "ringloom",
+                "demo",
+                "--serve",
+                "--workers",
+                str(workers),
+                "--server-latency",
+                str(latency_ms),
+            ],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
         )
@@ -356,12 +370,22 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         help=f"small defaults for tests: {QUICK['requests']} requests, "
         f"{QUICK['concurrency']} concurrent, {QUICK['files']} files",
     )
+    parser.add_argument(
+        "--server-latency",
+        type=float,
+        default=0.0,
+        metavar="MS",
+        help="milliseconds the server waits before each response, to stand for a remote "
+        "server (default 0: loopback speed)",
+    )
     parser.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     defaults = QUICK if args.quick else FULL
     for key, value in defaults.items():
         if getattr(args, key) is None:
             setattr(args, key, value)
+    if args.server_latency < 0:
+        parser.error(f"--server-latency must be >= 0: {args.server_latency}")
     for key in ("requests", "concurrency", "files", "workers"):
         if getattr(args, key) < (1 if key in ("concurrency", "workers") else 0):
             parser.error(f"--{key} is too small: {getattr(args, key)}")
@@ -371,7 +395,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else argv)
     if args.serve:
-        return serve(args.workers)
+        return serve(args.workers, args.server_latency / 1000)
     try:
         import requests  # noqa: F401
     except ImportError:
@@ -392,17 +416,19 @@ def main(argv: list[str] | None = None) -> int:
     )
 
     # -- phase 1: HTTP --
-    server = Server(args.workers)
+    server = Server(args.workers, args.server_latency)
     base = f"http://127.0.0.1:{server.port}"
     print(
         f"server: {base}, a separate process (pid {server.proc.pid}): ringloom virtual "
-        f"threads over the plain socket module, {args.workers} workers",
+        f"threads over the plain socket module, {args.workers} workers; "
+        f"{args.server_latency:g} ms added latency per response",
         flush=True,
     )
     # The client's ceiling without virtual threads: the same requests.get, one after
     # another on this (stock, not intercepted) thread. requests' own CPU cost per call
     # runs under the one GIL either way.
-    baseline_n = min(200, args.requests)
+    latency = args.server_latency / 1000
+    baseline_n = min(args.requests, 200 if latency == 0 else max(3, int(1.0 / latency)))
     fetch = make_fetch(base)
     t0 = time.perf_counter()
     failures.extend(r for r in map(fetch, range(baseline_n)) if r is not None)
@@ -471,7 +497,8 @@ def main(argv: list[str] | None = None) -> int:
         (
             "http",
             f"{args.requests} requests (plain requests.get, one connection each), "
-            f"{args.concurrency} at once: {http.seconds:.2f} s, "
+            f"{args.concurrency} at once, server latency {args.server_latency:g} ms: "
+            f"{http.seconds:.2f} s, "
             f"{rate(args.requests, http.seconds):.0f} requests/s; "
             f"{http_ok}/{args.requests} verified (status 200, length, bytes); "
             f"peak {http.peak_active} running, {http.peak_parked} parked",
