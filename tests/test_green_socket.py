@@ -367,3 +367,21 @@ def test_several_acceptors_share_a_listener(loom: Loom) -> None:
                 sock.sendall(b"stop")
         assert sum(a.result(timeout=30) for a in acceptors) == n
         assert listener.gettimeout() is None and os.get_blocking(listener.fileno())
+
+
+def test_accept_on_a_timeout_listener_gives_a_blocking_socket(loom: Loom) -> None:
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        listener.settimeout(5)
+        port = listener.getsockname()[1]
+
+        def accept() -> tuple:
+            conn, _ = listener.accept()
+            with conn:
+                return conn.gettimeout(), os.get_blocking(conn.fileno()), conn.recv(4)
+
+        accepting = ringloom.submit(loom, accept)
+        with socket.create_connection(("127.0.0.1", port)) as client:
+            client.sendall(b"ping")
+            assert accepting.result(timeout=10) == (None, True, b"ping")
+        assert listener.gettimeout() == 5
+        assert not os.get_blocking(listener.fileno())  # as stock: a timeout socket is O_NONBLOCK

@@ -6,12 +6,16 @@ the syscall itself to the stock method:
 
 - a blocking socket (``gettimeout() is None``): the call is tried with ``MSG_DONTWAIT``
   where the syscall takes flags (recv*, send*); on ``BlockingIOError`` the virtual thread
-  parks in ``wait_fd`` and retries. ``accept`` and ``connect`` take no flags: they run
-  with the socket switched to timeout 0 for the one syscall (under a lock, never held
-  across a park), and park until ready.
-- a socket with a timeout (> 0): CPython polls inside the C call before the syscall, so
-  the virtual thread parks first, with what is left of the deadline, then calls the stock
-  method, which finds the descriptor ready. A timed-out call raises the stock
+  parks in ``wait_fd`` and retries.
+- ``accept`` and ``connect`` take no flags: their one syscall runs on a throwaway
+  ``_socket.socket`` over the same descriptor (no timeout, descriptor in O_NONBLOCK for
+  that call only, under a lock never held across a park), for any timeout > 0 or None;
+  the virtual thread parks until ready, within the deadline. The socket object itself
+  is never switched to another timeout, so other virtual threads see its own.
+- recv*/send* on a socket with a timeout (> 0): CPython polls inside the C call before
+  the syscall, so the virtual thread parks first, with what is left of the deadline,
+  then calls the stock method, which finds the descriptor ready (a reader that loses a
+  race for the same data would then wait in the stock poll: not parked). A timed-out call raises the stock
   ``TimeoutError('timed out')``.
 - a non-blocking socket (timeout 0), or flags with ``MSG_DONTWAIT``: the stock call.
 
@@ -99,7 +103,10 @@ def _io(sock: Any, events: int, flags: int, call: Callable[[int], Any]) -> Any:
 
 
 def _nonblocking(sock: Any, call: Callable[[], Any]) -> Any:
-    """Runs ``call()`` (a syscall without flags) with ``sock`` at timeout 0."""
+    """Runs ``call()`` with ``sock`` at timeout 0 (its TLS engine reads that timeout).
+
+    Another OS thread sees the socket at timeout 0 meanwhile: only the TLS layer uses
+    this, for one engine call at a time."""
     with _mode_lock:
         timeout = sock.gettimeout()
         sock.settimeout(0)
@@ -107,6 +114,25 @@ def _nonblocking(sock: Any, call: Callable[[], Any]) -> Any:
             return call()
         finally:
             sock.settimeout(timeout)
+
+
+def _shadow_call(sock: Any, name: str, *args: Any) -> Any:
+    """Runs the ``_socket.socket`` method ``name`` once, non-blocking, on a throwaway
+    socket object over the same descriptor: ``sock`` itself (its timeout, what other
+    virtual threads read) is never touched. The descriptor is in O_NONBLOCK only for the
+    call, under a lock, so concurrent callers cannot leave it in the wrong mode."""
+    fd = sock.fileno()
+    with _mode_lock:
+        shadow = _sock(sock.family, sock.type, sock.proto, fileno=fd)
+        was_blocking = os.get_blocking(fd)
+        try:
+            if shadow.gettimeout() is not None:  # a default timeout was set
+                shadow.settimeout(None)  # (this clears O_NONBLOCK: set next)
+            os.set_blocking(fd, False)
+            return getattr(shadow, name)(*args)
+        finally:
+            os.set_blocking(fd, was_blocking)
+            shadow.detach()
 
 
 def recv(self: Any, *args: Any, **kwargs: Any) -> bytes:
@@ -216,11 +242,12 @@ def accept(self: Any) -> Any:
     deadline = None if timeout is None else monotonic() + timeout
     while True:
         try:
-            conn, address = _nonblocking(self, lambda: stock["accept"](self))
+            fd, address = _shadow_call(self, "_accept")
         except BlockingIOError:
             _wait(self, _POLLIN, deadline)
             continue
-        # What the stock accept does for a listening socket with a timeout.
+        # What the stock accept does with the new descriptor.
+        conn = _socket_mod.socket(self.family, self.type, self.proto, fileno=fd)
         if _socket_mod.getdefaulttimeout() is None and timeout:
             conn.setblocking(True)
         return conn, address
@@ -231,7 +258,7 @@ def _connect(self: Any, address: Any) -> int:
     timeout = self.gettimeout()
     deadline = None if timeout is None else monotonic() + timeout
     while True:
-        err = _nonblocking(self, lambda: stock["connect_ex"](self, address))
+        err = _shadow_call(self, "connect_ex", address)
         if err == errno.EAGAIN:  # AF_UNIX: the listener's backlog is full; try again
             try:
                 _wait(self, _POLLOUT, deadline)
@@ -253,7 +280,7 @@ def connect(self: Any, *args: Any, **kwargs: Any) -> None:
     timeout = self.gettimeout()
     deadline = None if timeout is None else monotonic() + timeout
     while True:
-        err = _nonblocking(self, lambda: stock["connect_ex"](self, args[0]))
+        err = _shadow_call(self, "connect_ex", args[0])
         if err == 0 or err == errno.EISCONN:
             return None
         if err == errno.EAGAIN:
