@@ -69,9 +69,9 @@ def test_each_episode_is_logged_once(caplog: pytest.LogCaptureFixture) -> None:
     """Two spins separated by a park are two episodes: two warnings."""
 
     def twice() -> None:
-        spin(0.3)
+        spin(0.5)
         ringloom.sleep(0.01)
-        spin(0.3)
+        spin(0.5)
 
     caplog.set_level(logging.WARNING, logger="ringloom")
     with VirtualThreadPool(max_platform_threads=1, watchdog_threshold=0.1) as pool:
