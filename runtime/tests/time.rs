@@ -19,8 +19,9 @@ fn hundred_thousand_sleeps_complete_in_deadline_order() {
         // closer ones may finish in either order. Each worker fires its own timers, so a
         // worker the OS deschedules (seen: 70-190 ms on this 2-core VM under a parallel
         // build) delays its sleeps while the other worker's go on. A wrong heap order or
-        // a lost timer misorders by up to the whole 1 s spread and still fails this.
-        const TOLERANCE: Duration = Duration::from_millis(200);
+        // a lost timer misorders by up to the whole 2 s spread and still fails this. Seen:
+        // 228 ms once with builds running beside the test.
+        const TOLERANCE: Duration = Duration::from_millis(500);
         let rt = runtime(2);
         let sequence = Arc::new(AtomicU64::new(0));
         let registered = Arc::new(AtomicU64::new(0));
@@ -37,7 +38,7 @@ fn hundred_thousand_sleeps_complete_in_deadline_order() {
                 let mut rng = XorShift(0x9E37_79B9_7F4A_7C15);
                 let handles: Vec<_> = (0..N)
                     .map(|_| {
-                        let deadline = start + Duration::from_micros(rng.next() % 1_000_000);
+                        let deadline = start + Duration::from_micros(rng.next() % 2_000_000);
                         let (sequence, finished, registered) =
                             (sequence.clone(), finished.clone(), registered.clone());
                         ringloom::spawn(async move {
