@@ -1,10 +1,11 @@
 # ringloom: `make demo` runs the main job, `make test` runs every test.
-# Both work on a fresh machine with only the Rust toolchain (and Python, for later layers).
+# Both work on a fresh machine with the Rust toolchain and Python 3 with venv and pip:
+# Python packages come from PyPI into a local .venv, valgrind from the distribution.
 
 CARGO ?= cargo
 SHELL := /bin/bash
 
-.PHONY: demo test test-rust test-fallback test-valgrind test-asan test-python lint clean
+.PHONY: demo demo-rust test test-rust test-fallback test-valgrind test-asan test-python lint clean
 
 # The main job: unmodified `requests` from 10,000 virtual threads against a loopback
 # server, then 2,000 files hashed in virtual threads (python/ringloom/demo.py). Same venv
@@ -15,8 +16,13 @@ demo:
 	$(VENV)/bin/maturin develop -q --release
 	$(VENV)/bin/python -m ringloom demo
 
-# The whole suite, in both drivers, plus the cancellation test under valgrind.
-test: lint test-rust test-fallback test-valgrind
+# The Rust runtime alone: an echo server and 1,000 client connections over loopback.
+demo-rust:
+	$(CARGO) run --release --example echo -- 1000 5
+
+# The whole suite: Rust and Python, each in both drivers, plus the cancellation test
+# under valgrind.
+test: lint test-rust test-fallback test-valgrind test-python
 
 lint:
 	$(CARGO) fmt --all -- --check
@@ -47,9 +53,8 @@ test-asan:
 	RUSTFLAGS="-Zsanitizer=address" CARGO_TARGET_DIR=target/asan \
 	    $(CARGO) +nightly test --target x86_64-unknown-linux-gnu --test cancel --test net --test scheduler --test fs
 
-# The Python bridge (virtual threads as greenlets on ringloom workers), in a local venv.
-# Not yet part of `test`: it needs Python 3.9+ with venv, and pip access for maturin,
-# greenlet and pytest.
+# The Python layer (virtual threads as greenlets on ringloom workers), in a local venv,
+# in both drivers.
 PYTHON ?= python3
 VENV ?= .venv
 test-python:
