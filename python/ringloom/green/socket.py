@@ -37,7 +37,7 @@ from ringloom import _native
 from ringloom.green._common import intercepting
 
 _sock = _socket.socket
-_MSG_DONTWAIT = _socket_mod.MSG_DONTWAIT
+_MSG_DONTWAIT = int(_socket_mod.MSG_DONTWAIT)  # a plain int: IntFlag arithmetic is slow
 _POLLIN = _select.POLLIN
 _POLLOUT = _select.POLLOUT
 
