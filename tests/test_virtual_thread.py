@@ -362,8 +362,13 @@ def test_stats_keys_and_counts() -> None:
         "failed",
         "cancelled",
         "driver",
+        "blocking_pool_threads",
+        "ring_submissions",
+        "ring_completions",
     ):
         assert key in stats, key
+    assert stats["ring_completions"] <= stats["ring_submissions"]
+    assert stats["blocking_pool_threads"] >= 0
     assert before["total_threads_created"] == 0 and before["completed_threads"] == 0
     assert stats["total_threads_created"] == 20
     assert stats["completed_threads"] == 20

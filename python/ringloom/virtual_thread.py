@@ -338,7 +338,8 @@ class VirtualThreadPool(concurrent.futures.Executor):
         ``completed_threads`` (returned or raised), ``failed`` (raised), ``cancelled``,
         ``total_threads_created`` (submitted), ``platform_threads`` (workers),
         ``max_virtual_threads``, ``parked`` (waiting for a ring completion now),
-        ``parks``, ``driver`` and the runtime's ring counters (``ops_submitted``,
+        ``parks``, ``driver``, ``ring_submissions``, ``ring_completions``,
+        ``blocking_pool_threads``, and the runtime's own counters (``ops_submitted``,
         ``ops_completed``, ``ring_enters``, ``polls``, ``tasks_stolen``).
 
         Example: ``pool.get_stats()["completed_threads"]``
@@ -371,6 +372,10 @@ class VirtualThreadPool(concurrent.futures.Executor):
         ):
             if key in native:
                 stats[key] = native[key]
+        # The names DESIGN.md promises, beside the runtime's own.
+        stats["ring_submissions"] = native.get("ops_submitted", 0)
+        stats["ring_completions"] = native.get("ops_completed", 0)
+        stats["blocking_pool_threads"] = native.get("blocking_threads", 0)
         return stats
 
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
