@@ -11,7 +11,6 @@ import time
 from collections.abc import Iterator
 
 import pytest
-
 import ringloom
 from ringloom import Loom, _native
 
@@ -101,7 +100,7 @@ def test_close_fails_unfinished_virtual_threads() -> None:
     future = ringloom.submit(loom, _native.sleep, 30)
     time.sleep(0.1)
     loom.close()
-    with pytest.raises(Exception):
+    with pytest.raises(RuntimeError):
         future.result(timeout=10)
     with pytest.raises(RuntimeError):
         loom.spawn(print, future)

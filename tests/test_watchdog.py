@@ -7,7 +7,6 @@ import threading
 import time
 
 import pytest
-
 import ringloom
 from ringloom import Loom, VirtualThreadPool
 from ringloom.watchdog import Watchdog, default_threshold

@@ -33,7 +33,8 @@ import os
 import select
 import threading
 import time
-from typing import Any, Callable, Iterable, TypeVar
+from collections.abc import Iterable
+from typing import Any, Callable, TypeVar
 
 from ringloom import _native
 from ringloom import watchdog as _watchdog
