@@ -103,6 +103,9 @@ unsafe fn finish<F: Future>(ptr: NonNull<Header>, result: Result<F::Output, Join
     };
     *stage = Stage::Finished(result);
     let header = &cell.header;
+    // Before the joiner hears of it: whoever awaits the handle then finds the task gone
+    // from its owner's counts too (the caller's reference keeps it alive here).
+    header.owner().unregister(header);
     if header.state.complete() {
         // SAFETY: JOIN_WAKER was set when the task completed, so the handle may no
         // longer write the slot; reading it is shared with the handle's reads only.
@@ -110,7 +113,6 @@ unsafe fn finish<F: Future>(ptr: NonNull<Header>, result: Result<F::Output, Join
             waker.wake_by_ref();
         }
     }
-    header.owner().unregister(header);
 }
 
 /// # Safety
