@@ -59,7 +59,9 @@ PYTHON ?= python3
 VENV ?= .venv
 test-python:
 	@test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
-	$(VENV)/bin/pip install -q maturin greenlet pytest requests
+	$(VENV)/bin/pip install -q maturin greenlet pytest requests ruff
+	$(VENV)/bin/ruff check python tests benches
+	$(VENV)/bin/ruff format --check python tests benches
 	$(VENV)/bin/maturin develop -q --release
 	$(VENV)/bin/python -m pytest -q tests
 	RINGLOOM_DRIVER=fallback $(VENV)/bin/python -m pytest -q tests

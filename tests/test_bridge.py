@@ -161,8 +161,6 @@ def test_open_loom_is_closed_at_exit() -> None:
         "futures = [ringloom.submit(loom, _native.sleep, 30) for _ in range(100)]\n"
         "print(ringloom.submit(loom, sum, [1, 2]).result(timeout=10))\n"
     )
-    out = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120
-    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.split() == ["3", "closed"]

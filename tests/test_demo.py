@@ -61,7 +61,14 @@ def test_demo_quick(driver: str | None) -> None:
 def test_demo_options() -> None:
     pytest.importorskip("requests")
     proc = run_demo(
-        "--requests", "20", "--concurrency", "5", "--files", "3", "--server-latency", "20",
+        "--requests",
+        "20",
+        "--concurrency",
+        "5",
+        "--files",
+        "3",
+        "--server-latency",
+        "20",
         driver=None,
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
@@ -75,9 +82,7 @@ def test_cli_usage_and_bad_input() -> None:
         [sys.executable, "-m", "ringloom", "--help"], capture_output=True, text=True
     )
     assert ok.returncode == 0 and "demo" in ok.stdout
-    bad = subprocess.run(
-        [sys.executable, "-m", "ringloom", "nope"], capture_output=True, text=True
-    )
+    bad = subprocess.run([sys.executable, "-m", "ringloom", "nope"], capture_output=True, text=True)
     assert bad.returncode == 2 and "unknown command" in bad.stderr
     assert run_demo("--concurrency", "0", driver=None).returncode == 2
 

@@ -7,7 +7,6 @@ import threading
 from collections.abc import Iterator
 
 import pytest
-
 import ringloom
 from ringloom import Loom, _native
 
@@ -20,9 +19,7 @@ def loom() -> Iterator[Loom]:
 
 def test_getaddrinfo_in_virtual_threads(loom: Loom) -> None:
     expected = socket.getaddrinfo("localhost", 80)
-    futures = [
-        ringloom.submit(loom, socket.getaddrinfo, "localhost", 80) for _ in range(50)
-    ]
+    futures = [ringloom.submit(loom, socket.getaddrinfo, "localhost", 80) for _ in range(50)]
     assert all(f.result(timeout=30) == expected for f in futures)
     assert ringloom.submit(loom, socket.gethostbyname, "localhost").result(10) == (
         socket.gethostbyname("localhost")
@@ -76,9 +73,7 @@ def test_resolvers_outside_are_stock() -> None:
     assert socket.getaddrinfo("127.0.0.1", 80) == original("127.0.0.1", 80)
 
 
-def test_numeric_hosts_need_no_pool_thread(
-    loom: Loom, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_numeric_hosts_need_no_pool_thread(loom: Loom, monkeypatch: pytest.MonkeyPatch) -> None:
     calls: list[object] = []
     real = _native.blocking
 
@@ -90,9 +85,7 @@ def test_numeric_hosts_need_no_pool_thread(
     for host in ("127.0.0.1", "::1", None, b"10.1.2.3"):
         expected = socket.getaddrinfo(host, 80)
         assert ringloom.submit(loom, socket.getaddrinfo, host, 80).result(10) == expected
-    assert ringloom.submit(loom, socket.gethostbyname, "127.0.0.1").result(10) == (
-        "127.0.0.1"
-    )
+    assert ringloom.submit(loom, socket.gethostbyname, "127.0.0.1").result(10) == ("127.0.0.1")
     assert calls == []
     ringloom.submit(loom, socket.getaddrinfo, "localhost", "80").result(10)
     assert calls == [("localhost", "80")]

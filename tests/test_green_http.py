@@ -9,7 +9,6 @@ import urllib.request
 from collections.abc import Iterator
 
 import pytest
-
 import ringloom
 from ringloom import Loom
 
@@ -63,9 +62,7 @@ def test_http_client_from_500_virtual_threads(loom: Loom, server: str) -> None:
             conn.close()
 
     futures = [ringloom.submit(loom, fetch, i) for i in range(500)]
-    assert [f.result(timeout=120) for f in futures] == [
-        f"hello /{i}".encode() for i in range(500)
-    ]
+    assert [f.result(timeout=120) for f in futures] == [f"hello /{i}".encode() for i in range(500)]
 
 
 def test_urllib_from_virtual_threads(loom: Loom, server: str) -> None:
@@ -74,9 +71,7 @@ def test_urllib_from_virtual_threads(loom: Loom, server: str) -> None:
             return response.read()
 
     futures = [ringloom.submit(loom, fetch, i) for i in range(200)]
-    assert [f.result(timeout=120) for f in futures] == [
-        f"hello /u{i}".encode() for i in range(200)
-    ]
+    assert [f.result(timeout=120) for f in futures] == [f"hello /u{i}".encode() for i in range(200)]
     assert fetch(7) == b"hello /u7"  # and the same outside
 
 

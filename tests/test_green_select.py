@@ -9,7 +9,6 @@ import socket
 from collections.abc import Iterator
 
 import pytest
-
 import ringloom
 from ringloom import Loom, _native
 from ringloom.green import select as green_select
@@ -52,9 +51,7 @@ def test_select_wakes_on_the_ready_one(loom: Loom, pairs: list) -> None:
 
 def test_select_timeout_and_writable(loom: Loom, pairs: list) -> None:
     readers = [a for a, _ in pairs]
-    assert ringloom.submit(loom, select.select, readers, [], [], 0.02).result(10) == (
-        [], [], []
-    )
+    assert ringloom.submit(loom, select.select, readers, [], [], 0.02).result(10) == ([], [], [])
     r, w, x = ringloom.submit(loom, select.select, readers, readers[:2], [], 1).result(10)
     assert (r, w, x) == ([], readers[:2], [])
     # stock outside, same answers
@@ -127,7 +124,7 @@ def test_default_selector(loom: Loom, pairs: list) -> None:
 def test_select_and_epoll_selectors(loom: Loom, pairs: list) -> None:
     for cls in (selectors.SelectSelector, selectors.EpollSelector):
 
-        def wait() -> list:
+        def wait(cls: type = cls) -> list:
             with cls() as sel:
                 for i, (a, _) in enumerate(pairs):
                     sel.register(a, selectors.EVENT_READ, data=i)

@@ -9,7 +9,6 @@ import threading
 from collections.abc import Iterator
 
 import pytest
-
 import ringloom
 from ringloom import Loom
 
@@ -205,22 +204,33 @@ def test_blocking_mode_survives_accept_and_connect(loom: Loom) -> None:
             accepting = ringloom.submit(loom, listener.accept)
             client.connect(("127.0.0.1", port))
             conn, _ = accepting.result()
-            modes = (client.gettimeout(), conn.gettimeout(), listener.gettimeout(),
-                     os.get_blocking(client.fileno()), os.get_blocking(conn.fileno()),
-                     os.get_blocking(listener.fileno()))
+            modes = (
+                client.gettimeout(),
+                conn.gettimeout(),
+                listener.gettimeout(),
+                os.get_blocking(client.fileno()),
+                os.get_blocking(conn.fileno()),
+                os.get_blocking(listener.fileno()),
+            )
             client.close()
             conn.close()
             return modes
 
         assert ringloom.submit(loom, pair).result(timeout=10) == (
-            None, None, None, True, True, True
+            None,
+            None,
+            None,
+            True,
+            True,
+            True,
         )
 
 
 def test_udp_sendto_recvfrom(loom: Loom) -> None:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as server, socket.socket(
-        socket.AF_INET, socket.SOCK_DGRAM
-    ) as client:
+    with (
+        socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as server,
+        socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as client,
+    ):
         server.bind(("127.0.0.1", 0))
         address = server.getsockname()
 

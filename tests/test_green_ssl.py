@@ -14,7 +14,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
 import ringloom
 from ringloom import Loom
 
@@ -25,10 +24,26 @@ def cert(tmp_path_factory: pytest.TempPathFactory) -> Path:
         pytest.skip("no openssl command to make a test certificate")
     d = tmp_path_factory.mktemp("tls")
     subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
-         "-keyout", str(d / "key.pem"), "-out", str(d / "cert.pem"),
-         "-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost"],
-        check=True, capture_output=True,
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "2",
+            "-keyout",
+            str(d / "key.pem"),
+            "-out",
+            str(d / "cert.pem"),
+            "-subj",
+            "/CN=localhost",
+            "-addext",
+            "subjectAltName=DNS:localhost",
+        ],
+        check=True,
+        capture_output=True,
     )
     return d
 
@@ -109,9 +124,7 @@ def test_tls_read_timeout(loom: Loom, cert: Path) -> None:
                 return str(err)
             return "no timeout"
 
-    assert ringloom.submit(loom, silent_peer).result(timeout=30) == (
-        "The read operation timed out"
-    )
+    assert ringloom.submit(loom, silent_peer).result(timeout=30) == ("The read operation timed out")
     thread.join(10)
     for conn in accepted:
         conn.close()

@@ -8,7 +8,6 @@ import time
 from collections.abc import Iterator
 
 import pytest
-
 import ringloom
 from ringloom import Loom
 from ringloom.green import time as green_time
@@ -65,8 +64,14 @@ def test_sleepers_interleave_on_one_worker() -> None:
 
 @pytest.mark.parametrize(
     "arg, error",
-    [(-1, ValueError), (-0.5, ValueError), (float("nan"), ValueError), ("1", TypeError),
-     (None, TypeError), (1 << 80, OverflowError)],
+    [
+        (-1, ValueError),
+        (-0.5, ValueError),
+        (float("nan"), ValueError),
+        ("1", TypeError),
+        (None, TypeError),
+        (1 << 80, OverflowError),
+    ],
 )
 def test_sleep_validates_like_stock(loom: Loom, arg: object, error: type) -> None:
     with pytest.raises(error):

@@ -104,7 +104,7 @@ def local_urls(code: str, base: str) -> str:
 
 def test_simple_virtual_thread_execution(capsys: pytest.CaptureFixture[str]) -> None:
     run_example(
-        r'''
+        r"""
 from ringloom.virtual_thread import run_in_virtual_thread
 
 def cpu_intensive_task(n):
@@ -116,14 +116,14 @@ def cpu_intensive_task(n):
 # Execute in a virtual thread
 result = run_in_virtual_thread(cpu_intensive_task, 1000000)
 print(f"Result: {result}")
-'''
+"""
     )
     assert capsys.readouterr().out == f"Result: {sum(i * i for i in range(1000000))}\n"
 
 
 def test_using_virtual_thread_pool(capsys: pytest.CaptureFixture[str]) -> None:
     run_example(
-        r'''
+        r"""
 from ringloom.virtual_thread import VirtualThreadPool
 import time
 
@@ -145,7 +145,7 @@ with VirtualThreadPool(max_platform_threads=4) as pool:
     tasks = [(0.1, f"Batch task {i}") for i in range(10)]
     results = pool.starmap(io_task, tasks)
     print(f"Completed {len(results)} tasks")
-'''
+"""
     )
     assert capsys.readouterr().out.splitlines() == [
         "Completed: Task 1",
@@ -156,7 +156,7 @@ with VirtualThreadPool(max_platform_threads=4) as pool:
 
 def test_convenience_functions(capsys: pytest.CaptureFixture[str]) -> None:
     run_example(
-        r'''
+        r"""
 from ringloom.virtual_thread import virtual_map
 
 def square(x):
@@ -166,7 +166,7 @@ def square(x):
 numbers = range(10)
 squares = virtual_map(square, numbers)
 print(squares)  # [0, 1, 4, 9, 16, 25, 36, 49, 64, 81]
-'''
+"""
     )
     assert capsys.readouterr().out == "[0, 1, 4, 9, 16, 25, 36, 49, 64, 81]\n"
 
@@ -177,7 +177,7 @@ print(squares)  # [0, 1, 4, 9, 16, 25, 36, 49, 64, 81]
 def test_priority_based_scheduling() -> None:
     ran: list[str] = []
     ns = run_example(
-        r'''
+        r"""
 with VirtualThreadPool() as pool:
     # High priority task (lower number = higher priority)
     urgent_task = pool.submit(critical_function, priority=50)
@@ -187,7 +187,7 @@ with VirtualThreadPool() as pool:
     
     # Low priority task
     background_task = pool.submit(background_function, priority=200)
-''',
+""",
         VirtualThreadPool=VirtualThreadPool,
         critical_function=lambda: ran.append("critical"),
         regular_function=lambda: ran.append("regular"),
@@ -198,13 +198,11 @@ with VirtualThreadPool() as pool:
     assert sorted(ran) == ["background", "critical", "regular"]
 
 
-def test_blocking_operation_handling(
-    web: str, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_blocking_operation_handling(web: str, capsys: pytest.CaptureFixture[str]) -> None:
     pytest.importorskip("requests")
     run_example(
         local_urls(
-            r'''
+            r"""
 import requests
 
 def fetch_url(url):
@@ -227,7 +225,7 @@ with VirtualThreadPool() as pool:
     
     results = [f.result() for f in futures]
     print(f"Status codes: {results}")
-''',
+""",
             web,
         ),
         VirtualThreadPool=VirtualThreadPool,
@@ -237,7 +235,7 @@ with VirtualThreadPool() as pool:
 
 def test_async_integration() -> None:
     ns = run_example(
-        r'''
+        r"""
 from ringloom.virtual_thread import AsyncVirtualThreadPool
 import asyncio
 
@@ -256,7 +254,7 @@ async def async_worker():
 
 # Run the async function
 result, batch_results = asyncio.run(async_worker())
-'''
+"""
     )
 
     def cpu_work(n: int) -> int:
@@ -271,7 +269,7 @@ result, batch_results = asyncio.run(async_worker())
 
 def test_choosing_the_right_configuration() -> None:
     ns = run_example(
-        r'''
+        r"""
 # For I/O-bound workloads
 io_pool = VirtualThreadPool(
     max_virtual_threads=100000,  # Many virtual threads
@@ -289,7 +287,7 @@ mixed_pool = VirtualThreadPool(
     max_virtual_threads=50000,   # Moderate virtual threads
     max_platform_threads=6       # Balanced OS threads
 )
-''',
+""",
         VirtualThreadPool=VirtualThreadPool,
     )
     for name, workers in (("io_pool", 4), ("cpu_pool", 8), ("mixed_pool", 6)):
@@ -305,7 +303,7 @@ def test_monitoring_and_statistics(capsys: pytest.CaptureFixture[str]) -> None:
         return i
 
     run_example(
-        r'''
+        r"""
 with VirtualThreadPool() as pool:
     # Submit some work
     futures = [pool.submit(some_function, i) for i in range(100)]
@@ -321,7 +319,7 @@ with VirtualThreadPool() as pool:
     final_stats = pool.get_stats()
     print(f"Total created: {final_stats['total_threads_created']}")
     print(f"Platform threads: {final_stats['platform_threads']}")
-''',
+""",
         VirtualThreadPool=VirtualThreadPool,
         some_function=some_function,
         time=time,
@@ -336,7 +334,7 @@ with VirtualThreadPool() as pool:
 
 def test_benchmarking(capsys: pytest.CaptureFixture[str]) -> None:
     run_example(
-        r'''
+        r"""
 from ringloom.virtual_thread import virtual_thread_benchmark
 
 def computation_task(n):
@@ -356,7 +354,7 @@ results = virtual_thread_benchmark(
 print(f"Virtual threads time: {results['virtual_threads']['time']:.3f}s")
 print(f"Traditional threads time: {results['traditional_threads']['time']:.3f}s")
 print(f"Speedup: {results['speedup']:.2f}x")
-'''
+"""
     )
     out = capsys.readouterr().out.splitlines()
     assert [line.split(":")[0] for line in out] == [
@@ -371,7 +369,7 @@ print(f"Speedup: {results['speedup']:.2f}x")
 
 def test_error_handling(capsys: pytest.CaptureFixture[str]) -> None:
     run_example(
-        r'''
+        r"""
 def potentially_failing_task(should_fail):
     if should_fail:
         raise ValueError("Task failed!")
@@ -389,18 +387,17 @@ with VirtualThreadPool() as pool:
             print(f"Task {i}: {result}")
         except ValueError as e:
             print(f"Task {i} failed: {e}")
-''',
+""",
         VirtualThreadPool=VirtualThreadPool,
     )
     assert capsys.readouterr().out.splitlines() == [
-        f"Task {i} failed: Task failed!" if i % 3 == 0 else f"Task {i}: Success"
-        for i in range(10)
+        f"Task {i} failed: Task failed!" if i % 3 == 0 else f"Task {i}: Success" for i in range(10)
     ]
 
 
 def test_resource_management() -> None:
     run_example(
-        r'''
+        r"""
 # Always use context managers for automatic cleanup
 with VirtualThreadPool() as pool:
     # Your work here
@@ -413,7 +410,7 @@ try:
     pass
 finally:
     pool.shutdown()
-''',
+""",
         VirtualThreadPool=VirtualThreadPool,
     )
 
@@ -439,7 +436,7 @@ def test_memory_considerations(
     except ImportError:
         monkeypatch.setitem(sys.modules, "psutil", _psutil_stand_in())
     run_example(
-        r'''
+        r"""
 # For long-running applications, be mindful of virtual thread limits
 long_running_pool = VirtualThreadPool(
     max_virtual_threads=10000,  # Set reasonable limits
@@ -458,7 +455,7 @@ with long_running_pool as pool:
     current_memory = process.memory_info().rss
     memory_increase = current_memory - initial_memory
     print(f"Memory increase: {memory_increase / 1024 / 1024:.1f} MB")
-''',
+""",
         VirtualThreadPool=VirtualThreadPool,
     )
     assert capsys.readouterr().out.startswith("Memory increase: ")
@@ -471,7 +468,7 @@ def test_web_scraping(web: str, capsys: pytest.CaptureFixture[str]) -> None:
     pytest.importorskip("requests")
     ns = run_example(
         local_urls(
-            r'''
+            r"""
 import requests
 from ringloom.virtual_thread import VirtualThreadPool
 
@@ -506,7 +503,7 @@ failed = [r for r in results if 'error' in r]
 
 print(f"Successfully fetched: {len(successful)}")
 print(f"Failed: {len(failed)}")
-''',
+""",
             web,
         )
     )
@@ -710,7 +707,7 @@ def test_drop_in_replacement() -> None:
         return i * 2
 
     ns = run_example(
-        r'''
+        r"""
 from concurrent.futures import ThreadPoolExecutor
 from ringloom.virtual_thread import VirtualThreadPool
 
@@ -727,7 +724,7 @@ def virtual_thread_approach():
         futures = [pool.submit(some_function, i) for i in range(100)]
         results = [f.result() for f in futures]
     return results
-''',
+""",
         some_function=some_function,
     )
     assert ns["virtual_thread_approach"]() == ns["traditional_approach"]()
@@ -735,7 +732,7 @@ def virtual_thread_approach():
 
 def test_gradual_migration() -> None:
     ns = run_example(
-        r'''
+        r"""
 # Phase 1: Replace I/O-bound operations
 def process_io_bound_tasks(tasks):
     with VirtualThreadPool() as pool:
@@ -750,7 +747,7 @@ def process_high_concurrency_tasks(tasks):
 def process_cpu_bound_tasks(tasks):
     with ThreadPoolExecutor(max_workers=4) as executor:
         return list(executor.map(cpu_bound_function, tasks))
-''',
+""",
         VirtualThreadPool=VirtualThreadPool,
         ThreadPoolExecutor=__import__("concurrent.futures").futures.ThreadPoolExecutor,
         io_bound_function=lambda x: (ringloom.sleep(0.001), x)[1],
@@ -765,7 +762,7 @@ def process_cpu_bound_tasks(tasks):
 
 def test_debugging() -> None:
     ns = run_example(
-        r'''
+        r"""
 import logging
 from ringloom.virtual_thread import VirtualThreadPool
 
@@ -789,7 +786,7 @@ with VirtualThreadPool() as pool:
         time.sleep(0.5)
     
     results = [f.result() for f in futures]
-''',
+""",
         time=time,
     )
     assert ns["results"] == [f"Task {i} completed" for i in range(10)]

@@ -162,9 +162,7 @@ def test_count_of_wrong_type_is_a_type_error(kw: str, value: object) -> None:
 
 
 @pytest.mark.parametrize("priority", [-1, 256, 10_000])
-def test_priority_out_of_range_is_a_value_error(
-    pool: VirtualThreadPool, priority: int
-) -> None:
+def test_priority_out_of_range_is_a_value_error(pool: VirtualThreadPool, priority: int) -> None:
     with pytest.raises(ValueError):
         pool.submit(abs, 1, priority=priority)
     with pytest.raises(ValueError):
@@ -172,9 +170,7 @@ def test_priority_out_of_range_is_a_value_error(
 
 
 @pytest.mark.parametrize("priority", ["high", 1.5, None, False])
-def test_priority_of_wrong_type_is_a_type_error(
-    pool: VirtualThreadPool, priority: object
-) -> None:
+def test_priority_of_wrong_type_is_a_type_error(pool: VirtualThreadPool, priority: object) -> None:
     with pytest.raises(TypeError):
         pool.submit(abs, 1, priority=priority)  # type: ignore[arg-type]
 
@@ -216,8 +212,7 @@ def test_pending_tasks_run_lowest_priority_first_fifo_within() -> None:
             ("h", 0),
         ]
         futures = [
-            pool.submit(order.append, name, priority=priority)
-            for name, priority in submitted
+            pool.submit(order.append, name, priority=priority) for name, priority in submitted
         ]
         assert pool.get_stats()["pending"] == len(submitted)
         opened.set()
@@ -269,9 +264,7 @@ def test_intercepting_flag(pool: VirtualThreadPool) -> None:
     assert pool.submit(_native.intercepting, is_blocking=True).result(timeout=TIMEOUT)
     assert pool.submit(_native.intercepting, is_blocking=False).result(timeout=TIMEOUT) is False
     # still a virtual thread, only not intercepted
-    assert pool.submit(_native.in_virtual_thread, is_blocking=False).result(
-        timeout=TIMEOUT
-    )
+    assert pool.submit(_native.in_virtual_thread, is_blocking=False).result(timeout=TIMEOUT)
 
 
 def test_intercepting_is_false_in_a_greenlet_started_by_the_task(

@@ -32,11 +32,7 @@ def sleeper(times: int) -> int:
 
 
 def warnings_of(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
-    return [
-        r
-        for r in caplog.records
-        if r.name == "ringloom" and r.levelno == logging.WARNING
-    ]
+    return [r for r in caplog.records if r.name == "ringloom" and r.levelno == logging.WARNING]
 
 
 def watchdog_threads() -> set[threading.Thread]:

@@ -221,9 +221,7 @@ class Phase:
         self.peak_parked = 0
         self.completed_before = 0
 
-    def run(
-        self, pool: VirtualThreadPool, fn: Callable[[Any], Any], items: list[Any]
-    ) -> None:
+    def run(self, pool: VirtualThreadPool, fn: Callable[[Any], Any], items: list[Any]) -> None:
         total = len(items)
         out: dict[str, Any] = {}
 
@@ -489,8 +487,10 @@ def main(argv: list[str] | None = None) -> int:
         else "open()/read are stock: they run on the worker (not intercepted yet)"
     )
     peak_threads = max(http.peak_threads, files.peak_threads)
-    names = http.peak_thread_names if http.peak_threads >= files.peak_threads else (
-        files.peak_thread_names
+    names = (
+        http.peak_thread_names
+        if http.peak_threads >= files.peak_threads
+        else (files.peak_thread_names)
     )
     lines = [
         ("driver", f"{driver}"),
@@ -535,8 +535,7 @@ def main(argv: list[str] | None = None) -> int:
         ),
         (
             "OS threads",
-            f"{peak_threads} at peak ({threads_start} at start): "
-            + ", ".join(sorted(names)),
+            f"{peak_threads} at peak ({threads_start} at start): " + ", ".join(sorted(names)),
         ),
         ("result", "OK" if not failures else f"FAILED ({len(failures)} failures)"),
     ]

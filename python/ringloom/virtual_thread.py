@@ -279,8 +279,7 @@ class VirtualThreadPool(concurrent.futures.Executor):
             raise TypeError(f"{type(fn).__name__!r} object is not callable")
         priority = _check_priority(priority)
         futures = [
-            self.submit(fn, *args, priority=priority, is_blocking=is_blocking)
-            for args in iterable
+            self.submit(fn, *args, priority=priority, is_blocking=is_blocking) for args in iterable
         ]
         return _collect(futures, timeout)
 
@@ -316,8 +315,10 @@ class VirtualThreadPool(concurrent.futures.Executor):
                     self._failed += 1
             if item.dispatched:
                 self._running -= 1
-                while not self._broken and self._queue and (
-                    self._limit is None or self._running < self._limit
+                while (
+                    not self._broken
+                    and self._queue
+                    and (self._limit is None or self._running < self._limit)
                 ):
                     _, _, nxt = heapq.heappop(self._queue)
                     if nxt.future.done():  # cancelled while queued
@@ -396,9 +397,7 @@ class VirtualThreadPool(concurrent.futures.Executor):
         if wait:
             self._close()
         else:
-            threading.Thread(
-                target=self._close, name="ringloom-pool-shutdown", daemon=True
-            ).start()
+            threading.Thread(target=self._close, name="ringloom-pool-shutdown", daemon=True).start()
 
     def _close(self) -> None:
         """Waits for every accepted task, then stops the workers."""
@@ -431,9 +430,7 @@ class VirtualThreadPool(concurrent.futures.Executor):
     def __enter__(self) -> VirtualThreadPool:
         return self
 
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: Any, tb: Any
-    ) -> None:
+    def __exit__(self, exc_type: type[BaseException] | None, exc: Any, tb: Any) -> None:
         """``shutdown(wait=True)``; but when Ctrl-C leaves the block, control returns
         at once: queued tasks are cancelled and running ones stopped."""
         if exc_type is not None and issubclass(exc_type, KeyboardInterrupt):
@@ -448,9 +445,7 @@ class VirtualThreadPool(concurrent.futures.Executor):
         )
 
 
-def _collect(
-    futures: list[concurrent.futures.Future[T]], timeout: float | None
-) -> list[T]:
+def _collect(futures: list[concurrent.futures.Future[T]], timeout: float | None) -> list[T]:
     """The futures' results in order; on any failure the rest are cancelled."""
     deadline = None if timeout is None else time.monotonic() + timeout
     try:
@@ -499,9 +494,7 @@ class AsyncVirtualThreadPool:
         **kwargs: Any,
     ) -> T:
         """Runs ``fn(*args, **kwargs)`` in a virtual thread and returns its result."""
-        future = self._pool.submit(
-            fn, *args, priority=priority, is_blocking=is_blocking, **kwargs
-        )
+        future = self._pool.submit(fn, *args, priority=priority, is_blocking=is_blocking, **kwargs)
         return await asyncio.wrap_future(future)
 
     async def map(
@@ -519,9 +512,7 @@ class AsyncVirtualThreadPool:
             for args in zip(*iterables)
         ]
         try:
-            return list(
-                await asyncio.gather(*(asyncio.wrap_future(f) for f in futures))
-            )
+            return list(await asyncio.gather(*(asyncio.wrap_future(f) for f in futures)))
         except BaseException:
             for future in futures:
                 future.cancel()
@@ -551,9 +542,7 @@ class AsyncVirtualThreadPool:
         if wait:
             await asyncio.get_running_loop().run_in_executor(
                 None,
-                functools.partial(
-                    self._pool.shutdown, wait=True, cancel_futures=cancel_futures
-                ),
+                functools.partial(self._pool.shutdown, wait=True, cancel_futures=cancel_futures),
             )
         else:
             self._pool.shutdown(wait=False, cancel_futures=cancel_futures)

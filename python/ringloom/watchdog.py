@@ -108,9 +108,7 @@ class Watchdog:
 
     def start(self) -> Watchdog:
         if self._thread is None:
-            self._thread = threading.Thread(
-                target=self._run, name="ringloom-watchdog", daemon=True
-            )
+            self._thread = threading.Thread(target=self._run, name="ringloom-watchdog", daemon=True)
             self._thread.start()
         return self
 
@@ -167,8 +165,7 @@ class Watchdog:
             frame = _user_frame(frame)
             code = frame.f_code
             logger.warning(
-                "a virtual thread has held its worker for %.3f s without parking, "
-                "in %s (%s:%d)",
+                "a virtual thread has held its worker for %.3f s without parking, in %s (%s:%d)",
                 held,
                 code.co_name,
                 code.co_filename,

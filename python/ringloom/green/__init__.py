@@ -2,7 +2,8 @@
 
 ``patch_all()`` installs, once and process-wide, patched versions of ``time.sleep``, the
 blocking ``socket.socket`` methods, the ``ssl.SSLSocket`` calls that run the TLS
-engine (read, write, send, do_handshake, unwrap), the resolvers (``socket.getaddrinfo`` and friends),
+engine (read, write, send, do_handshake, unwrap), the resolvers (``socket.getaddrinfo``
+and friends),
 ``select.select``, ``select.poll`` and ``selectors.DefaultSelector``. Each patched
 function decides at call time: inside a virtual thread whose calls are intercepted it
 parks the virtual thread on the ring (or runs the call on the blocking pool, for the

@@ -9,7 +9,8 @@ import math
 import os
 import select as _select
 import selectors as _selectors
-from typing import Any, Iterable, Optional
+from collections.abc import Iterable
+from typing import Any
 
 from ringloom import _native
 from ringloom.green._common import intercepting
@@ -36,20 +37,16 @@ def _fileno(obj: Any) -> int:
         try:
             method = obj.fileno
         except AttributeError:
-            raise TypeError(
-                "argument must be an int, or have a fileno() method."
-            ) from None
+            raise TypeError("argument must be an int, or have a fileno() method.") from None
         fd = method()
         if not isinstance(fd, int):
             raise TypeError("fileno() returned a non-integer")
     if fd < 0:
-        raise ValueError(
-            f"file descriptor cannot be a negative integer ({fd})"
-        )
+        raise ValueError(f"file descriptor cannot be a negative integer ({fd})")
     return fd
 
 
-def _seconds(timeout: Any) -> Optional[float]:
+def _seconds(timeout: Any) -> float | None:
     if timeout is None:
         return None
     try:
@@ -67,7 +64,7 @@ def select(
     rlist: Iterable[Any],
     wlist: Iterable[Any],
     xlist: Iterable[Any],
-    timeout: Optional[float] = None,
+    timeout: float | None = None,
     /,
 ) -> tuple[list[Any], list[Any], list[Any]]:
     """``select.select``: parks the virtual thread when intercepting."""
@@ -114,7 +111,7 @@ class poll:
         self._stock.unregister(fd)
         del self._fds[_fileno(fd)]
 
-    def poll(self, timeout: Optional[float] = None, /) -> list[tuple[int, int]]:
+    def poll(self, timeout: float | None = None, /) -> list[tuple[int, int]]:
         if not intercepting():
             return self._stock.poll(timeout)
         if timeout is None:
@@ -143,7 +140,7 @@ class PollSelector(_selectors.PollSelector):
     _selector_cls = poll  # type: ignore[assignment]
 
 
-def _epoll_select(self: Any, timeout: Optional[float] = None) -> Any:
+def _epoll_select(self: Any, timeout: float | None = None) -> Any:
     """``EpollSelector.select``: an epoll descriptor is itself pollable, so an
     intercepting virtual thread parks on it and then collects without waiting."""
     if not intercepting() or (timeout is not None and timeout <= 0):

@@ -15,8 +15,8 @@ the syscall itself to the stock method:
 - recv*/send* on a socket with a timeout (> 0): CPython polls inside the C call before
   the syscall, so the virtual thread parks first, with what is left of the deadline,
   then calls the stock method, which finds the descriptor ready (a reader that loses a
-  race for the same data would then wait in the stock poll: not parked). A timed-out call raises the stock
-  ``TimeoutError('timed out')``.
+  race for the same data would then wait in the stock poll: not parked). A timed-out call
+  raises the stock ``TimeoutError('timed out')``.
 - a non-blocking socket (timeout 0), or flags with ``MSG_DONTWAIT``: the stock call.
 
 Outside intercepting virtual threads every method is the stock one.
@@ -31,7 +31,7 @@ import select as _select
 import socket as _socket_mod
 import threading
 from time import monotonic
-from typing import Any, Callable, Optional
+from typing import Any, Callable
 
 from ringloom import _native
 from ringloom.green._common import intercepting
@@ -78,7 +78,7 @@ def _left(deadline: float) -> float:
     return max(0.0, deadline - monotonic())
 
 
-def _wait(sock: Any, events: int, deadline: Optional[float]) -> None:
+def _wait(sock: Any, events: int, deadline: float | None) -> None:
     """Parks until ``sock`` is ready for ``events``; raises the stock timeout at the deadline."""
     if deadline is None:
         _native.wait_fd(sock.fileno(), events)
@@ -152,9 +152,7 @@ def recv_into(self: Any, *args: Any, **kwargs: Any) -> int:
 
 
 def _recv_into(self: Any, buffer: Any, nbytes: int = 0, flags: int = 0) -> int:
-    return _io(
-        self, _POLLIN, flags, lambda f: stock["recv_into"](self, buffer, nbytes, f)
-    )
+    return _io(self, _POLLIN, flags, lambda f: stock["recv_into"](self, buffer, nbytes, f))
 
 
 def recvfrom(self: Any, *args: Any, **kwargs: Any) -> Any:
@@ -199,9 +197,7 @@ def sendto(self: Any, *args: Any, **kwargs: Any) -> int:
         data, flags, address = args[0], 0, args[1]
     else:
         data, flags, address = args
-    return _io(
-        self, _POLLOUT, flags, lambda f: stock["sendto"](self, data, f, address)
-    )
+    return _io(self, _POLLOUT, flags, lambda f: stock["sendto"](self, data, f, address))
 
 
 def sendall(self: Any, *args: Any, **kwargs: Any) -> None:
@@ -305,7 +301,7 @@ def _strerror(err: int) -> str:
     return os.strerror(err)
 
 
-def sendfile(self: Any, file: Any, offset: int = 0, count: Optional[int] = None) -> int:
+def sendfile(self: Any, file: Any, offset: int = 0, count: int | None = None) -> int:
     if not intercepting():
         return stock["sendfile"](self, file, offset, count)
     # os.sendfile would block the worker: the send() path parks instead.
@@ -337,8 +333,10 @@ def _no_lookup(name: str, args: tuple, kwargs: dict) -> bool:
     if name == "getaddrinfo":
         host = args[0] if args else kwargs.get("host")
         port = args[1] if len(args) > 1 else kwargs.get("port")
-        numeric_port = port is None or isinstance(port, int) or (
-            isinstance(port, (str, bytes)) and port.isdigit()
+        numeric_port = (
+            port is None
+            or isinstance(port, int)
+            or (isinstance(port, (str, bytes)) and port.isdigit())
         )
         return numeric_port and _numeric_host(host)
     if name == "gethostbyname":

@@ -16,7 +16,7 @@ from __future__ import annotations
 import select as _select
 import ssl as _ssl
 from time import monotonic
-from typing import Any, Callable, Optional
+from typing import Any, Callable
 
 from ringloom import _native
 from ringloom.green._common import intercepting
@@ -35,7 +35,7 @@ stock = {
 }
 
 
-def _call(sock: Any, timeout: Optional[float], call: Callable[[], Any], what: str) -> Any:
+def _call(sock: Any, timeout: float | None, call: Callable[[], Any], what: str) -> Any:
     deadline = None if timeout is None else monotonic() + timeout
     while True:
         try:
@@ -46,26 +46,18 @@ def _call(sock: Any, timeout: Optional[float], call: Callable[[], Any], what: st
             events = _POLLOUT
         if deadline is None:
             _native.wait_fd(sock.fileno(), events)
-        elif not _native.wait_fd(
-            sock.fileno(), events, max(0.0, deadline - monotonic())
-        ):
+        elif not _native.wait_fd(sock.fileno(), events, max(0.0, deadline - monotonic())):
             raise TimeoutError(f"The {what} operation timed out")
 
 
 def _parks(sock: Any) -> bool:
-    return (
-        intercepting()
-        and getattr(sock, "_sslobj", None) is not None
-        and sock.gettimeout() != 0
-    )
+    return intercepting() and getattr(sock, "_sslobj", None) is not None and sock.gettimeout() != 0
 
 
 def read(self: Any, len: int = 1024, buffer: Any = None) -> Any:
     if not _parks(self):
         return stock["read"](self, len, buffer)
-    return _call(
-        self, self.gettimeout(), lambda: stock["read"](self, len, buffer), "read"
-    )
+    return _call(self, self.gettimeout(), lambda: stock["read"](self, len, buffer), "read")
 
 
 def write(self: Any, data: Any) -> int:
@@ -82,9 +74,7 @@ def send(self: Any, data: Any, flags: int = 0) -> int:
 
 def do_handshake(self: Any, block: bool = False) -> None:
     timeout = self.gettimeout()
-    if not intercepting() or getattr(self, "_sslobj", None) is None or (
-        timeout == 0 and not block
-    ):
+    if not intercepting() or getattr(self, "_sslobj", None) is None or (timeout == 0 and not block):
         return stock["do_handshake"](self, block)
     self._check_connected()
     _call(
