@@ -10,27 +10,10 @@ from collections.abc import Iterator
 
 import pytest
 import ringloom
+from http_stub import Server, handler
 from ringloom import Loom
 
-
-class Server(http.server.ThreadingHTTPServer):
-    # A listen backlog for hundreds of clients connecting at once (the default 5 makes
-    # the kernel drop SYNs, and each retry waits a second or more).
-    request_queue_size = 1024
-
-
-class Handler(http.server.BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-
-    def do_GET(self) -> None:  # noqa: N802
-        body = f"hello {self.path}".encode()
-        self.send_response(200)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, format: str, *args: object) -> None:
-        pass
+Handler = handler("hello")
 
 
 @pytest.fixture(scope="module")

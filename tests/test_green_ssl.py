@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 import ringloom
+from http_stub import Server, handler
 from ringloom import Loom
 
 
@@ -131,24 +132,7 @@ def test_tls_read_timeout(loom: Loom, cert: Path) -> None:
     listener.close()
 
 
-class Server(http.server.ThreadingHTTPServer):
-    # A listen backlog for hundreds of clients connecting at once (the default 5 makes
-    # the kernel drop SYNs, and each retry waits a second or more).
-    request_queue_size = 1024
-
-
-class Handler(http.server.BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-
-    def do_GET(self) -> None:  # noqa: N802
-        body = f"secure {self.path}".encode()
-        self.send_response(200)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, format: str, *args: object) -> None:
-        pass
+Handler = handler("secure")
 
 
 def test_https_client_from_virtual_threads(loom: Loom, cert: Path) -> None:
