@@ -13,6 +13,7 @@ mod gil;
 mod greenlet;
 mod loom;
 mod park;
+mod parker;
 mod stats;
 mod vthread;
 mod watchdog;
@@ -20,6 +21,7 @@ mod watchdog;
 #[pymodule]
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<loom::Loom>()?;
+    m.add_class::<parker::Parker>()?;
     m.add_function(wrap_pyfunction!(park::sleep, m)?)?;
     m.add_function(wrap_pyfunction!(park::in_virtual_thread, m)?)?;
     m.add_function(wrap_pyfunction!(park::wait_fd, m)?)?;

@@ -31,6 +31,15 @@ from ringloom._native import (
     wait_fd,
     wait_fds,
 )
+from ringloom.sync import (
+    BoundedSemaphore,
+    Condition,
+    Event,
+    Lock,
+    Queue,
+    RLock,
+    Semaphore,
+)
 from ringloom.virtual_thread import (
     AsyncVirtualThreadPool,
     VirtualThreadPool,
@@ -41,7 +50,14 @@ from ringloom.virtual_thread import (
 
 __all__ = [
     "AsyncVirtualThreadPool",
+    "BoundedSemaphore",
+    "Condition",
+    "Event",
+    "Lock",
     "Loom",
+    "Queue",
+    "RLock",
+    "Semaphore",
     "VirtualThreadPool",
     "blocking",
     "in_virtual_thread",

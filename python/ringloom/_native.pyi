@@ -34,3 +34,13 @@ def intercepting() -> bool:
 
 def wait_fds(fds: list[tuple[int, int]], timeout: float | None = None) -> list[tuple[int, int]]: ...
 def blocking(func: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any: ...
+
+class Parker:
+    """One waiter's wake-up slot (``ringloom.sync``)."""
+    def __init__(self) -> None: ...
+    def park(self, timeout: float | None = None) -> bool:
+        """Waits for ``unpark`` (True) or ``timeout`` (False): parks a virtual thread,
+        blocks an OS thread with the GIL released."""
+    def unpark(self) -> None:
+        """Wakes the park in progress (or makes the next one return at once); any
+        thread."""

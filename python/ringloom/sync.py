@@ -1,0 +1,431 @@
+"""Lock, RLock, Event, Condition, Semaphore, BoundedSemaphore and Queue that park a
+virtual thread.
+
+They have the ``threading`` and ``queue`` interfaces. A contended wait in a virtual
+thread parks it (its worker runs other virtual threads meanwhile); in a plain OS thread
+it blocks that thread. OS threads and virtual threads may share one object and wake
+each other. Each waiter gets a ``_native.Parker`` and waits in a FIFO queue, kept under
+a small internal lock that is never held across a park. Ownership passes directly from
+the releaser to the first waiter (no barging), so waiters are served in order.
+
+Unlike ``threading``, a negative timeout (other than ``Lock.acquire``'s -1) raises
+``ValueError`` everywhere.
+
+Example::
+
+    lock = ringloom.Lock()
+    with lock:
+        ...
+"""
+
+from __future__ import annotations
+
+import _thread
+import collections
+import queue as _queue
+import time as _time
+from types import TracebackType
+from typing import Any, Callable, TypeVar
+
+import greenlet
+
+from ringloom._native import Parker
+
+__all__ = [
+    "BoundedSemaphore",
+    "Condition",
+    "Event",
+    "Lock",
+    "Queue",
+    "RLock",
+    "Semaphore",
+]
+
+T = TypeVar("T")
+
+_monotonic = _time.monotonic
+
+
+class _Waiter:
+    __slots__ = ("parker", "granted")
+
+    def __init__(self) -> None:
+        self.parker = Parker()
+        self.granted = False
+
+
+def _check_timeout(timeout: float | None) -> float | None:
+    if timeout is not None and timeout < 0:
+        raise ValueError("timeout value must be a non-negative number")
+    return timeout
+
+
+def _wait(
+    mutex: Any,
+    waiters: collections.deque[_Waiter],
+    timeout: float | None,
+    on_abandon: Callable[[], None] | None = None,
+) -> bool:
+    """Queues a waiter and parks it (``mutex`` held on entry, not held on return).
+    True once granted; False on timeout (the waiter is dequeued). If the park is
+    interrupted by an exception after a grant, ``on_abandon`` passes the grant on."""
+    waiter = _Waiter()
+    waiters.append(waiter)
+    mutex.release()
+    try:
+        waiter.parker.park(timeout)
+    except BaseException:
+        with mutex:
+            granted = waiter.granted
+            if not granted:
+                waiters.remove(waiter)
+        if granted and on_abandon is not None:
+            on_abandon()
+        raise
+    # park() returned False on timeout, but a grant may have raced it: the mutex decides.
+    with mutex:
+        if waiter.granted:
+            return True
+        waiters.remove(waiter)
+        return False
+
+
+def _wake(granted: list[_Waiter]) -> None:
+    for waiter in granted:
+        waiter.parker.unpark()
+
+
+class Lock:
+    """A non-reentrant lock, like ``threading.Lock``; a contended ``acquire`` parks a
+    virtual thread. Any thread may release it."""
+
+    def __init__(self) -> None:
+        self._mutex = _thread.allocate_lock()
+        self._locked = False
+        self._waiters: collections.deque[_Waiter] = collections.deque()
+
+    def acquire(self, blocking: bool = True, timeout: float = -1) -> bool:
+        if not blocking and timeout != -1:
+            raise ValueError("can't specify a timeout for a non-blocking call")
+        if timeout < 0 and timeout != -1:
+            raise ValueError("timeout value must be a non-negative number")
+        self._mutex.acquire()
+        if not self._locked:
+            self._locked = True
+            self._mutex.release()
+            return True
+        if not blocking:
+            self._mutex.release()
+            return False
+        return _wait(self._mutex, self._waiters, None if timeout == -1 else timeout, self.release)
+
+    def release(self) -> None:
+        with self._mutex:
+            if not self._locked:
+                raise RuntimeError("release unlocked lock")
+            if self._waiters:
+                waiter = self._waiters.popleft()
+                waiter.granted = True  # ownership passes on: the lock stays locked
+            else:
+                self._locked = False
+                return
+        waiter.parker.unpark()
+
+    def locked(self) -> bool:
+        return self._locked
+
+    def __enter__(self) -> bool:
+        return self.acquire()
+
+    def __exit__(
+        self,
+        ty: type[BaseException] | None,
+        value: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.release()
+
+    def __repr__(self) -> str:
+        state = "locked" if self._locked else "unlocked"
+        return f"<{type(self).__module__}.{type(self).__qualname__} {state}>"
+
+
+def _me() -> Any:
+    """The caller's identity: its greenlet (a virtual thread's own, or an OS thread's
+    main greenlet). ``threading.get_ident()`` is shared by a worker's virtual threads."""
+    return greenlet.getcurrent()
+
+
+class RLock:
+    """A reentrant lock, like ``threading.RLock``, owned by a virtual thread or an OS
+    thread; only the owner may release it."""
+
+    def __init__(self) -> None:
+        self._block = Lock()
+        self._owner: Any = None
+        self._count = 0
+
+    def acquire(self, blocking: bool = True, timeout: float = -1) -> bool:
+        me = _me()
+        if self._owner is me:
+            self._count += 1
+            return True
+        if not self._block.acquire(blocking, timeout):
+            return False
+        self._owner = me
+        self._count = 1
+        return True
+
+    def release(self) -> None:
+        if self._owner is not _me():
+            raise RuntimeError("cannot release un-acquired lock")
+        self._count -= 1
+        if not self._count:
+            self._owner = None
+            self._block.release()
+
+    __enter__ = acquire
+
+    def __exit__(
+        self,
+        ty: type[BaseException] | None,
+        value: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.release()
+
+    # Condition support.
+    def _is_owned(self) -> bool:
+        return self._owner is _me()
+
+    def _release_save(self) -> tuple[Any, int]:
+        if self._owner is not _me():
+            raise RuntimeError("cannot release un-acquired lock")
+        state = (self._owner, self._count)
+        self._owner = None
+        self._count = 0
+        self._block.release()
+        return state
+
+    def _acquire_restore(self, state: tuple[Any, int]) -> None:
+        self._block.acquire()
+        self._owner, self._count = state
+
+
+class Condition:
+    """A condition variable, like ``threading.Condition`` (default lock: an ``RLock``).
+    ``wait`` parks a virtual thread; ``notify`` wakes the longest waiting."""
+
+    def __init__(self, lock: Lock | RLock | None = None) -> None:
+        if lock is None:
+            lock = RLock()
+        self._lock = lock
+        self.acquire = lock.acquire
+        self.release = lock.release
+        self._mutex = _thread.allocate_lock()
+        self._waiters: collections.deque[_Waiter] = collections.deque()
+
+    def __enter__(self) -> bool:
+        return self._lock.__enter__()
+
+    def __exit__(
+        self,
+        ty: type[BaseException] | None,
+        value: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self._lock.__exit__(ty, value, tb)
+
+    def _is_owned(self) -> bool:
+        is_owned = getattr(self._lock, "_is_owned", None)
+        if is_owned is not None:
+            return bool(is_owned())
+        if self._lock.acquire(False):
+            self._lock.release()
+            return False
+        return True
+
+    def _release_save(self) -> Any:
+        release_save = getattr(self._lock, "_release_save", None)
+        if release_save is not None:
+            return release_save()
+        self._lock.release()
+        return None
+
+    def _acquire_restore(self, state: Any) -> None:
+        acquire_restore = getattr(self._lock, "_acquire_restore", None)
+        if acquire_restore is not None:
+            acquire_restore(state)
+        else:
+            self._lock.acquire()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Releases the lock, waits for a notify (True) or ``timeout`` (False), and
+        takes the lock back."""
+        if not self._is_owned():
+            raise RuntimeError("cannot wait on un-acquired lock")
+        _check_timeout(timeout)
+        self._mutex.acquire()
+        try:
+            state = self._release_save()
+        except BaseException:
+            self._mutex.release()
+            raise
+        try:
+            return _wait(self._mutex, self._waiters, timeout)
+        finally:
+            self._acquire_restore(state)
+
+    def wait_for(self, predicate: Callable[[], T], timeout: float | None = None) -> T:
+        endtime = None
+        waittime = _check_timeout(timeout)
+        result = predicate()
+        while not result:
+            if waittime is not None:
+                if endtime is None:
+                    endtime = _monotonic() + waittime
+                else:
+                    waittime = endtime - _monotonic()
+                    if waittime <= 0:
+                        break
+            self.wait(waittime)
+            result = predicate()
+        return result
+
+    def notify(self, n: int = 1) -> None:
+        self._notify(n)
+
+    def _notify(self, n: int | None) -> None:
+        """Wakes ``n`` waiters, or all (None): counted under the internal lock, which a
+        waiter holds from releasing the lock until it is queued."""
+        if not self._is_owned():
+            raise RuntimeError("cannot notify on un-acquired lock")
+        granted = []
+        with self._mutex:
+            while self._waiters and (n is None or len(granted) < n):
+                waiter = self._waiters.popleft()
+                waiter.granted = True
+                granted.append(waiter)
+        _wake(granted)
+
+    def notify_all(self) -> None:
+        self._notify(None)
+
+    notifyAll = notify_all  # noqa: N815 (the threading alias)
+
+
+class Semaphore:
+    """A counting semaphore, like ``threading.Semaphore``; a blocked ``acquire`` parks
+    a virtual thread. Released permits go straight to the longest waiting."""
+
+    def __init__(self, value: int = 1) -> None:
+        if value < 0:
+            raise ValueError("semaphore initial value must be >= 0")
+        self._mutex = _thread.allocate_lock()
+        self._value = value
+        self._waiters: collections.deque[_Waiter] = collections.deque()
+
+    def acquire(self, blocking: bool = True, timeout: float | None = None) -> bool:
+        if not blocking and timeout is not None:
+            raise ValueError("can't specify timeout for non-blocking acquire")
+        _check_timeout(timeout)
+        self._mutex.acquire()
+        if self._value > 0:
+            self._value -= 1
+            self._mutex.release()
+            return True
+        if not blocking:
+            self._mutex.release()
+            return False
+        return _wait(self._mutex, self._waiters, timeout, self.release)
+
+    __enter__ = acquire
+
+    def _check_release(self, n: int) -> None:
+        pass
+
+    def release(self, n: int = 1) -> None:
+        if n < 1:
+            raise ValueError("n must be one or more")
+        granted = []
+        with self._mutex:
+            self._check_release(n)
+            for _ in range(n):
+                if self._waiters:
+                    waiter = self._waiters.popleft()
+                    waiter.granted = True
+                    granted.append(waiter)
+                else:
+                    self._value += 1
+        _wake(granted)
+
+    def __exit__(
+        self,
+        ty: type[BaseException] | None,
+        value: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.release()
+
+
+class BoundedSemaphore(Semaphore):
+    """A semaphore whose ``release`` raises ``ValueError`` past its initial value."""
+
+    def __init__(self, value: int = 1) -> None:
+        super().__init__(value)
+        self._initial_value = value
+
+    def _check_release(self, n: int) -> None:
+        if self._value + n > self._initial_value:
+            raise ValueError("Semaphore released too many times")
+
+
+class Event:
+    """An event flag, like ``threading.Event``; ``wait`` parks a virtual thread."""
+
+    def __init__(self) -> None:
+        self._mutex = _thread.allocate_lock()
+        self._flag = False
+        self._waiters: collections.deque[_Waiter] = collections.deque()
+
+    def is_set(self) -> bool:
+        return self._flag
+
+    isSet = is_set  # noqa: N815 (the threading alias)
+
+    def set(self) -> None:
+        with self._mutex:
+            self._flag = True
+            granted = list(self._waiters)
+            self._waiters.clear()
+            for waiter in granted:
+                waiter.granted = True
+        _wake(granted)
+
+    def clear(self) -> None:
+        with self._mutex:
+            self._flag = False
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Waits until the flag is set or ``timeout`` passes; returns the flag."""
+        _check_timeout(timeout)
+        self._mutex.acquire()
+        if self._flag:
+            self._mutex.release()
+            return True
+        if timeout == 0:
+            self._mutex.release()
+            return False
+        return _wait(self._mutex, self._waiters, timeout) or self._flag
+
+
+class Queue(_queue.Queue):  # type: ignore[type-arg]
+    """``queue.Queue`` on ringloom's Lock and Conditions: a blocking ``put``, ``get``
+    or ``join`` parks a virtual thread. Raises ``queue.Empty`` and ``queue.Full``."""
+
+    def __init__(self, maxsize: int = 0) -> None:
+        super().__init__(maxsize)
+        self.mutex = Lock()  # type: ignore[assignment]
+        self.not_empty = Condition(self.mutex)  # type: ignore[assignment]
+        self.not_full = Condition(self.mutex)  # type: ignore[assignment]
+        self.all_tasks_done = Condition(self.mutex)  # type: ignore[assignment]

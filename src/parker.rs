@@ -1,0 +1,151 @@
+//! `Parker`: one waiter's wake-up slot, for ringloom's Lock, Event, Condition, Semaphore
+//! and Queue (python/ringloom/sync.py).
+//!
+//! `park` parks a virtual thread on a ringloom future (its worker runs others meanwhile)
+//! and blocks a plain OS thread on a condition variable with the GIL released. `unpark`
+//! works from any thread: it sets the flag, signals the condition variable and wakes the
+//! parked task's waker (which the runtime accepts from any thread).
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::task::{Context, Poll, Waker};
+use std::time::{Duration, Instant};
+
+use pyo3::exceptions::PyValueError;
+use pyo3::prelude::*;
+
+use crate::vthread;
+
+#[derive(Default)]
+struct State {
+    notified: bool,
+    waker: Option<Waker>,
+}
+
+#[derive(Default)]
+struct Inner {
+    state: Mutex<State>,
+    cond: Condvar,
+}
+
+impl Inner {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Takes the notification, if any (a later `park` waits for a new `unpark`).
+    fn take(&self) -> bool {
+        let mut state = self.lock();
+        state.waker = None;
+        std::mem::take(&mut state.notified)
+    }
+}
+
+/// Completes once the parker is notified.
+struct Notified(Arc<Inner>);
+
+impl Future for Notified {
+    type Output = ();
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let mut state = self.0.lock();
+        if state.notified {
+            return Poll::Ready(());
+        }
+        match &state.waker {
+            Some(waker) if waker.will_wake(cx.waker()) => {}
+            _ => state.waker = Some(cx.waker().clone()),
+        }
+        Poll::Pending
+    }
+}
+
+/// One waiter's wake-up slot: `park(timeout)` waits for `unpark()` (from any thread).
+#[pyclass(module = "ringloom._native", frozen)]
+pub(crate) struct Parker {
+    inner: Arc<Inner>,
+}
+
+#[pymethods]
+impl Parker {
+    #[new]
+    fn new() -> Self {
+        Parker {
+            inner: Arc::default(),
+        }
+    }
+
+    /// Waits until `unpark` is called (True; at once if it was called already) or
+    /// `timeout` seconds pass (False; None waits forever). A virtual thread parks, a
+    /// plain OS thread blocks with the GIL released. The notification is consumed.
+    #[pyo3(signature = (timeout = None))]
+    fn park(&self, py: Python<'_>, timeout: Option<f64>) -> PyResult<bool> {
+        let timeout = timeout
+            .map(|secs| {
+                Duration::try_from_secs_f64(secs)
+                    .map_err(|_| PyValueError::new_err("timeout must be a non-negative number"))
+            })
+            .transpose()?;
+        if self.inner.lock().notified || timeout == Some(Duration::ZERO) {
+            return Ok(self.inner.take());
+        }
+        if vthread::in_virtual_thread(py)? {
+            let notified = Notified(self.inner.clone());
+            let wait: vthread::Wait = match timeout {
+                None => Box::pin(notified),
+                Some(timeout) => Box::pin(async move {
+                    let _ = ringloom::time::timeout(timeout, notified).await;
+                }),
+            };
+            let parked = vthread::park(py, wait);
+            let notified = self.inner.take();
+            if let Some(Err(err)) = parked {
+                return Err(err);
+            }
+            if parked.is_some() {
+                return Ok(notified);
+            }
+        }
+        // A plain OS thread: the condition variable, GIL released, in slices so that
+        // signals (Ctrl-C) are seen between them.
+        let deadline = timeout.map(|t| Instant::now() + t);
+        loop {
+            let slice = Duration::from_millis(50);
+            let wait = match deadline {
+                None => slice,
+                Some(deadline) => deadline
+                    .saturating_duration_since(Instant::now())
+                    .min(slice),
+            };
+            let inner = &self.inner;
+            let notified = py.detach(|| {
+                let state = inner.lock();
+                let (state, _) = inner
+                    .cond
+                    .wait_timeout_while(state, wait, |s| !s.notified)
+                    .unwrap_or_else(|poisoned| poisoned.into_inner());
+                state.notified
+            });
+            if notified || deadline.is_some_and(|d| Instant::now() >= d) {
+                return Ok(self.inner.take());
+            }
+            py.check_signals()?;
+        }
+    }
+
+    /// Wakes the `park` in progress, or makes the next one return True at once.
+    fn unpark(&self) {
+        let waker = {
+            let mut state = self.inner.lock();
+            state.notified = true;
+            state.waker.take()
+        };
+        self.inner.cond.notify_all();
+        if let Some(waker) = waker {
+            waker.wake();
+        }
+    }
+}
