@@ -34,7 +34,7 @@ from time import monotonic
 from typing import Any, Callable
 
 from ringloom import _native
-from ringloom.green._common import intercepting
+from ringloom.green._common import dress_as_stock, intercepting
 
 _sock = _socket.socket
 _MSG_DONTWAIT = int(_socket_mod.MSG_DONTWAIT)  # a plain int: IntFlag arithmetic is slow
@@ -373,11 +373,7 @@ _methods = {
 }
 _resolvers = {name: _resolver(name) for name in stock_resolvers}
 
-for _name, _method in _methods.items():
-    _method.__name__ = _name
-    _method.__qualname__ = f"socket.{_name}"
-    _method.__doc__ = stock[_name].__doc__
-    _method.__wrapped__ = stock[_name]  # type: ignore[attr-defined]
+dress_as_stock(_methods, stock, "socket")
 
 
 def patch() -> None:

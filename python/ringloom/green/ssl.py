@@ -19,7 +19,7 @@ from time import monotonic
 from typing import Any, Callable
 
 from ringloom import _native
-from ringloom.green._common import intercepting
+from ringloom.green._common import dress_as_stock, intercepting
 from ringloom.green.socket import _nonblocking
 
 _POLLIN = _select.POLLIN
@@ -102,11 +102,7 @@ _methods = {
     "do_handshake": do_handshake,
     "unwrap": unwrap,
 }
-for _name, _method in _methods.items():
-    _method.__name__ = _name
-    _method.__qualname__ = f"SSLSocket.{_name}"
-    _method.__doc__ = stock[_name].__doc__
-    _method.__wrapped__ = stock[_name]  # type: ignore[attr-defined]
+dress_as_stock(_methods, stock, "SSLSocket")
 
 
 def patch() -> None:
