@@ -9,6 +9,7 @@
 use pyo3::prelude::*;
 
 mod blocking;
+mod file;
 mod gil;
 mod greenlet;
 mod loom;
@@ -27,6 +28,10 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(park::wait_fd, m)?)?;
     m.add_function(wrap_pyfunction!(park::wait_fds, m)?)?;
     m.add_function(wrap_pyfunction!(blocking::blocking, m)?)?;
+    m.add_function(wrap_pyfunction!(file::file_readinto, m)?)?;
+    m.add_function(wrap_pyfunction!(file::file_read, m)?)?;
+    m.add_function(wrap_pyfunction!(file::file_write, m)?)?;
+    m.add_function(wrap_pyfunction!(file::file_open, m)?)?;
     m.add_function(wrap_pyfunction!(vthread::intercepting, m)?)?;
     let close_all = wrap_pyfunction!(loom::close_all, m)?;
     m.add_function(close_all.clone())?;

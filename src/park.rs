@@ -119,7 +119,7 @@ fn ready_of(fds: &[libc::pollfd]) -> Vec<(RawFd, u32)> {
         .collect()
 }
 
-fn wait(
+pub(crate) fn wait(
     py: Python<'_>,
     fds: &[(RawFd, u32)],
     timeout: Option<Duration>,
@@ -224,4 +224,26 @@ impl Future for AnyReady {
             Poll::Ready(Ok(ready))
         }
     }
+}
+
+/// Parks the calling virtual thread until `future` completes and returns its output.
+/// `None` when the caller is not a virtual thread (nothing is polled then); `Some(Err)`
+/// when the greenlet is thrown an exception while parked: the future is dropped with
+/// its task, and whatever it submitted keeps its buffers and fd until the kernel is done.
+pub(crate) fn park_for<T: 'static>(
+    py: Python<'_>,
+    future: impl Future<Output = T> + 'static,
+) -> Option<PyResult<T>> {
+    let result: Rc<RefCell<Option<T>>> = Rc::default();
+    let slot = result.clone();
+    let waiting = async move {
+        let output = future.await;
+        *slot.borrow_mut() = Some(output);
+    };
+    match vthread::park(py, Box::pin(waiting))? {
+        Ok(()) => {}
+        Err(err) => return Some(Err(err)),
+    }
+    let output = result.borrow_mut().take();
+    Some(output.ok_or_else(|| PyRuntimeError::new_err("resumed before its wait completed")))
 }

@@ -4,7 +4,9 @@
 blocking ``socket.socket`` methods, the ``ssl.SSLSocket`` calls that run the TLS
 engine (read, write, send, do_handshake, unwrap), the resolvers (``socket.getaddrinfo``
 and friends),
-``select.select``, ``select.poll`` and ``selectors.DefaultSelector``. Each patched
+``select.select``, ``select.poll`` and ``selectors.DefaultSelector``, ``open()`` and
+``io.open`` (so ``pathlib``), ``os.read``, ``os.write`` and ``os.waitpid``, and the event
+``concurrent.futures.wait`` and ``as_completed`` block on. Each patched
 function decides at call time: inside a virtual thread whose calls are intercepted it
 parks the virtual thread on the ring (or runs the call on the blocking pool, for the
 resolvers); everywhere else it is the stock function, with the stock behaviour.
@@ -19,6 +21,9 @@ from __future__ import annotations
 
 import threading
 
+from ringloom.green import file as _file
+from ringloom.green import futures as _futures
+from ringloom.green import os as _os
 from ringloom.green import select as _select
 from ringloom.green import socket as _socket
 from ringloom.green import ssl as _ssl
@@ -41,6 +46,9 @@ def patch_all() -> None:
         _socket.patch()
         _ssl.patch()
         _select.patch()
+        _file.patch()
+        _os.patch()
+        _futures.patch()
         _patched = True
 
 
@@ -50,6 +58,9 @@ def unpatch_all() -> None:
     with _lock:
         if not _patched:
             return
+        _futures.unpatch()
+        _os.unpatch()
+        _file.unpatch()
         _select.unpatch()
         _ssl.unpatch()
         _socket.unpatch()

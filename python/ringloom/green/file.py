@@ -1,0 +1,240 @@
+"""``open()``, ``io.open`` and so ``pathlib``'s opens, for intercepting virtual threads.
+
+In a virtual thread the patched ``open`` builds the stock layers (``BufferedReader``,
+``BufferedWriter``, ``BufferedRandom``, ``TextIOWrapper``) over :class:`RingFileIO`, a
+``FileIO`` whose reads and writes park the virtual thread while they wait on the ring,
+and whose opener opens through the ring. A call the kernel can finish without waiting
+(data in the page cache, a path in the dentry cache) is done at once, without a switch;
+see ``src/file.rs``. Everywhere else ``open`` is the stock function, and a
+``RingFileIO`` used from an OS thread does the stock calls.
+
+Like a stock file, a file object is not meant to be read by two threads at once: a
+second virtual thread on the same worker that calls into a buffered file while another
+is parked inside it gets the stock ``RuntimeError`` ("reentrant call") instead of a
+deadlock.
+
+Example::
+
+    import ringloom
+
+    def count_lines(path):
+        with open(path) as f:  # parks on the ring only when the disk must be read
+            return sum(1 for _ in f)
+
+    with ringloom.VirtualThreadPool() as pool:
+        print(pool.submit(count_lines, "/etc/passwd").result())
+"""
+
+from __future__ import annotations
+
+import builtins
+import io
+import os
+import stat
+import warnings
+from typing import Any, Callable
+
+from ringloom import _native
+from ringloom.green._common import intercepting
+
+__all__ = ["RingFileIO", "open", "patch", "unpatch"]
+
+stock_open = io.open
+
+_MODE_CHARS = frozenset("axrwb+t")
+
+
+def _ring_opener(path: Any, flags: int) -> int:
+    try:
+        return _native.file_open(os.fsencode(path), flags, 0o666)
+    except OSError as err:
+        if err.errno is None:
+            raise
+        # As stock: the error names the file (OSError picks the subclass by errno).
+        raise OSError(err.errno, os.strerror(err.errno), path) from None
+
+
+class RingFileIO(io.FileIO):
+    """A ``FileIO`` whose reads and writes park an intercepting virtual thread on the ring.
+
+    Outside such a thread every method is the stock one. Opened by the patched ``open``;
+    it can also be made directly, like ``FileIO``.
+    """
+
+    # Whether a RWF_NOWAIT write is worth trying: most file systems refuse it for
+    # buffered writes to regular files, pipes and sockets take it.
+    _nowait_writes: bool
+
+    def __init__(
+        self,
+        file: Any,
+        mode: str = "r",
+        closefd: bool = True,
+        opener: Callable[[str, int], int] | None = None,
+    ) -> None:
+        super().__init__(file, mode, closefd, opener if opener is not None else _ring_opener)
+        try:
+            regular = stat.S_ISREG(os.fstat(self.fileno()).st_mode)
+        except OSError:
+            regular = False
+        self._nowait_writes = not regular
+
+    def _check_readable(self) -> None:
+        if not self.readable():  # raises ValueError when closed
+            raise io.UnsupportedOperation("File not open for reading")
+
+    def readinto(self, buffer: Any, /) -> int | None:  # type: ignore[override]
+        if not intercepting():
+            return super().readinto(buffer)
+        self._check_readable()
+        try:
+            return _native.file_readinto(self.fileno(), buffer)
+        except BlockingIOError:
+            return None
+
+    def read(self, size: int | None = -1, /) -> bytes | None:
+        if not intercepting():
+            return super().read(size)
+        if size is None:
+            size = -1
+        size = size.__index__()
+        if size < 0:
+            return self.readall()
+        self._check_readable()
+        try:
+            return _native.file_read(self.fileno(), size)
+        except BlockingIOError:
+            return None
+
+    def readall(self) -> bytes:
+        if not intercepting():
+            return super().readall()
+        self._check_readable()
+        fd = self.fileno()
+        # As stock: read what the size says is left in one go, then until EOF.
+        chunk = 64 * 1024
+        try:
+            left = os.fstat(fd).st_size - os.lseek(fd, 0, os.SEEK_CUR)
+            if left >= 0:
+                chunk = left + 1
+        except OSError:
+            pass
+        parts: list[bytes] = []
+        while True:
+            try:
+                data = _native.file_read(fd, chunk)
+            except BlockingIOError:
+                if parts:
+                    break
+                return None  # type: ignore[return-value]  # as stock, for non-blocking fds
+            if not data:
+                break
+            parts.append(data)
+            chunk = max(chunk, 64 * 1024)
+        return b"".join(parts)
+
+    def write(self, data: Any, /) -> int | None:  # type: ignore[override]
+        if not intercepting():
+            return super().write(data)
+        if not self.writable():  # raises ValueError when closed
+            raise io.UnsupportedOperation("File not open for writing")
+        try:
+            return _native.file_write(self.fileno(), data, -1, self._nowait_writes)
+        except BlockingIOError:
+            return None
+
+
+def _raw_mode(creating: bool, reading: bool, writing: bool, appending: bool, updating: bool) -> str:
+    return (
+        ("x" if creating else "")
+        + ("r" if reading else "")
+        + ("w" if writing else "")
+        + ("a" if appending else "")
+        + ("+" if updating else "")
+    )
+
+
+def open(  # noqa: A001 - it is the builtin it replaces
+    file: Any,
+    mode: str = "r",
+    buffering: int = -1,
+    encoding: str | None = None,
+    errors: str | None = None,
+    newline: str | None = None,
+    closefd: bool = True,
+    opener: Callable[[str, int], int] | None = None,
+) -> Any:
+    """``open()``: in an intercepting virtual thread, the stock layers over
+    :class:`RingFileIO`; elsewhere, the stock ``open``."""
+    if not intercepting() or not isinstance(mode, str) or not isinstance(buffering, int):
+        return stock_open(file, mode, buffering, encoding, errors, newline, closefd, opener)
+    modes = set(mode)
+    creating, reading = "x" in modes, "r" in modes
+    writing, appending = "w" in modes, "a" in modes
+    updating, text, binary = "+" in modes, "t" in modes, "b" in modes
+    if (
+        modes - _MODE_CHARS
+        or len(mode) > len(modes)
+        or creating + reading + writing + appending != 1
+        or (text and binary)
+        or (binary and (encoding is not None or errors is not None or newline is not None))
+        or (buffering == 0 and not binary)
+    ):
+        # Let the stock function raise its own error for the bad combination.
+        return stock_open(file, mode, buffering, encoding, errors, newline, closefd, opener)
+    if binary and buffering == 1:
+        warnings.warn(
+            "line buffering (buffering=1) isn't supported in binary mode, "
+            "the default buffer size will be used",
+            RuntimeWarning,
+            stacklevel=2,
+        )
+    if not isinstance(file, int):
+        file = os.fspath(file)  # as stock: the file's name is the str or bytes path
+    raw = RingFileIO(
+        file, _raw_mode(creating, reading, writing, appending, updating), closefd, opener
+    )
+    result: Any = raw
+    try:
+        line_buffering = False
+        if buffering == 1 or (buffering < 0 and raw.isatty()):
+            buffering = -1
+            line_buffering = True
+        if buffering < 0:
+            blksize = getattr(raw, "_blksize", 0)
+            buffering = blksize if blksize > 1 else io.DEFAULT_BUFFER_SIZE
+        if buffering == 0:
+            return raw
+        buffer: io.BufferedIOBase
+        if updating:
+            buffer = io.BufferedRandom(raw, buffering)
+        elif creating or writing or appending:
+            buffer = io.BufferedWriter(raw, buffering)
+        else:
+            buffer = io.BufferedReader(raw, buffering)
+        result = buffer
+        if binary:
+            return buffer
+        wrapper = io.TextIOWrapper(
+            buffer, io.text_encoding(encoding), errors, newline, line_buffering
+        )
+        result = wrapper
+        wrapper.mode = mode  # type: ignore[misc]
+        return wrapper
+    except BaseException:
+        result.close()
+        raise
+
+
+open.__wrapped__ = stock_open  # type: ignore[attr-defined]
+open.__doc__ = stock_open.__doc__
+
+
+def patch() -> None:
+    builtins.open = open
+    io.open = open
+
+
+def unpatch() -> None:
+    builtins.open = stock_open
+    io.open = stock_open

@@ -1,0 +1,461 @@
+//! File descriptor reads, writes and opens for the patched `open()` (`ringloom.green.file`).
+//!
+//! In a virtual thread each call first tries to finish without blocking: `preadv2` or
+//! `pwritev2` with `RWF_NOWAIT` (the page cache has the data, the pipe has room) and
+//! `openat2` with `RESOLVE_CACHED` (the path is in the dentry cache). That costs one
+//! syscall and no switch, which is most calls on a warm machine. A read or write that
+//! would block parks the virtual thread: on a pipe, terminal or socket until a ring poll
+//! says the descriptor is ready (then it tries again), on a regular file until a ring
+//! read or write completes; an open that needs the disk goes to the ring too. A ring op
+//! gets its own duplicate of the descriptor and its own buffer, so a virtual thread
+//! killed while parked (its file closed, its buffer freed) leaves the kernel writing into
+//! memory and a file that are still the op's. Outside virtual threads these are the plain
+//! blocking syscalls with the GIL released.
+
+use std::ffi::CString;
+use std::io;
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, IntoRawFd, OwnedFd, RawFd};
+
+use pyo3::buffer::PyBuffer;
+use pyo3::exceptions::{PyMemoryError, PyOSError, PyTypeError, PyValueError};
+use pyo3::prelude::*;
+use pyo3::types::PyBytes;
+use ringloom::op::{OpFd, OpenAt, Read, Write};
+
+use crate::park::{self, park_for};
+use crate::vthread;
+
+/// `-1` (the file position, as `os.read` uses) or a non-negative offset, as the ring
+/// takes it (`u64::MAX` is "the file position").
+fn ring_offset(offset: i64) -> PyResult<u64> {
+    match offset {
+        -1 => Ok(u64::MAX),
+        o if o >= 0 => Ok(o as u64),
+        _ => Err(PyValueError::new_err("offset must be -1 or non-negative")),
+    }
+}
+
+/// The error as stock Python raises it: `OSError(errno, strerror)`, which picks the
+/// subclass (FileNotFoundError, BlockingIOError, ...) from the errno.
+fn os_error(err: io::Error) -> PyErr {
+    match err.raw_os_error() {
+        Some(errno) => {
+            // std's message is strerror's with " (os error N)" after it.
+            let message = err.to_string();
+            let suffix = format!(" (os error {errno})");
+            let message = message.strip_suffix(&suffix).unwrap_or(&message).to_owned();
+            PyOSError::new_err((errno, message))
+        }
+        None => err.into(),
+    }
+}
+
+/// A duplicate of `fd` for an op to own until its completion arrives.
+fn dup_for_op(fd: RawFd) -> io::Result<OpFd> {
+    // SAFETY: the borrow lasts only for the dup call; an fd that is not open makes the dup
+    // fail with EBADF.
+    let own = unsafe { BorrowedFd::borrow_raw(fd) }.try_clone_to_owned()?;
+    Ok(OpFd::from(own))
+}
+
+/// Whether `fd` is in non-blocking mode, where stock Python reports EAGAIN instead of
+/// waiting (FileIO returns None).
+fn nonblocking(fd: RawFd) -> io::Result<bool> {
+    // SAFETY: F_GETFL only reads the descriptor's flags.
+    let flags = unsafe { libc::fcntl(fd, libc::F_GETFL) };
+    if flags < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(flags & libc::O_NONBLOCK != 0)
+}
+
+/// What a `RWF_NOWAIT` attempt says about a call.
+enum Attempt {
+    Done(usize),
+    /// It would block.
+    WouldBlock,
+    /// The descriptor does not take the flag: ask the ring.
+    Unsupported,
+}
+
+/// One `preadv2`/`pwritev2` attempt with `RWF_NOWAIT`, retried on EINTR.
+fn attempt(
+    py: Python<'_>,
+    fd: RawFd,
+    ptr: *mut u8,
+    len: usize,
+    offset: i64,
+    write: bool,
+) -> PyResult<Attempt> {
+    let iov = libc::iovec {
+        iov_base: ptr.cast(),
+        iov_len: len,
+    };
+    loop {
+        // SAFETY: `iov` describes memory the caller holds (a Python buffer export) for
+        // the duration of this call, which never blocks (RWF_NOWAIT).
+        let n = unsafe {
+            if write {
+                libc::pwritev2(fd, &iov, 1, offset, libc::RWF_NOWAIT)
+            } else {
+                libc::preadv2(fd, &iov, 1, offset, libc::RWF_NOWAIT)
+            }
+        };
+        if n >= 0 {
+            return Ok(Attempt::Done(n as usize));
+        }
+        let err = io::Error::last_os_error();
+        match err.raw_os_error() {
+            Some(libc::EINTR) => py.check_signals()?,
+            Some(libc::EAGAIN) if nonblocking(fd).map_err(os_error)? => return Err(os_error(err)),
+            Some(libc::EAGAIN) => return Ok(Attempt::WouldBlock),
+            Some(libc::EOPNOTSUPP) => return Ok(Attempt::Unsupported),
+            _ => return Err(os_error(err)),
+        }
+    }
+}
+
+/// Tries the call without blocking and, while a pipe, terminal or socket is not ready,
+/// parks until poll says it is and tries again: that costs no thread in the fallback
+/// driver either. `None` when the ring must do it: a regular file whose data is not in
+/// the page cache (the kernel reads it in), or a descriptor that refuses RWF_NOWAIT.
+fn without_blocking(
+    py: Python<'_>,
+    fd: RawFd,
+    ptr: *mut u8,
+    len: usize,
+    offset: i64,
+    write: bool,
+) -> PyResult<Option<usize>> {
+    let mut polled = false;
+    loop {
+        match attempt(py, fd, ptr, len, offset, write)? {
+            Attempt::Done(n) => return Ok(Some(n)),
+            Attempt::Unsupported => return Ok(None),
+            Attempt::WouldBlock => {
+                if !polled && regular_file(fd).map_err(os_error)? {
+                    return Ok(None);
+                }
+                polled = true;
+                let events = if write { libc::POLLOUT } else { libc::POLLIN };
+                park::wait(py, &[(fd, events as u32)], None, true)?;
+            }
+        }
+    }
+}
+
+fn regular_file(fd: RawFd) -> io::Result<bool> {
+    // SAFETY: `st` is plain data that fstat fills in.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: `st` is a valid out-pointer; a closed fd gives EBADF.
+    if unsafe { libc::fstat(fd, &mut st) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(st.st_mode & libc::S_IFMT == libc::S_IFREG)
+}
+
+/// The plain blocking call, GIL released, retried on EINTR after checking signals.
+fn blocking_call(py: Python<'_>, call: impl Fn() -> isize + Send + Sync) -> PyResult<usize> {
+    loop {
+        let n = py.detach(&call);
+        if n >= 0 {
+            return Ok(n as usize);
+        }
+        let err = io::Error::last_os_error();
+        if err.raw_os_error() != Some(libc::EINTR) {
+            return Err(os_error(err));
+        }
+        py.check_signals()?;
+    }
+}
+
+/// `read(2)` at the file position (`offset == -1`), else `pread(2)`.
+///
+/// # Safety
+/// `ptr` must be valid for writes of `len` bytes for the duration of the call.
+unsafe fn raw_read(fd: RawFd, ptr: *mut u8, len: usize, offset: i64) -> isize {
+    // SAFETY: the caller's promise covers the memory; the fd is only a number to the call.
+    unsafe {
+        if offset < 0 {
+            libc::read(fd, ptr.cast(), len)
+        } else {
+            libc::pread(fd, ptr.cast(), len, offset)
+        }
+    }
+}
+
+/// `write(2)` at the file position (`offset == -1`), else `pwrite(2)`.
+///
+/// # Safety
+/// `ptr` must be valid for reads of `len` bytes for the duration of the call.
+unsafe fn raw_write(fd: RawFd, ptr: *const u8, len: usize, offset: i64) -> isize {
+    // SAFETY: the caller's promise covers the memory; the fd is only a number to the call.
+    unsafe {
+        if offset < 0 {
+            libc::write(fd, ptr.cast(), len)
+        } else {
+            libc::pwrite(fd, ptr.cast(), len, offset)
+        }
+    }
+}
+
+/// A writable, C-contiguous view of `buffer`, as stock `readinto` requires.
+fn writable(buffer: &PyBuffer<u8>) -> PyResult<(*mut u8, usize)> {
+    if buffer.readonly() {
+        return Err(PyTypeError::new_err(
+            "readinto() argument must be a writable buffer",
+        ));
+    }
+    if !buffer.is_c_contiguous() {
+        return Err(PyTypeError::new_err(
+            "readinto() argument must be a contiguous buffer",
+        ));
+    }
+    Ok((buffer.buf_ptr().cast(), buffer.len_bytes()))
+}
+
+/// Reads into `buffer` from `fd` at `offset` (-1: the file position) and returns the
+/// number of bytes read (0 at end of file). Parks a virtual thread while the read waits
+/// on the ring; a non-blocking descriptor with nothing to read raises BlockingIOError.
+#[pyfunction]
+#[pyo3(signature = (fd, buffer, offset = -1))]
+pub(crate) fn file_readinto(
+    py: Python<'_>,
+    fd: RawFd,
+    buffer: PyBuffer<u8>,
+    offset: i64,
+) -> PyResult<usize> {
+    let at = ring_offset(offset)?;
+    let (ptr, len) = writable(&buffer)?;
+    let addr = ptr as usize;
+    if !vthread::in_virtual_thread(py)? {
+        // SAFETY: the buffer export is held for the call and describes `len` bytes.
+        return blocking_call(py, || unsafe { raw_read(fd, addr as *mut u8, len, offset) });
+    }
+    if let Some(n) = without_blocking(py, fd, ptr, len, offset, false)? {
+        return Ok(n);
+    }
+    let data = ring_read(py, fd, len, at)?;
+    // SAFETY: the export is still held (`buffer` lives to the end of this function) and
+    // the ring read at most `len` bytes.
+    unsafe { std::ptr::copy_nonoverlapping(data.as_ptr(), ptr, data.len()) };
+    Ok(data.len())
+}
+
+/// Reads up to `size` bytes from `fd` at `offset` (-1: the file position), as `os.read`
+/// and `os.pread` do, parking a virtual thread while the read waits on the ring.
+#[pyfunction]
+#[pyo3(signature = (fd, size, offset = -1))]
+pub(crate) fn file_read<'py>(
+    py: Python<'py>,
+    fd: RawFd,
+    size: usize,
+    offset: i64,
+) -> PyResult<Bound<'py, PyBytes>> {
+    let at = ring_offset(offset)?;
+    let mut data: Vec<u8> = Vec::new();
+    data.try_reserve_exact(size)
+        .map_err(|_| PyMemoryError::new_err(format!("cannot allocate {size} bytes")))?;
+    if !vthread::in_virtual_thread(py)? {
+        let addr = data.as_mut_ptr() as usize;
+        // SAFETY: `data` has `size` bytes of capacity and outlives the call.
+        let n = blocking_call(py, || unsafe {
+            raw_read(fd, addr as *mut u8, size, offset)
+        })?;
+        // SAFETY: the kernel initialised the first n bytes.
+        unsafe { data.set_len(n) };
+        return Ok(PyBytes::new(py, &data));
+    }
+    if let Some(n) = without_blocking(py, fd, data.as_mut_ptr(), size, offset, false)? {
+        // SAFETY: the kernel initialised the first n bytes.
+        unsafe { data.set_len(n) };
+        return Ok(PyBytes::new(py, &data));
+    }
+    drop(data);
+    let data = ring_read(py, fd, size, at)?;
+    Ok(PyBytes::new(py, &data))
+}
+
+fn ring_read(py: Python<'_>, fd: RawFd, len: usize, at: u64) -> PyResult<Vec<u8>> {
+    let op_fd = dup_for_op(fd).map_err(os_error)?;
+    let mut buf: Vec<u8> = Vec::new();
+    buf.try_reserve_exact(len)
+        .map_err(|_| PyMemoryError::new_err(format!("cannot allocate {len} bytes")))?;
+    let parked = park_for(py, Read::submit(op_fd, buf, at)).expect("checked: a virtual thread");
+    let (result, buf) = parked?;
+    result.map_err(os_error)?;
+    Ok(buf)
+}
+
+/// Writes `data` to `fd` at `offset` (-1: the file position) and returns the number of
+/// bytes written, parking a virtual thread while the write waits on the ring.
+/// `nowait_first=False` skips the `RWF_NOWAIT` attempt, for descriptors known not to
+/// take it (buffered writes to regular files on most file systems).
+#[pyfunction]
+#[pyo3(signature = (fd, data, offset = -1, nowait_first = true))]
+pub(crate) fn file_write(
+    py: Python<'_>,
+    fd: RawFd,
+    data: PyBuffer<u8>,
+    offset: i64,
+    nowait_first: bool,
+) -> PyResult<usize> {
+    let at = ring_offset(offset)?;
+    if !data.is_c_contiguous() {
+        return Err(PyTypeError::new_err(
+            "write() argument must be a contiguous buffer",
+        ));
+    }
+    let (ptr, len) = (data.buf_ptr() as *mut u8, data.len_bytes());
+    let addr = ptr as usize;
+    if !vthread::in_virtual_thread(py)? {
+        // SAFETY: the buffer export is held for the call and describes `len` bytes.
+        return blocking_call(py, || unsafe {
+            raw_write(fd, addr as *const u8, len, offset)
+        });
+    }
+    if nowait_first {
+        if let Some(n) = without_blocking(py, fd, ptr, len, offset, true)? {
+            return Ok(n);
+        }
+    } else if nonblocking(fd).map_err(os_error)? {
+        // SAFETY: the buffer export is held for the call and describes `len` bytes; a
+        // non-blocking descriptor never blocks it.
+        return blocking_call(py, || unsafe {
+            raw_write(fd, addr as *const u8, len, offset)
+        });
+    }
+    let op_fd = dup_for_op(fd).map_err(os_error)?;
+    // SAFETY: the export describes `len` readable bytes, held while this copies them.
+    let owned = unsafe { std::slice::from_raw_parts(ptr as *const u8, len) }.to_vec();
+    let parked = park_for(py, Write::submit(op_fd, owned, at)).expect("checked: a virtual thread");
+    let (result, _buf) = parked?;
+    result.map_err(os_error)
+}
+
+/// Opens `path` (bytes, as `os.fsencode` gives) with `flags` and `mode`, as `os.open`
+/// does, and returns the new descriptor; the opener of the patched `open()`.
+///
+/// In a virtual thread an open that needs no I/O (`openat2` with `RESOLVE_CACHED`,
+/// opened non-blocking so a FIFO or device cannot hold it, then set back) is done at
+/// once; one that must read the disk or create or truncate the file goes to the ring.
+/// A FIFO is opened on the blocking pool: its open waits for the other end, and the
+/// ring's opens skip that wait.
+#[pyfunction]
+#[pyo3(signature = (path, flags, mode = 0o666))]
+pub(crate) fn file_open(
+    py: Python<'_>,
+    path: &Bound<'_, PyBytes>,
+    flags: i32,
+    mode: u32,
+) -> PyResult<RawFd> {
+    let path =
+        CString::new(path.as_bytes()).map_err(|_| PyValueError::new_err("embedded null byte"))?;
+    if !vthread::in_virtual_thread(py)? {
+        let ptr = path.as_ptr() as usize;
+        // SAFETY: `path` is a NUL-terminated string alive for the call.
+        let fd = blocking_call(py, || unsafe {
+            libc::open(ptr as *const libc::c_char, flags, mode) as isize
+        })?;
+        return Ok(fd as RawFd);
+    }
+    let cached = flags & (libc::O_CREAT | libc::O_TRUNC | libc::O_TMPFILE) == 0;
+    if cached {
+        match open_cached(py, &path, flags)? {
+            CachedOpen::Opened(fd) => return Ok(fd.into_raw_fd()),
+            CachedOpen::Missed => {}
+            CachedOpen::Fifo => return open_on_pool(py, path, flags, mode),
+        }
+    }
+    let parked =
+        park_for(py, OpenAt::submit(None, path, flags, mode)).expect("checked: a virtual thread");
+    Ok(parked?.map_err(os_error)?.into_raw_fd())
+}
+
+/// `struct open_how` of openat2(2) (libc's is non-exhaustive, so not constructible).
+#[repr(C)]
+struct OpenHow {
+    flags: u64,
+    mode: u64,
+    resolve: u64,
+}
+
+enum CachedOpen {
+    Opened(OwnedFd),
+    Missed,
+    Fifo,
+}
+
+fn open_cached(py: Python<'_>, path: &CString, flags: i32) -> PyResult<CachedOpen> {
+    let how = OpenHow {
+        flags: (flags | libc::O_NONBLOCK) as u64,
+        mode: 0,
+        resolve: libc::RESOLVE_CACHED,
+    };
+    let fd = loop {
+        // SAFETY: `path` is NUL-terminated and `how` a valid open_how, both alive for the
+        // call; RESOLVE_CACHED and O_NONBLOCK keep it from blocking.
+        let fd = unsafe {
+            libc::syscall(
+                libc::SYS_openat2,
+                libc::AT_FDCWD,
+                path.as_ptr(),
+                &how as *const OpenHow,
+                std::mem::size_of::<OpenHow>(),
+            )
+        };
+        if fd >= 0 {
+            // SAFETY: a successful open returns a new descriptor nobody else owns.
+            break unsafe { OwnedFd::from_raw_fd(fd as RawFd) };
+        }
+        let err = io::Error::last_os_error();
+        match err.raw_os_error() {
+            Some(libc::EINTR) => py.check_signals()?,
+            // Not in the cache, or a kernel without openat2 or RESOLVE_CACHED.
+            Some(libc::EAGAIN | libc::ENOSYS | libc::EINVAL | libc::E2BIG) => {
+                return Ok(CachedOpen::Missed)
+            }
+            // A FIFO opened for writing with no reader yet.
+            Some(libc::ENXIO) => return Ok(CachedOpen::Fifo),
+            _ => return Err(os_error(err)),
+        }
+    };
+    // SAFETY: `st` is plain data that fstat fills in.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: `fd` is open and `st` is a valid out-pointer.
+    if unsafe { libc::fstat(fd.as_raw_fd(), &mut st) } < 0 {
+        return Err(io::Error::last_os_error().into());
+    }
+    if st.st_mode & libc::S_IFMT == libc::S_IFIFO {
+        return Ok(CachedOpen::Fifo);
+    }
+    if flags & libc::O_NONBLOCK == 0 {
+        // SAFETY: F_SETFL changes only the status flags of a descriptor we own; the
+        // caller's flags, without O_NONBLOCK, are the ones it asked for.
+        if unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_SETFL, flags) } < 0 {
+            return Err(io::Error::last_os_error().into());
+        }
+    }
+    Ok(CachedOpen::Opened(fd))
+}
+
+fn open_on_pool(py: Python<'_>, path: CString, flags: i32, mode: u32) -> PyResult<RawFd> {
+    let opening = ringloom::spawn_blocking(move || loop {
+        // SAFETY: `path` is NUL-terminated and owned by this closure.
+        let fd = unsafe { libc::open(path.as_ptr(), flags | libc::O_CLOEXEC, mode) };
+        if fd >= 0 {
+            // SAFETY: a successful open returns a new descriptor nobody else owns; owning
+            // it here closes it if the virtual thread is gone when it arrives.
+            return Ok(unsafe { OwnedFd::from_raw_fd(fd) });
+        }
+        let err = io::Error::last_os_error();
+        if err.raw_os_error() != Some(libc::EINTR) {
+            return Err(err);
+        }
+    });
+    let parked = park_for(py, opening).expect("checked: a virtual thread")?;
+    let opened = parked.map_err(|err| {
+        pyo3::exceptions::PyRuntimeError::new_err(format!("the open failed in the pool: {err}"))
+    })?;
+    Ok(opened.map_err(os_error)?.into_raw_fd())
+}

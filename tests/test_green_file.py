@@ -1,0 +1,361 @@
+"""open(), io.open, pathlib, os.read/os.write, subprocess and concurrent.futures.wait
+park intercepting virtual threads; stock behaviour elsewhere.
+
+"Parks" is shown the only way that cannot be faked: on a single worker, a virtual thread
+blocked in the call would hold the worker forever, so the virtual thread that would
+unblock it could never run and the test would time out.
+"""
+
+from __future__ import annotations
+
+import builtins
+import concurrent.futures as cf
+import io
+import os
+import pathlib
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import ringloom
+from ringloom import Loom
+from ringloom.green import file as green_file
+from ringloom.green import os as green_os
+
+TIMEOUT = 30
+
+
+@pytest.fixture
+def loom() -> Iterator[Loom]:
+    with Loom(workers=2) as loom:
+        yield loom
+
+
+@pytest.fixture
+def one_worker() -> Iterator[Loom]:
+    with Loom(workers=1) as loom:
+        yield loom
+
+
+def run(loom: Loom, fn: Any, *args: Any) -> Any:
+    return ringloom.submit(loom, fn, *args).result(timeout=TIMEOUT)
+
+
+def open_fds() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+def test_open_io_open_and_pathlib_are_patched() -> None:
+    assert builtins.open is green_file.open
+    assert io.open is green_file.open
+    assert green_file.stock_open is not green_file.open
+    assert os.read is green_os.read and os.write is green_os.write
+
+
+def test_outside_virtual_threads_open_is_stock(tmp_path: pathlib.Path) -> None:
+    path = tmp_path / "stock.txt"
+    path.write_text("x")
+    with open(path, "rb") as f:
+        assert type(f.raw) is io.FileIO
+
+
+def test_in_virtual_threads_files_are_ring_files(loom: Loom, tmp_path: pathlib.Path) -> None:
+    path = tmp_path / "ring.txt"
+    path.write_text("abc")
+
+    def kinds() -> list[type]:
+        opened = open(path), io.open(path, "rb"), path.open("r+b")  # noqa: UP020
+        text, binary, both = opened
+        with text, binary, both:
+            return [type(text.buffer.raw), type(binary.raw), type(both.raw), type(both)]
+
+    assert run(loom, kinds) == [
+        green_file.RingFileIO,
+        green_file.RingFileIO,
+        green_file.RingFileIO,
+        io.BufferedRandom,
+    ]
+
+
+def scenario(directory: str) -> list[Any]:
+    """Every mode and layer, run once stock (OS thread) and once in a virtual thread."""
+    base = pathlib.Path(directory)
+    seen: list[Any] = []
+    with open(base / "t.txt", "w", encoding="utf-8", newline="") as f:
+        seen.append(f.write("line one\r\nline two\nünï\n"))
+        seen.append((f.mode, f.name == str(base / "t.txt"), f.encoding))
+    with open(base / "t.txt", encoding="utf-8") as f:
+        seen.append(f.readlines())
+    with open(base / "t.txt", encoding="utf-8", newline="") as f:
+        seen.append(f.read())
+    seen.append((base / "t.txt").read_bytes())
+    (base / "b.bin").write_bytes(bytes(range(256)) * 1000)
+    with open(base / "b.bin", "r+b") as f:
+        f.seek(1000)
+        seen.append(f.read(10))
+        f.seek(5)
+        f.write(b"XYZ")
+        f.seek(0)
+        seen.append(f.read(12))
+        seen.append(f.tell())
+    with open(base / "b.bin", "ab") as f:
+        f.write(b"tail")
+    with open(base / "b.bin", "rb", buffering=0) as f:
+        seen.append(type(f).__mro__[-3].__name__)  # FileIO either way
+        seen.append(len(f.readall()))
+        seen.append(f.read(5))
+    with open(base / "x.bin", "xb") as f:
+        f.write(b"new")
+    try:
+        open(base / "x.bin", "x")
+    except FileExistsError as err:
+        seen.append((err.errno, err.filename == base / "x.bin"))
+    big = os.urandom(3 << 20)
+    with open(base / "big", "wb") as f:
+        f.write(big)
+    with open(base / "big", "rb") as f:
+        seen.append(f.read() == big)
+    with open(base / "big", "rb") as f:
+        buf = bytearray(1 << 20)
+        seen.append((f.readinto(buf), bytes(buf) == big[: 1 << 20]))
+    return seen
+
+
+def test_same_results_as_stock(loom: Loom, tmp_path: pathlib.Path) -> None:
+    (tmp_path / "stock").mkdir()
+    (tmp_path / "ring").mkdir()
+    stock = scenario(str(tmp_path / "stock"))
+    ring = run(loom, scenario, str(tmp_path / "ring"))
+    assert ring == stock
+    assert ring[2] == ["line one\n", "line two\n", "ünï\n"]
+
+
+def test_errors_are_the_stock_errors(loom: Loom, tmp_path: pathlib.Path) -> None:
+    (tmp_path / "w").write_text("only for writing")
+
+    def errors() -> list[Any]:
+        seen: list[Any] = []
+        attempts: list[Any] = [
+            lambda: open(tmp_path / "missing"),
+            lambda: open(tmp_path),
+            lambda: open(tmp_path / "w", "rw"),
+            lambda: open(tmp_path / "w", "rt", buffering=0),  # noqa: UP015
+            lambda: open(tmp_path / "w", "rb", encoding="utf-8"),
+            lambda: open(str(tmp_path / "w") + "\0"),
+            lambda: open(tmp_path / "w", "w").read(),
+        ]
+        for attempt in attempts:
+            try:
+                attempt()
+            except Exception as err:  # noqa: BLE001 - the type is what is compared
+                seen.append((type(err), getattr(err, "errno", None), str(err)))
+        f = open(tmp_path / "w", "rb")
+        f.close()
+        try:
+            f.read()
+        except ValueError as err:
+            seen.append(str(err))
+        with open(tmp_path / "w", "rb", buffering=0) as raw:
+            try:
+                raw.readinto(b"read-only")
+            except TypeError as err:
+                seen.append(type(err))
+        return seen
+
+    assert run(loom, errors) == errors()
+
+
+def test_pipe_read_parks_until_another_virtual_thread_writes(one_worker: Loom) -> None:
+    r, w = os.pipe()
+
+    def reader() -> bytes:
+        with open(r, "rb") as f:
+            return f.read()  # to EOF
+
+    def writer() -> None:
+        with open(w, "wb") as f:
+            f.write(b"through the ring")
+
+    got = ringloom.submit(one_worker, reader)
+    ringloom.submit(one_worker, writer).result(timeout=TIMEOUT)
+    assert got.result(timeout=TIMEOUT) == b"through the ring"
+
+
+def test_fifo_open_and_read_park(one_worker: Loom, tmp_path: pathlib.Path) -> None:
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+
+    def reader() -> str:
+        with open(fifo) as f:  # blocks until a writer opens: parks instead
+            return f.read()
+
+    def writer() -> None:
+        with open(fifo, "w") as f:
+            f.write("hello fifo")
+
+    got = ringloom.submit(one_worker, reader)
+    ringloom.submit(one_worker, writer).result(timeout=TIMEOUT)
+    assert got.result(timeout=TIMEOUT) == "hello fifo"
+
+
+def test_os_read_and_write_park(one_worker: Loom) -> None:
+    r, w = os.pipe()
+    try:
+        got = ringloom.submit(one_worker, os.read, r, 100)
+        assert ringloom.submit(one_worker, os.write, w, b"abc").result(timeout=TIMEOUT) == 3
+        assert got.result(timeout=TIMEOUT) == b"abc"
+    finally:
+        os.close(r)
+        os.close(w)
+
+
+def test_nonblocking_descriptors_keep_stock_semantics(loom: Loom) -> None:
+    r, w = os.pipe()
+    os.set_blocking(r, False)
+    try:
+
+        def empty() -> list[Any]:
+            seen: list[Any] = []
+            try:
+                os.read(r, 10)
+            except BlockingIOError as err:
+                seen.append(err.errno)
+            with open(r, "rb", buffering=0, closefd=False) as f:
+                seen.append(f.read(10))
+            return seen
+
+        assert run(loom, empty) == empty()
+    finally:
+        os.close(r)
+        os.close(w)
+
+
+def test_regular_file_writes_go_through_the_ring(loom: Loom, tmp_path: pathlib.Path) -> None:
+    path = tmp_path / "ring-writes"
+    before = loom.stats()["ops_submitted"]
+
+    def write() -> int:
+        with open(path, "wb", buffering=0) as f:
+            return sum(f.write(b"%d\n" % i) for i in range(100))
+
+    assert run(loom, write) == sum(len(b"%d\n" % i) for i in range(100))
+    assert loom.stats()["ops_submitted"] - before >= 100
+    assert path.read_bytes() == b"".join(b"%d\n" % i for i in range(100))
+
+
+def test_subprocess_run_parks(one_worker: Loom, tmp_path: pathlib.Path) -> None:
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+
+    def cat() -> bytes:
+        # Reads the child's stdout and waits for its exit: both would hold the worker.
+        return subprocess.run(["cat", str(fifo)], capture_output=True, check=True).stdout
+
+    def feed() -> None:
+        with open(fifo, "wb") as f:
+            f.write(b"fed")
+
+    got = ringloom.submit(one_worker, cat)
+    ringloom.submit(one_worker, feed).result(timeout=TIMEOUT)
+    assert got.result(timeout=TIMEOUT) == b"fed"
+
+
+def test_waitpid_for_a_reaped_or_unknown_child_is_stock(loom: Loom) -> None:
+    def unknown() -> int | None:
+        try:
+            os.waitpid(2**22 + 12345, 0)
+        except ChildProcessError as err:
+            return err.errno
+        return None
+
+    assert run(loom, unknown) == unknown()
+
+
+@pytest.mark.parametrize("how", ["wait", "as_completed"])
+def test_futures_wait_inside_a_virtual_thread_parks(how: str) -> None:
+    with ringloom.VirtualThreadPool(max_platform_threads=1) as pool:
+        release = ringloom.Event()
+
+        def waiter() -> list[int]:
+            futures = [pool.submit(lambda i=i: release.wait() and i) for i in range(5)]
+            pool.submit(release.set)
+            if how == "wait":
+                done, not_done = cf.wait(futures, timeout=TIMEOUT)
+                assert not not_done
+                return sorted(f.result() for f in done)
+            return sorted(f.result() for f in cf.as_completed(futures, timeout=TIMEOUT))
+
+        assert pool.submit(waiter).result(timeout=TIMEOUT) == [0, 1, 2, 3, 4]
+
+
+def test_futures_wait_outside_virtual_threads_is_stock() -> None:
+    with ringloom.VirtualThreadPool() as pool:
+        futures = [pool.submit(pow, 2, i) for i in range(10)]
+        done, _ = cf.wait(futures, timeout=TIMEOUT)
+        assert sorted(f.result() for f in done) == [2**i for i in range(10)]
+
+
+def test_a_parked_read_dropped_at_close_leaks_nothing() -> None:
+    baseline = open_fds()
+    r, w = os.pipe()
+    loom = Loom(workers=1)
+    started = ringloom.Event()
+
+    def reader() -> bytes:
+        started.set()
+        return os.read(r, 10)  # never gets data
+
+    future = ringloom.submit(loom, reader)
+    assert started.wait(TIMEOUT)
+    loom.close()  # the read is in flight: its task is dropped, its op cancelled
+    with pytest.raises((RuntimeError, BaseException)):
+        future.result(timeout=TIMEOUT)
+    os.close(r)
+    os.close(w)
+    # The fallback driver's cleanup finishes on its own threads: wait for it (bounded).
+    deadline = time.monotonic() + TIMEOUT
+    while open_fds() != baseline and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert open_fds() == baseline
+
+
+def test_not_intercepting_virtual_threads_use_stock_files(tmp_path: pathlib.Path) -> None:
+    path = tmp_path / "plain"
+    path.write_text("plain")
+    with ringloom.VirtualThreadPool() as pool:
+
+        def kind() -> type:
+            with open(path, "rb") as f:
+                return type(f.raw)
+
+        assert pool.submit(kind, is_blocking=False).result(timeout=TIMEOUT) is io.FileIO
+        assert pool.submit(kind).result(timeout=TIMEOUT) is green_file.RingFileIO
+
+
+def test_many_virtual_threads_hash_files(loom: Loom, tmp_path: pathlib.Path) -> None:
+    import hashlib
+
+    for i in range(200):
+        (tmp_path / f"{i}.dat").write_bytes(os.urandom(1000 + 97 * i))
+
+    def digest(i: int) -> str:
+        with open(tmp_path / f"{i}.dat", "rb") as f:
+            return hashlib.blake2b(f.read()).hexdigest()
+
+    futures = [ringloom.submit(loom, digest, i) for i in range(200)]
+    assert [f.result(timeout=TIMEOUT) for f in futures] == [digest(i) for i in range(200)]
+
+
+def test_print_to_a_file_in_a_virtual_thread(loom: Loom, tmp_path: pathlib.Path) -> None:
+    path = tmp_path / "printed"
+
+    def write() -> None:
+        with open(path, "w") as f:
+            print("printed", 42, file=f)
+            print("to stdout", file=sys.stdout, end="")
+
+    run(loom, write)
+    assert path.read_text() == "printed 42\n"
