@@ -6,6 +6,7 @@ import errno
 import os
 import socket
 import threading
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -395,3 +396,29 @@ def test_accept_on_a_timeout_listener_gives_a_blocking_socket(loom: Loom) -> Non
             assert accepting.result(timeout=10) == (None, True, b"ping")
         assert listener.gettimeout() == 5
         assert not os.get_blocking(listener.fileno())  # as stock: a timeout socket is O_NONBLOCK
+
+
+def test_reader_that_loses_the_race_on_a_timeout_socket_parks_again() -> None:
+    """Two readers wake for one chunk: the loser must park again, not wait in the stock
+    poll (which would hold the only worker, so the winner could never send the second
+    chunk and the loser would time out)."""
+    a, b = socket.socketpair()
+    a.settimeout(10)
+    with Loom(workers=1) as loom:
+
+        def reader() -> bytes:
+            got = a.recv(1)
+            if got == b"x":
+                time.sleep(0.1)  # the other reader resumes meanwhile, to find nothing
+                b.send(b"y")
+            return got
+
+        futures = [ringloom.submit(loom, reader) for _ in range(2)]
+        deadline = time.monotonic() + 10
+        while loom.stats()["parked"] < 2 and time.monotonic() < deadline:
+            time.sleep(0.001)
+        assert loom.stats()["parked"] == 2
+        b.send(b"x")
+        assert sorted(f.result(timeout=30) for f in futures) == [b"x", b"y"]
+    a.close()
+    b.close()

@@ -14,9 +14,10 @@ the syscall itself to the stock method:
   is never switched to another timeout, so other virtual threads see its own.
 - recv*/send* on a socket with a timeout (> 0): CPython polls inside the C call before
   the syscall, so the virtual thread parks first, with what is left of the deadline,
-  then calls the stock method, which finds the descriptor ready (a reader that loses a
-  race for the same data would then wait in the stock poll: not parked). A timed-out call
-  raises the stock ``TimeoutError('timed out')``.
+  then makes the syscall on a throwaway ``_socket.socket`` at timeout 0 over the same
+  descriptor (already O_NONBLOCK, as CPython keeps every socket with a timeout), so a
+  reader that loses a race for the same data parks again instead of waiting in the
+  stock poll. A timed-out call raises the stock ``TimeoutError('timed out')``.
 - a non-blocking socket (timeout 0), or flags with ``MSG_DONTWAIT``: the stock call.
 
 Outside intercepting virtual threads every method is the stock one.
@@ -86,20 +87,43 @@ def _wait(sock: Any, events: int, deadline: float | None) -> None:
         raise _timed_out()
 
 
-def _io(sock: Any, events: int, flags: int, call: Callable[[int], Any]) -> Any:
-    """Runs ``call(flags)`` (a syscall that takes flags) the parking way."""
+def _io(sock: Any, events: int, flags: int, call: Callable[[Any, int], Any]) -> Any:
+    """Runs ``call(target, flags)`` (a syscall that takes flags) the parking way."""
     timeout = sock.gettimeout()
     if timeout == 0 or flags & _MSG_DONTWAIT:
-        return call(flags)
+        return call(sock, flags)
     if timeout is None:
         while True:
             try:
-                return call(flags | _MSG_DONTWAIT)
+                return call(sock, flags | _MSG_DONTWAIT)
             except BlockingIOError:
                 pass
             _native.wait_fd(sock.fileno(), events)
-    _wait(sock, events, monotonic() + timeout)
-    return call(flags)
+    deadline = monotonic() + timeout
+    with _at_timeout_zero(sock) as target:
+        while True:
+            _wait(sock, events, deadline)
+            try:
+                return call(target, flags)
+            except BlockingIOError:
+                pass  # another reader or writer won the race: park again
+
+
+class _at_timeout_zero:  # noqa: N801 - used as a context manager, like a function
+    """A throwaway ``_socket.socket`` at timeout 0 over the descriptor of ``sock`` (a
+    socket with a timeout, so its descriptor is O_NONBLOCK already and stays so)."""
+
+    __slots__ = ("shadow",)
+
+    def __init__(self, sock: Any) -> None:
+        self.shadow = _sock(sock.family, sock.type, sock.proto, fileno=sock.fileno())
+
+    def __enter__(self) -> Any:
+        self.shadow.settimeout(0.0)
+        return self.shadow
+
+    def __exit__(self, *exc_info: Any) -> None:
+        self.shadow.detach()
 
 
 def _nonblocking(sock: Any, call: Callable[[], Any]) -> Any:
@@ -142,7 +166,7 @@ def recv(self: Any, *args: Any, **kwargs: Any) -> bytes:
 
 
 def _recv(self: Any, bufsize: int, flags: int = 0) -> bytes:
-    return _io(self, _POLLIN, flags, lambda f: stock["recv"](self, bufsize, f))
+    return _io(self, _POLLIN, flags, lambda t, f: stock["recv"](t, bufsize, f))
 
 
 def recv_into(self: Any, *args: Any, **kwargs: Any) -> int:
@@ -152,7 +176,7 @@ def recv_into(self: Any, *args: Any, **kwargs: Any) -> int:
 
 
 def _recv_into(self: Any, buffer: Any, nbytes: int = 0, flags: int = 0) -> int:
-    return _io(self, _POLLIN, flags, lambda f: stock["recv_into"](self, buffer, nbytes, f))
+    return _io(self, _POLLIN, flags, lambda t, f: stock["recv_into"](t, buffer, nbytes, f))
 
 
 def recvfrom(self: Any, *args: Any, **kwargs: Any) -> Any:
@@ -162,7 +186,7 @@ def recvfrom(self: Any, *args: Any, **kwargs: Any) -> Any:
 
 
 def _recvfrom(self: Any, bufsize: int, flags: int = 0) -> Any:
-    return _io(self, _POLLIN, flags, lambda f: stock["recvfrom"](self, bufsize, f))
+    return _io(self, _POLLIN, flags, lambda t, f: stock["recvfrom"](t, bufsize, f))
 
 
 def recvfrom_into(self: Any, *args: Any, **kwargs: Any) -> Any:
@@ -176,7 +200,7 @@ def _recvfrom_into(self: Any, buffer: Any, nbytes: int = 0, flags: int = 0) -> A
         self,
         _POLLIN,
         flags,
-        lambda f: stock["recvfrom_into"](self, buffer, nbytes, f),
+        lambda t, f: stock["recvfrom_into"](t, buffer, nbytes, f),
     )
 
 
@@ -187,7 +211,7 @@ def send(self: Any, *args: Any, **kwargs: Any) -> int:
 
 
 def _send(self: Any, data: Any, flags: int = 0) -> int:
-    return _io(self, _POLLOUT, flags, lambda f: stock["send"](self, data, f))
+    return _io(self, _POLLOUT, flags, lambda t, f: stock["send"](t, data, f))
 
 
 def sendto(self: Any, *args: Any, **kwargs: Any) -> int:
@@ -197,7 +221,7 @@ def sendto(self: Any, *args: Any, **kwargs: Any) -> int:
         data, flags, address = args[0], 0, args[1]
     else:
         data, flags, address = args
-    return _io(self, _POLLOUT, flags, lambda f: stock["sendto"](self, data, f, address))
+    return _io(self, _POLLOUT, flags, lambda t, f: stock["sendto"](t, data, f, address))
 
 
 def sendall(self: Any, *args: Any, **kwargs: Any) -> None:
@@ -222,11 +246,15 @@ def _sendall(self: Any, data: Any, flags: int = 0) -> None:
             return None
         # The stock timeout bounds the whole call, not each send.
         deadline = monotonic() + timeout
-        while True:
-            _wait(self, _POLLOUT, deadline)
-            sent += stock["send"](self, rest[sent:], flags)
-            if sent >= total:
-                return None
+        with _at_timeout_zero(self) as target:
+            while True:
+                _wait(self, _POLLOUT, deadline)
+                try:
+                    sent += stock["send"](target, rest[sent:], flags)
+                except BlockingIOError:
+                    continue
+                if sent >= total:
+                    return None
 
 
 def accept(self: Any) -> Any:
