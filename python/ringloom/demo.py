@@ -482,7 +482,7 @@ def main(argv: list[str] | None = None) -> int:
 
     mib = total_bytes / (1 << 20)
     open_note = (
-        "open() parks (intercepted)"
+        "open() is intercepted: cached reads run at once, reads that must wait park"
         if _open_is_intercepted()
         else "open()/read are stock: they run on the worker (not intercepted yet)"
     )
