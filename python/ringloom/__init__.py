@@ -5,7 +5,10 @@ This is the bridge prototype: ``Loom`` runs callables as virtual threads, and
 ``wait_fd`` on an io_uring poll of a descriptor (outside one it is ``poll(2)``).
 ``ringloom.virtual_thread`` (re-exported here) holds the executor API:
 ``VirtualThreadPool``, ``AsyncVirtualThreadPool``, ``run_in_virtual_thread``,
-``virtual_map``, ``virtual_thread_benchmark``.
+``virtual_map``, ``virtual_thread_benchmark``; ``ringloom.safe_thread`` (also re-exported)
+the thread API: ``SafeThread``, ``SafeThreadPool``, ``safe_parallel_map``,
+``safe_thread_decorator``, ``SafeLock``, ``SafeRLock``, ``SafeCondition``,
+``create_safe_shared_data``.
 
 Example::
 
@@ -30,6 +33,16 @@ from ringloom._native import (
     sleep,
     wait_fd,
     wait_fds,
+)
+from ringloom.safe_thread import (
+    SafeCondition,
+    SafeLock,
+    SafeRLock,
+    SafeThread,
+    SafeThreadPool,
+    create_safe_shared_data,
+    safe_parallel_map,
+    safe_thread_decorator,
 )
 from ringloom.sync import (
     BoundedSemaphore,
@@ -57,12 +70,20 @@ __all__ = [
     "Loom",
     "Queue",
     "RLock",
+    "SafeCondition",
+    "SafeLock",
+    "SafeRLock",
+    "SafeThread",
+    "SafeThreadPool",
     "Semaphore",
     "VirtualThreadPool",
     "blocking",
+    "create_safe_shared_data",
     "in_virtual_thread",
     "intercepting",
     "run_in_virtual_thread",
+    "safe_parallel_map",
+    "safe_thread_decorator",
     "sleep",
     "submit",
     "virtual_map",
