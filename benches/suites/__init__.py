@@ -1,0 +1,1 @@
+"""Benchmark suites run by ``benches/run.py``: one module per family (rust, python)."""

@@ -1,0 +1,47 @@
+"""What a suite gives the runner (``benches/run.py``).
+
+A suite module defines ``WORKLOADS: dict[str, Workload]``, ``prepare(quick: bool) ->
+None`` (builds and installs what its cases need; may raise ``SuiteUnavailable`` with a
+reason) and ``cases(quick: bool) -> list[Case]``. The runner runs every case of a
+workload once per round, in an order that rotates between rounds (interleaved, so a
+slow minute of the machine hits every peer), and reads the last stdout line of each run
+as JSON: ``{"metrics": {name: number, ...}, "info": {...}}``. A run that fails or
+prints no such line is recorded as failed with its stderr tail; it is never dropped.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+class SuiteUnavailable(RuntimeError):
+    """A suite cannot run here (the reason goes into the report)."""
+
+
+@dataclass(frozen=True)
+class Workload:
+    """One row group of the report."""
+
+    title: str
+    #: The metric the ratio to the best peer is computed on.
+    primary: str
+    higher_is_better: bool
+    #: Every metric to tabulate, in order, with its unit for the table header.
+    metrics: dict[str, str]
+    #: The issue's target and what was seen before, quoted in the report.
+    target: str = ""
+    seen: str = ""
+    #: Which peer is "ours" (the one the ratio is about).
+    ours: str = "ringloom"
+
+
+@dataclass(frozen=True)
+class Case:
+    workload: str
+    peer: str
+    argv: list[str]
+    env: dict[str, str] = field(default_factory=dict)
+    #: Seconds before the run is killed and recorded as failed.
+    timeout: float = 300.0
+    #: Working directory (None: the repository root).
+    cwd: str | None = None
