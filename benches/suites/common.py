@@ -19,6 +19,19 @@ class SuiteUnavailable(RuntimeError):
 
 
 @dataclass(frozen=True)
+class Goal:
+    """A target of the issue, checked on medians: ours' ``metric`` against ``value``
+    (kind ``"value"``), or against ``value`` times the best other peer's (kind
+    ``"ratio"``; ``peer`` names one peer to compare with instead of the best)."""
+
+    metric: str
+    op: str  # ">=" or "<="
+    value: float
+    kind: str = "value"
+    peer: str | None = None
+
+
+@dataclass(frozen=True)
 class Workload:
     """One row group of the report."""
 
@@ -33,6 +46,8 @@ class Workload:
     seen: str = ""
     #: Which peer is "ours" (the one the ratio is about).
     ours: str = "ringloom"
+    #: The targets, checked in the report (optional: a target in words only is quoted).
+    goals: tuple[Goal, ...] = ()
 
 
 @dataclass(frozen=True)
