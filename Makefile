@@ -68,3 +68,18 @@ test-python:
 
 clean:
 	$(CARGO) clean
+
+# Benchmarks (issue 5): every workload through ringloom and its peers in one run,
+# interleaved; writes benches/RESULTS.md, benches/charts/*.png and the README's headline
+# table. The suites install their peers (pip, cargo, apt) themselves.
+.PHONY: bench bench-quick bench-setup
+bench-setup:
+	@test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install -q maturin greenlet requests matplotlib
+	$(VENV)/bin/maturin develop -q --release
+
+bench: bench-setup
+	$(VENV)/bin/python benches/run.py
+
+bench-quick: bench-setup
+	$(VENV)/bin/python benches/run.py --quick
