@@ -104,10 +104,8 @@ fn listen() -> Result<std::net::TcpListener> {
     // SAFETY: `fd` is a new descriptor that nothing else owns.
     let owned = unsafe { OwnedFd::from_raw_fd(fd) };
     let one: libc::c_int = 1;
-    let mut addr: libc::sockaddr_in = unsafe {
-        // SAFETY: sockaddr_in is plain data; all-zero is valid.
-        std::mem::zeroed()
-    };
+    // SAFETY: sockaddr_in is plain data; all-zero is valid.
+    let mut addr: libc::sockaddr_in = unsafe { std::mem::zeroed() };
     addr.sin_family = libc::AF_INET as libc::sa_family_t;
     addr.sin_addr.s_addr = u32::from(std::net::Ipv4Addr::LOCALHOST).to_be();
     // SAFETY: `one` and `addr` are live values of the sizes passed; `fd` is open.
@@ -138,7 +136,9 @@ fn listen() -> Result<std::net::TcpListener> {
 
 async fn tokio_server(listener: std::net::TcpListener) -> Result<()> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    listener.set_nonblocking(true).map_err(fail("nonblocking"))?;
+    listener
+        .set_nonblocking(true)
+        .map_err(fail("nonblocking"))?;
     let listener = tokio::net::TcpListener::from_std(listener).map_err(fail("listener"))?;
     loop {
         let (mut stream, _) = listener.accept().await.map_err(fail("accept"))?;
@@ -289,7 +289,9 @@ pub fn run(args: &[String]) -> Result<()> {
     let outcome = drive(address, conns, warmup, secs, &server_pid)?;
     // The server must have survived the whole run.
     if let Ok(Some(status)) = server.0.try_wait() {
-        return Err(Error::Failed(format!("server exited during the run: {status}")));
+        return Err(Error::Failed(format!(
+            "server exited during the run: {status}"
+        )));
     }
     drop(server);
 
@@ -299,9 +301,15 @@ pub fn run(args: &[String]) -> Result<()> {
     info.insert("message_bytes".into(), json!(MESSAGE));
     info.insert("seconds".into(), json!(secs));
     info.insert("warmup_seconds".into(), json!(warmup));
-    info.insert("client".into(), json!("bare io_uring loop (io-uring crate)"));
+    info.insert(
+        "client".into(),
+        json!("bare io_uring loop (io-uring crate)"),
+    );
     info.insert("client_ring".into(), json!(outcome.client_ring));
-    info.insert("client_pinned_cpu".into(), json!(client_pinned.then_some(client_cpu)));
+    info.insert(
+        "client_pinned_cpu".into(),
+        json!(client_pinned.then_some(client_cpu)),
+    );
     if let Some(server_info) = hello["info"].as_object() {
         for (key, value) in server_info {
             info.insert(key.clone(), value.clone());
@@ -346,7 +354,9 @@ struct Conn {
 
 impl Conn {
     fn fill(&mut self, id: usize) {
-        let base = (id as u64).wrapping_mul(31).wrapping_add(self.seq.wrapping_mul(7));
+        let base = (id as u64)
+            .wrapping_mul(31)
+            .wrapping_add(self.seq.wrapping_mul(7));
         for (i, byte) in self.out.iter_mut().enumerate() {
             *byte = base.wrapping_add(i as u64) as u8;
         }
@@ -371,7 +381,7 @@ fn client_ring(entries: u32) -> Result<(IoUring, &'static str)> {
 fn push(ring: &mut IoUring, entry: io_uring::squeue::Entry) -> Result<()> {
     loop {
         // SAFETY: every entry points into a `Conn` buffer (boxed, so it does not move)
-        // that lives until the function returns, after the ring is dropped.
+        // that is never freed (see `drive`).
         if unsafe { ring.submission().push(&entry) }.is_ok() {
             return Ok(());
         }
@@ -381,16 +391,24 @@ fn push(ring: &mut IoUring, entry: io_uring::squeue::Entry) -> Result<()> {
 
 fn send_entry(conn: &Conn, index: usize) -> io_uring::squeue::Entry {
     let rest = &conn.out[conn.sent..];
-    opcode::Send::new(types::Fd(conn.fd.as_raw_fd()), rest.as_ptr(), rest.len() as u32)
-        .build()
-        .user_data((index as u64) << 1 | SEND)
+    opcode::Send::new(
+        types::Fd(conn.fd.as_raw_fd()),
+        rest.as_ptr(),
+        rest.len() as u32,
+    )
+    .build()
+    .user_data((index as u64) << 1 | SEND)
 }
 
 fn recv_entry(conn: &mut Conn, index: usize) -> io_uring::squeue::Entry {
     let rest = &mut conn.back[conn.got..];
-    opcode::Recv::new(types::Fd(conn.fd.as_raw_fd()), rest.as_mut_ptr(), rest.len() as u32)
-        .build()
-        .user_data((index as u64) << 1 | RECV)
+    opcode::Recv::new(
+        types::Fd(conn.fd.as_raw_fd()),
+        rest.as_mut_ptr(),
+        rest.len() as u32,
+    )
+    .build()
+    .user_data((index as u64) << 1 | RECV)
 }
 
 fn drive(
@@ -400,7 +418,9 @@ fn drive(
     secs: f64,
     server_pid: &str,
 ) -> Result<Outcome> {
-    let mut connections = Vec::with_capacity(conns);
+    // Never freed: when the ring is dropped it may still hold receives into these
+    // buffers, and the process ends right after the measurement anyway.
+    let mut connections = std::mem::ManuallyDrop::new(Vec::with_capacity(conns));
     for _ in 0..conns {
         let stream = std::net::TcpStream::connect(address).map_err(fail("connect"))?;
         stream.set_nodelay(true).map_err(fail("nodelay"))?;
@@ -422,8 +442,7 @@ fn drive(
         Histogram::<u64>::new_with_bounds(1, 60_000_000_000, 3).map_err(fail("histogram"))?;
 
     let start = Instant::now();
-    for index in 0..connections.len() {
-        let conn = &mut connections[index];
+    for (index, conn) in connections.iter_mut().enumerate() {
         conn.fill(index);
         conn.started = start;
         push(&mut ring, send_entry(conn, index))?;
@@ -437,7 +456,8 @@ fn drive(
     let mut cpu_at_start = (0.0, 0.0);
     let mut completions = Vec::with_capacity(entries as usize * 2);
     loop {
-        ring.submit_and_wait(1).map_err(fail("client submit_and_wait"))?;
+        ring.submit_and_wait(1)
+            .map_err(fail("client submit_and_wait"))?;
         let now = Instant::now();
         if !measuring && now >= measure_from {
             measuring = true;
@@ -466,7 +486,11 @@ fn drive(
             let index = (user_data >> 1) as usize;
             let conn = &mut connections[index];
             if result <= 0 {
-                let what = if user_data & 1 == SEND { "send" } else { "recv" };
+                let what = if user_data & 1 == SEND {
+                    "send"
+                } else {
+                    "recv"
+                };
                 return Err(Error::Failed(format!(
                     "connection {index}: {what} returned {}",
                     if result == 0 {

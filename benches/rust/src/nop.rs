@@ -133,7 +133,8 @@ fn bare_loop(ring: &mut IoUring, batch: usize, length: Duration) -> Result<u64> 
             // the queue is empty at the start of each round).
             unsafe { ring.submission().push(&nop) }.map_err(fail("sq push"))?;
         }
-        ring.submit_and_wait(batch).map_err(fail("submit_and_wait"))?;
+        ring.submit_and_wait(batch)
+            .map_err(fail("submit_and_wait"))?;
         let mut reaped = 0;
         while reaped < batch {
             for cqe in ring.completion() {

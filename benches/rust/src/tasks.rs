@@ -72,7 +72,10 @@ fn run(peer: &str, tasks: usize, work: Work) -> Result<(Duration, Map<String, Va
             rt.block_on(tokio_tasks(tasks, work))?
         }
         "monoio" => {
-            info.insert("ring".into(), json!("monoio default (1024 entries, no flags)"));
+            info.insert(
+                "ring".into(),
+                json!("monoio default (1024 entries, no flags)"),
+            );
             let mut rt = monoio::RuntimeBuilder::<monoio::IoUringDriver>::new()
                 .enable_timer()
                 .build()
@@ -81,10 +84,7 @@ fn run(peer: &str, tasks: usize, work: Work) -> Result<(Duration, Map<String, Va
         }
         "compio" => {
             let rt = compio::runtime::Runtime::new().map_err(fail("compio runtime"))?;
-            info.insert(
-                "driver".into(),
-                json!(format!("{:?}", rt.driver_type())),
-            );
+            info.insert("driver".into(), json!(format!("{:?}", rt.driver_type())));
             rt.block_on(compio_tasks(tasks, work))?
         }
         "ringloom" => {
