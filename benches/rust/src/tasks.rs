@@ -1,7 +1,7 @@
 //! Spawn (N tasks spawned, then awaited) and timers (N concurrent sleeps), one thread of
 //! each runtime: tokio current-thread, monoio, compio, ringloom with one worker.
 //!
-//! The clock starts before the first spawn and stops when the last task has been
+//! The process is pinned to one CPU. The clock starts before the first spawn and stops when the last task has been
 //! awaited; runtime construction is outside it. Peak memory is the process's VmHWM at
 //! the end (so it includes the runtime and the Vec of join handles, alike for all).
 
@@ -25,7 +25,8 @@ pub fn spawn(args: &[String]) -> Result<()> {
     let args = Args::parse(args)?;
     let peer = args.positional(0, "PEER")?;
     let tasks: usize = args.option("tasks", 1_000_000)?;
-    let (elapsed, info) = run(peer, tasks, Work::Nothing)?;
+    let cpu: usize = args.option("cpu", 0)?;
+    let (elapsed, info) = run(peer, tasks, Work::Nothing, cpu)?;
     let secs = elapsed.as_secs_f64();
     util::emit(
         obj! {
@@ -43,7 +44,8 @@ pub fn timers(args: &[String]) -> Result<()> {
     let peer = args.positional(0, "PEER")?;
     let tasks: usize = args.option("tasks", 1_000_000)?;
     let ms: u64 = args.option("ms", 1000)?;
-    let (elapsed, mut info) = run(peer, tasks, Work::Sleep(Duration::from_millis(ms)))?;
+    let cpu: usize = args.option("cpu", 0)?;
+    let (elapsed, mut info) = run(peer, tasks, Work::Sleep(Duration::from_millis(ms)), cpu)?;
     info.insert("sleep_ms".into(), json!(ms));
     let secs = elapsed.as_secs_f64();
     util::emit(
@@ -58,8 +60,11 @@ pub fn timers(args: &[String]) -> Result<()> {
     Ok(())
 }
 
-fn run(peer: &str, tasks: usize, work: Work) -> Result<(Duration, Map<String, Value>)> {
+fn run(peer: &str, tasks: usize, work: Work, cpu: usize) -> Result<(Duration, Map<String, Value>)> {
+    // Before the runtime exists, so that its threads inherit the CPU.
+    let pinned = util::pin_to_cpu(cpu)?;
     let mut info = util::base_info();
+    info.insert("pinned_cpu".into(), json!(pinned.then_some(cpu)));
     info.insert("peer".into(), json!(peer));
     info.insert("tasks".into(), json!(tasks));
     let elapsed = match peer {
