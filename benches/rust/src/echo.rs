@@ -448,8 +448,14 @@ fn drive(
         push(&mut ring, send_entry(conn, index))?;
         push(&mut ring, recv_entry(conn, index))?;
     }
+    // The measured window opens after the warm-up, and only once every connection has
+    // completed a round trip: a connection whose handshake the server had not finished
+    // (a retransmitted SYN-ACK costs a second or more) would otherwise put its setup
+    // into the latency tail.
     let measure_from = start + Duration::from_secs_f64(warmup);
-    let end = measure_from + Duration::from_secs_f64(secs);
+    let give_up = start + Duration::from_secs_f64(warmup.max(1.0) + 30.0);
+    let mut end = give_up;
+    let mut fresh = connections.len();
     let mut measuring = false;
     let mut requests = 0u64;
     let mut window_start = measure_from;
@@ -459,15 +465,22 @@ fn drive(
         ring.submit_and_wait(1)
             .map_err(fail("client submit_and_wait"))?;
         let now = Instant::now();
-        if !measuring && now >= measure_from {
+        if !measuring && now >= measure_from && fresh == 0 {
             measuring = true;
             window_start = now;
+            end = now + Duration::from_secs_f64(secs);
             cpu_at_start = (
                 util::cpu_seconds(server_pid).unwrap_or(f64::NAN),
                 util::cpu_seconds("self").unwrap_or(f64::NAN),
             );
         }
-        if now >= end {
+        if !measuring && now >= give_up {
+            return Err(Error::Failed(format!(
+                "{fresh} connections had no echo back after {:?}",
+                now - start
+            )));
+        }
+        if measuring && now >= end {
             let elapsed = now.duration_since(window_start).as_secs_f64();
             let server = util::cpu_seconds(server_pid).unwrap_or(f64::NAN) - cpu_at_start.0;
             let client = util::cpu_seconds("self").unwrap_or(f64::NAN) - cpu_at_start.1;
@@ -524,6 +537,9 @@ fn drive(
                     "connection {index}: echoed bytes differ from those sent (message {})",
                     conn.seq
                 )));
+            }
+            if conn.seq == 0 {
+                fresh -= 1;
             }
             if measuring {
                 requests += 1;
