@@ -1,6 +1,6 @@
 //! Files: reads from one large file at a fixed queue depth for a fixed time, page cache
 //! warm (buffered reads of a file just read in full) or O_DIRECT, through ringloom (one
-//! worker), monoio and fio (io_uring engine). The process (and fio, which inherits it) is
+//! worker), monoio, compio and fio (io_uring engine). The process (and fio, which inherits it) is
 //! pinned to one CPU.
 //!
 //! The file holds, at every 8-byte-aligned offset `o`, the word `stamp(o)`: each read's
@@ -139,6 +139,28 @@ unsafe impl monoio::buf::IoBufMut for AlignedBuf {
     }
 }
 
+impl compio::buf::IoBuf for AlignedBuf {
+    fn as_init(&self) -> &[u8] {
+        // SAFETY: the allocation holds `len` >= `init` bytes, all initialised
+        // (alloc_zeroed), and the returned slice borrows `self`.
+        unsafe { std::slice::from_raw_parts(self.ptr, self.init) }
+    }
+}
+
+impl compio::buf::SetLen for AlignedBuf {
+    unsafe fn set_len(&mut self, len: usize) {
+        self.init = len.min(self.len);
+    }
+}
+
+impl compio::buf::IoBufMut for AlignedBuf {
+    fn as_uninit(&mut self) -> &mut [std::mem::MaybeUninit<u8>] {
+        // SAFETY: `len` bytes are allocated; MaybeUninit<u8> has u8's layout; the
+        // slice borrows `self` mutably, so nothing else reaches the memory meanwhile.
+        unsafe { std::slice::from_raw_parts_mut(self.ptr.cast(), self.len) }
+    }
+}
+
 #[derive(Clone, Copy)]
 struct Plan {
     random: bool,
@@ -163,6 +185,11 @@ impl Plan {
         };
         index * self.block
     }
+}
+
+/// A distinct, non-zero generator state for each reader.
+fn seed(reader: usize) -> u64 {
+    0x9e37_79b9_7f4a_7c15u64 ^ (reader as u64 + 1).wrapping_mul(0xbf58_476d_1ce4_e5b9)
 }
 
 fn check(
@@ -260,6 +287,12 @@ pub fn run(args: &[String]) -> Result<()> {
                 .map_err(fail("monoio runtime"))?;
             rt.block_on(monoio_reads(path.clone(), direct, plan))
                 .map_err(fail("monoio reads"))?
+        }
+        "compio" => {
+            let rt = compio::runtime::Runtime::new().map_err(fail("compio runtime"))?;
+            info.insert("driver".into(), json!(format!("{:?}", rt.driver_type())));
+            rt.block_on(compio_reads(path.clone(), direct, plan))
+                .map_err(fail("compio reads"))?
         }
         "fio" => fio(&path, direct, &plan, &mut info)?,
         _ => return Err(Error::Usage(format!("unknown peer {peer:?}"))),
@@ -372,6 +405,45 @@ async fn monoio_reads(path: String, direct: bool, plan: Plan) -> std::io::Result
         Some(err) => Err(err),
         None => Ok((ops, elapsed)),
     }
+}
+
+async fn compio_reads(path: String, direct: bool, plan: Plan) -> std::io::Result<(u64, Duration)> {
+    use compio::io::AsyncReadAt;
+    let mut options = compio::fs::OpenOptions::new();
+    options.read(true);
+    if direct {
+        options.custom_flags(libc::O_DIRECT);
+    }
+    let file = Rc::new(options.open(&path).await?);
+    let sequence = Rc::new(AtomicU64::new(0));
+    let start = Instant::now();
+    let end = start + plan.length;
+    let mut readers = Vec::with_capacity(plan.depth);
+    for reader in 0..plan.depth {
+        let file = file.clone();
+        let sequence = sequence.clone();
+        readers.push(compio::runtime::spawn(async move {
+            let mut rng = seed(reader);
+            let mut buf = AlignedBuf::new(plan.block as usize);
+            let mut ops = 0u64;
+            while Instant::now() < end {
+                let offset = plan.next(&mut rng, &sequence);
+                buf.init = 0;
+                let compio::BufResult(result, returned) = file.read_at(buf, offset).await;
+                buf = returned;
+                check(result, &buf, &plan, offset)?;
+                ops += 1;
+            }
+            Ok::<u64, std::io::Error>(ops)
+        }));
+    }
+    let mut ops = 0;
+    for reader in readers {
+        ops += reader
+            .await
+            .map_err(|_| std::io::Error::other("a compio reader panicked"))??;
+    }
+    Ok((ops, start.elapsed()))
 }
 
 /// fio with its io_uring engine, same file, block, depth and time; it inherits the CPU

@@ -14,13 +14,13 @@ use std::process::ExitCode;
 
 const USAGE: &str = "usage:
   rbench echo PEER [--conns N] [--secs S] [--warmup S] [--server-cpu C] [--client-cpu C]
-      PEER: ringloom | tokio | monoio | monoio-tuned | compio
+      PEER: ringloom | tokio | monoio | monoio-coop | monoio-defer | compio
   rbench serve PEER [--cpu C]             (the echo server; run by `echo`)
   rbench spawn PEER [--tasks N]           PEER: ringloom | tokio | monoio | compio
   rbench timers PEER [--tasks N] [--ms M]
   rbench mkfile PATH BYTES                (creates the file the file workloads read)
   rbench files PEER PATTERN CACHE PATH [--secs S] [--cpu C]
-      PEER: ringloom | monoio | fio; PATTERN: rand4k | seq128k; CACHE: warm | direct
+      PEER: ringloom | monoio | compio | fio; PATTERN: rand4k | seq128k; CACHE: warm | direct
   rbench nop PEER BATCH [--secs S] [--cpu C]   PEER: ringloom | bare";
 
 fn main() -> ExitCode {
