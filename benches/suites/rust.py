@@ -70,7 +70,7 @@ def _file_workload(pattern: str, cache: str, title: str) -> Workload:
     primary = "iops" if pattern == "rand4k" else "gib_per_s"
     other = MONOIO if cache == "warm" else FIO
     return Workload(
-        title=f"Files: {title}",
+        title=f"Files: {title} (a 1 GiB file; quick: 256 MiB)",
         primary=primary,
         higher_is_better=True,
         metrics={"iops": "IOPS", "gib_per_s": "GiB/s"},
@@ -82,7 +82,7 @@ def _file_workload(pattern: str, cache: str, title: str) -> Workload:
 
 WORKLOADS: dict[str, Workload] = {
     "rust.echo": Workload(
-        title="Echo: one server thread, 1,000 connections, 1 KiB ping-pong",
+        title="Echo: one server thread, 1,000 connections, 1 KiB ping-pong, 10 s (quick: 3 s)",
         primary="req_per_s",
         higher_is_better=True,
         metrics={
