@@ -1,7 +1,7 @@
 """The Rust workloads: ringloom beside tokio, monoio, compio, a bare io-uring loop and fio.
 
-tokio::fs is not among the file peers (not written yet): it has no positioned read, so
-it would need a File and a seek per reader, each read a job on tokio's blocking pool.
+tokio's file peer is a ``pread`` on its blocking pool per read: ``tokio::fs`` has no
+positioned read, and that pool is what it uses for every file read.
 
 Every case runs ``benches/rust/target/release/rbench`` (its own cargo workspace, built by
 ``prepare``), one measurement per process; see ``benches/rust/README.md`` for how each
@@ -31,6 +31,7 @@ MONOIO_COOP = "monoio (COOP_TASKRUN)"
 MONOIO_DEFER = "monoio (SINGLE_ISSUER+DEFER_TASKRUN)"
 COMPIO = "compio"
 FIO = "fio (io_uring engine)"
+TOKIO_FS = "tokio (pread on spawn_blocking)"
 BARE = "io-uring (bare loop)"
 
 _ECHO_PEERS = {
@@ -42,7 +43,13 @@ _ECHO_PEERS = {
     COMPIO: "compio",
 }
 _TASK_PEERS = {"ringloom": "ringloom", TOKIO: "tokio", MONOIO: "monoio", COMPIO: "compio"}
-_FILE_PEERS = {"ringloom": "ringloom", MONOIO: "monoio", COMPIO: "compio", FIO: "fio"}
+_FILE_PEERS = {
+    "ringloom": "ringloom",
+    MONOIO: "monoio",
+    COMPIO: "compio",
+    TOKIO_FS: "tokio",
+    FIO: "fio",
+}
 _NOP_PEERS = {"ringloom": "ringloom", BARE: "bare"}
 
 _FILE_SEEN = (

@@ -1,6 +1,6 @@
 //! Files: reads from one large file at a fixed queue depth for a fixed time, page cache
 //! warm (buffered reads of a file just read in full) or O_DIRECT, through ringloom (one
-//! worker), monoio, compio and fio (io_uring engine). The process (and fio, which inherits it) is
+//! worker), monoio, compio, tokio (pread on its blocking pool) and fio (io_uring engine). The process (and fio, which inherits it) is
 //! pinned to one CPU.
 //!
 //! The file holds, at every 8-byte-aligned offset `o`, the word `stamp(o)`: each read's
@@ -294,6 +294,17 @@ pub fn run(args: &[String]) -> Result<()> {
             rt.block_on(compio_reads(path.clone(), direct, plan))
                 .map_err(fail("compio reads"))?
         }
+        "tokio" => {
+            info.insert(
+                "flavor".into(),
+                json!("current_thread, reads on spawn_blocking"),
+            );
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .build()
+                .map_err(fail("tokio runtime"))?;
+            rt.block_on(tokio_reads(path.clone(), direct, plan))
+                .map_err(fail("tokio reads"))?
+        }
         "fio" => fio(&path, direct, &plan, &mut info)?,
         _ => return Err(Error::Usage(format!("unknown peer {peer:?}"))),
     };
@@ -442,6 +453,57 @@ async fn compio_reads(path: String, direct: bool, plan: Plan) -> std::io::Result
         ops += reader
             .await
             .map_err(|_| std::io::Error::other("a compio reader panicked"))??;
+    }
+    Ok((ops, start.elapsed()))
+}
+
+/// tokio has no positioned read in `tokio::fs` (its `File` keeps a cursor); what it does
+/// for any file read, and what its users do for a positioned one, is a `pread` on the
+/// blocking pool.
+async fn tokio_reads(path: String, direct: bool, plan: Plan) -> std::io::Result<(u64, Duration)> {
+    use std::os::unix::fs::{FileExt, OpenOptionsExt};
+    let mut options = std::fs::OpenOptions::new();
+    options.read(true);
+    if direct {
+        options.custom_flags(libc::O_DIRECT);
+    }
+    let file = Arc::new(options.open(&path)?);
+    let sequence = Arc::new(AtomicU64::new(0));
+    let start = Instant::now();
+    let end = start + plan.length;
+    let mut readers = Vec::with_capacity(plan.depth);
+    for reader in 0..plan.depth {
+        let file = file.clone();
+        let sequence = sequence.clone();
+        readers.push(tokio::spawn(async move {
+            let mut rng = seed(reader);
+            let mut buf = AlignedBuf::new(plan.block as usize);
+            let mut ops = 0u64;
+            while Instant::now() < end {
+                let offset = plan.next(&mut rng, &sequence);
+                let file = file.clone();
+                let (result, returned) = tokio::task::spawn_blocking(move || {
+                    // SAFETY: `len` bytes are allocated (and zeroed) and owned by `buf`,
+                    // which this closure owns while the slice lives.
+                    let slice = unsafe { std::slice::from_raw_parts_mut(buf.ptr, buf.len) };
+                    let result = file.read_at(slice, offset);
+                    if let Ok(n) = result {
+                        buf.init = n;
+                    }
+                    (result, buf)
+                })
+                .await
+                .map_err(std::io::Error::other)?;
+                buf = returned;
+                check(result, &buf, &plan, offset)?;
+                ops += 1;
+            }
+            Ok::<u64, std::io::Error>(ops)
+        }));
+    }
+    let mut ops = 0;
+    for reader in readers {
+        ops += reader.await.map_err(std::io::Error::other)??;
     }
     Ok((ops, start.elapsed()))
 }

@@ -20,7 +20,7 @@ const USAGE: &str = "usage:
   rbench timers PEER [--tasks N] [--ms M]
   rbench mkfile PATH BYTES                (creates the file the file workloads read)
   rbench files PEER PATTERN CACHE PATH [--secs S] [--cpu C]
-      PEER: ringloom | monoio | compio | fio; PATTERN: rand4k | seq128k; CACHE: warm | direct
+      PEER: ringloom | monoio | compio | tokio | fio; PATTERN: rand4k | seq128k; CACHE: warm | direct
   rbench nop PEER BATCH [--secs S] [--cpu C]   PEER: ringloom | bare";
 
 fn main() -> ExitCode {
