@@ -33,6 +33,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(file::file_write, m)?)?;
     m.add_function(wrap_pyfunction!(file::file_open, m)?)?;
     m.add_function(wrap_pyfunction!(vthread::intercepting, m)?)?;
+    m.add_function(wrap_pyfunction!(loom::forget_after_fork, m)?)?;
     let close_all = wrap_pyfunction!(loom::close_all, m)?;
     m.add_function(close_all.clone())?;
     m.py()

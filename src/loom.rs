@@ -191,6 +191,50 @@ pub(crate) fn close_all(py: Python<'_>) {
     py.detach(|| drop(runtimes));
 }
 
+/// In the child of an `os.fork()`: takes every open `Loom`'s runtime out of its slot and
+/// leaks it; returns how many. Registered by `ringloom._fork` with
+/// `os.register_at_fork(after_in_child=...)`. A `Loom` left without its runtime acts
+/// closed (`spawn` raises RuntimeError, `close` and drop do nothing).
+///
+/// Why leaking is right: `fork` copies the calling thread only, so the child holds each
+/// runtime's memory but none of its workers or blocking-pool threads. Dropping one
+/// would signal workers that do not exist through eventfds the parent's workers still
+/// use, wait the whole shutdown timeout for them to exit, then drop their tasks (and
+/// with them greenlets whose OS threads are gone). Its io_uring rings are `MAP_SHARED`
+/// mappings: whatever the child wrote into them (a cancellation on drop, say) would land
+/// in the parent's rings. Its mutexes may have been held by a worker at the
+/// instant of the fork and stay locked in the child. Forgetting touches none of it: the
+/// memory is the child's copy-on-write image of the parent's, returned at exit with
+/// the rest, and the inherited descriptors close at exit too.
+///
+/// `LIVE` and the slots are only locked by code that holds the GIL and lets go before
+/// releasing it, and `os.fork` runs holding the GIL, so no other thread held them at
+/// the fork; `try_lock` keeps even a broken promise of that from hanging the child (that
+/// runtime then stays in its slot).
+#[pyfunction]
+pub(crate) fn forget_after_fork() -> usize {
+    use std::sync::TryLockError;
+
+    let slots = match LIVE.try_lock() {
+        Ok(mut live) => std::mem::take(&mut *live),
+        Err(TryLockError::Poisoned(poisoned)) => std::mem::take(&mut *poisoned.into_inner()),
+        Err(TryLockError::WouldBlock) => return 0,
+    };
+    let mut forgotten = 0;
+    for slot in slots.iter().filter_map(Weak::upgrade) {
+        let runtime = match slot.try_lock() {
+            Ok(mut runtime) => runtime.take(),
+            Err(TryLockError::Poisoned(poisoned)) => poisoned.into_inner().take(),
+            Err(TryLockError::WouldBlock) => None,
+        };
+        if let Some(runtime) = runtime {
+            std::mem::forget(runtime);
+            forgotten += 1;
+        }
+    }
+    forgotten
+}
+
 /// The runtime's worker closure, carried into `Python::detach`.
 ///
 /// `detach` wants its closure `Send` (its stand-in for "holds nothing that needs the

@@ -25,6 +25,7 @@ import functools
 import os
 from typing import Any, Callable, TypeVar
 
+from ringloom import _fork  # noqa: F401 - a forked child resets ringloom (os.register_at_fork)
 from ringloom._native import (
     Loom,
     blocking,

@@ -33,6 +33,11 @@ def intercepting() -> bool:
     True): the interception layer parks its blocking calls only then."""
 
 def wait_fds(fds: list[tuple[int, int]], timeout: float | None = None) -> list[tuple[int, int]]: ...
+def forget_after_fork() -> int:
+    """In the child of ``os.fork()``: leaks every open ``Loom``'s runtime (its worker
+    threads do not exist there) and leaves those Looms closed; how many it took.
+    ``ringloom._fork`` registers it with ``os.register_at_fork``."""
+
 def blocking(func: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any: ...
 
 class Parker:

@@ -36,7 +36,7 @@ import time
 from collections.abc import Iterable
 from typing import Any, Callable, TypeVar
 
-from ringloom import _native
+from ringloom import _fork, _native
 from ringloom import watchdog as _watchdog
 
 __all__ = [
@@ -182,6 +182,7 @@ class VirtualThreadPool(concurrent.futures.Executor):
         self._loom: _native.Loom | None = None  # created at the first submit
         self._shutdown = False
         self._broken = False  # the Loom was closed under us (interpreter exit)
+        _fork.track(self)  # its locks and runtime are reset in a forked child
 
     # -- submitting ------------------------------------------------------------------
 
@@ -214,7 +215,7 @@ class VirtualThreadPool(concurrent.futures.Executor):
             if self._shutdown:
                 raise RuntimeError("cannot submit to a VirtualThreadPool after shutdown")
             if self._broken:
-                raise RuntimeError("the VirtualThreadPool's runtime is closed")
+                raise RuntimeError(_fork.closed_message(self))
             if self._loom is None:
                 self._loom = _native.Loom(workers=self._workers)
                 if self._watchdog_threshold is not None:
