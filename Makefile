@@ -1,11 +1,12 @@
 # ringloom: `make demo` runs the main job, `make test` runs every test.
 # Both work on a fresh machine with the Rust toolchain and Python 3 with venv and pip:
-# Python packages come from PyPI into a local .venv, valgrind from the distribution.
+# Python packages come from PyPI into a local .venv, valgrind and redis-server from the
+# distribution.
 
 CARGO ?= cargo
 SHELL := /bin/bash
 
-.PHONY: demo demo-rust test test-rust test-fallback test-valgrind test-asan test-python lint clean
+.PHONY: demo demo-rust test test-rust test-fallback test-valgrind test-asan test-python redis-server lint clean
 
 # The main job: unmodified `requests` from 10,000 virtual threads against a loopback
 # server, then 2,000 files hashed in virtual threads (python/ringloom/demo.py). Same venv
@@ -54,17 +55,26 @@ test-asan:
 	    $(CARGO) +nightly test --target x86_64-unknown-linux-gnu --test cancel --test net --test scheduler --test fs
 
 # The Python layer (virtual threads as greenlets on ringloom workers), in a local venv,
-# in both drivers.
+# in both drivers. tests/test_redis.py starts and stops its own redis-server (a free
+# loopback port, no persistence); RINGLOOM_REQUIRE_REDIS=1 makes a missing one a
+# failure, not a skip.
 PYTHON ?= python3
 VENV ?= .venv
-test-python:
+PYTEST = RINGLOOM_REQUIRE_REDIS=1 $(VENV)/bin/python -m pytest -q --durations=10 tests
+test-python: redis-server
 	@test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
-	$(VENV)/bin/pip install -q maturin greenlet pytest requests ruff
+	$(VENV)/bin/pip install -q maturin greenlet pytest requests redis ruff
 	$(VENV)/bin/ruff check python tests benches
 	$(VENV)/bin/ruff format --check python tests benches
 	$(VENV)/bin/maturin develop -q --release
-	$(VENV)/bin/python -m pytest -q tests
-	RINGLOOM_DRIVER=fallback $(VENV)/bin/python -m pytest -q tests
+	$(PYTEST)
+	RINGLOOM_DRIVER=fallback $(PYTEST)
+
+# The redis-server binary, from the distribution's packages if it is missing (the
+# package's own service is not used).
+redis-server:
+	@command -v redis-server >/dev/null || { apt-get update -qq && \
+	    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server; }
 
 clean:
 	$(CARGO) clean

@@ -13,7 +13,6 @@ import contextlib
 import ctypes
 import ctypes.util
 import gc
-import itertools
 import json
 import os
 import resource
@@ -31,47 +30,7 @@ import pytest
 import ringloom
 from http_stub import handler
 from ringloom import VirtualThreadPool
-from thread_budget import ThreadBudget, os_threads
-
-# Generous bounds on waits that only end early on success: a hang fails the test
-# instead of stopping the suite.
-LONG = 300.0
-
-
-def all_done(futures: list[concurrent.futures.Future[Any]]) -> threading.Event:
-    """An event set once every one of ``futures`` is done."""
-    done = threading.Event()
-    finished = itertools.count(1)  # next() is atomic under the GIL
-    total = len(futures)
-
-    def one(_: concurrent.futures.Future[Any]) -> None:
-        if next(finished) == total:
-            done.set()
-
-    for future in futures:
-        future.add_done_callback(one)
-    return done
-
-
-class Gate:
-    """Holds virtual threads until every one of ``n`` has arrived and the test opens
-    it: ``arrive()`` then ``wait()`` in each; ``all_arrived`` for the test."""
-
-    def __init__(self, n: int) -> None:
-        self.n = n
-        self._arrived = itertools.count(1)
-        self.all_arrived = threading.Event()
-        self._open = ringloom.Event()  # parks a virtual thread that waits on it
-
-    def arrive(self) -> None:
-        if next(self._arrived) == self.n:
-            self.all_arrived.set()
-
-    def wait(self) -> None:
-        self._open.wait()
-
-    def open(self) -> None:
-        self._open.set()
+from scale_tools import LONG, Gate, ThreadBudget, all_done, os_threads
 
 
 def first_failure(futures: list[concurrent.futures.Future[Any]]) -> BaseException | None:

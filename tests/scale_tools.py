@@ -1,19 +1,65 @@
-"""Counts this process's OS threads while a pool runs, against what the pool may use.
+"""Helpers of the scale tests: a gate that holds virtual threads until all have
+arrived, an event for "all these futures are done", and a thread budget.
 
-The budget: the threads there before the pool started its runtime, plus the pool's
-workers (``platform_threads``), its watchdog thread, and its blocking-pool threads (the
-most that ``get_stats()["blocking_pool_threads"]`` has shown). Virtual threads must
-add nothing to it, however many there are.
+``ThreadBudget`` counts this process's OS threads while pools run, against what they
+may use: the threads there before the pools started their runtimes, plus each pool's
+workers (``platform_threads``), its watchdog thread, and its blocking-pool threads
+(the most that ``get_stats()["blocking_pool_threads"]`` has shown). Virtual threads
+must add nothing to it, however many there are.
 """
 
 from __future__ import annotations
 
+import concurrent.futures
+import itertools
 import os
 import threading
 import time
 from typing import Any, Callable
 
-__all__ = ["ThreadBudget", "os_threads"]
+import ringloom
+
+__all__ = ["LONG", "Gate", "ThreadBudget", "all_done", "os_threads"]
+
+# A generous bound on waits that end early on success: a hang fails the test instead
+# of stopping the suite.
+LONG = 300.0
+
+
+def all_done(futures: list[concurrent.futures.Future[Any]]) -> threading.Event:
+    """An event set once every one of ``futures`` is done."""
+    done = threading.Event()
+    finished = itertools.count(1)  # next() is atomic under the GIL
+    total = len(futures)
+
+    def one(_: concurrent.futures.Future[Any]) -> None:
+        if next(finished) == total:
+            done.set()
+
+    for future in futures:
+        future.add_done_callback(one)
+    return done
+
+
+class Gate:
+    """Holds virtual threads until every one of ``n`` has arrived and the test opens
+    it: ``arrive()`` then ``wait()`` in each; ``all_arrived`` for the test."""
+
+    def __init__(self, n: int) -> None:
+        self.n = n
+        self._arrived = itertools.count(1)
+        self.all_arrived = threading.Event()
+        self._open = ringloom.Event()  # parks a virtual thread that waits on it
+
+    def arrive(self) -> None:
+        if next(self._arrived) == self.n:
+            self.all_arrived.set()
+
+    def wait(self) -> None:
+        self._open.wait()
+
+    def open(self) -> None:
+        self._open.set()
 
 
 def os_threads() -> int:
