@@ -73,7 +73,8 @@ def test_keep_alive_connection(loom: Loom, server: str) -> None:
     ]
 
 
-def test_requests_from_1000_virtual_threads(loom: Loom, server: str) -> None:
+def test_requests_from_virtual_threads(loom: Loom, server: str) -> None:
+    # 2,000 concurrent clients: tests/test_scale.py.
     requests = pytest.importorskip("requests")
 
     def fetch(i: int) -> str:
@@ -81,8 +82,8 @@ def test_requests_from_1000_virtual_threads(loom: Loom, server: str) -> None:
         response.raise_for_status()
         return response.text
 
-    futures = [ringloom.submit(loom, fetch, i) for i in range(1000)]
-    assert [f.result(timeout=300) for f in futures] == [f"hello /r{i}" for i in range(1000)]
+    futures = [ringloom.submit(loom, fetch, i) for i in range(100)]
+    assert [f.result(timeout=300) for f in futures] == [f"hello /r{i}" for i in range(100)]
 
     def session_fetch() -> list[str]:
         with requests.Session() as session:
