@@ -24,6 +24,7 @@ from typing import Any, Callable
 
 import ringloom
 from ringloom import VirtualThreadPool, _fork
+from ringloom.safe_thread import SafeThread
 
 WAIT = 120.0  # seconds a child may take before it counts as hung
 
@@ -224,13 +225,17 @@ def test_fork_child_exits_through_sys_exit_and_atexit() -> None:
 
 
 def sys_exit_child() -> None:
-    """Run as ``python test_fork.py sys-exit-child``: forks with a live pool; the child
-    uses a new pool, leaves one open and ends through ``sys.exit(0)`` (interpreter exit,
-    atexit handlers); the parent checks its pool and prints a JSON line of outcomes,
-    also leaving its pool open for atexit."""
+    """Run as ``python test_fork.py sys-exit-child``: forks with a live pool and a
+    running SafeThread; the child uses a new pool, leaves one open and ends through
+    ``sys.exit(0)`` (interpreter exit, atexit handlers); the parent checks its pool and
+    prints a JSON line of outcomes, also leaving its pool open for atexit."""
     pool = VirtualThreadPool(max_platform_threads=2)
     assert pool.map(sleep_and_return, range(50)) == list(range(50))
     release, pending = start_pending(pool)
+    # A non-daemon SafeThread running at the fork: the parent waits for it at exit,
+    # the child must not.
+    blocker = SafeThread(target=release.wait, name="running-at-fork")
+    blocker.start()
     work = child_work(pool, pending)
 
     def work_and_leave_a_pool_open() -> dict[str, Any]:
@@ -247,6 +252,8 @@ def sys_exit_child() -> None:
     parent = exercise(pool)
     parent_ok = pending.result(timeout=WAIT) == "released" and parent["sleeps_ok"]
     parent_ok = parent_ok and parent["echoes_ok"] and parent["failed"] == 0
+    blocker.join(WAIT)
+    parent_ok = parent_ok and not blocker.is_alive() and blocker.get_result() is True
     print(json.dumps({"child_code": code, "child": report, "parent_ok": parent_ok}), flush=True)
     # Exits with the pool open: atexit closes it.
 

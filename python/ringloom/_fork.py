@@ -11,8 +11,10 @@ right after a fork, in the child only (``os.register_at_fork(after_in_child=...)
   locks and is marked as inherited: ``submit``, ``map`` and ``starmap`` raise
   RuntimeError saying so, ``shutdown`` returns at once, and its futures that were not
   done fail with that RuntimeError (their tasks run only in the parent);
-- the module-level locks of ringloom and the shared pool of ``run_in_virtual_thread``
-  and ``virtual_map`` start over.
+- the module-level locks of ringloom and the shared pool of ``run_in_virtual_thread``,
+  ``virtual_map`` and ``SafeThread`` start over;
+- the parent's SafeThreads are not waited for at the child's exit (they run only
+  in the parent; as ``threading`` forgets the parent's threads).
 
 The parent is untouched and its pools keep working.
 
@@ -91,13 +93,14 @@ def _reset_pool(pool: VirtualThreadPool) -> None:
 
 def _after_fork_in_child() -> None:
     _native.forget_after_fork()
-    from ringloom import green, virtual_thread
+    from ringloom import green, safe_thread, virtual_thread
     from ringloom.green import socket as green_socket
 
     green._lock = threading.Lock()
     green_socket._mode_lock = threading.Lock()
     virtual_thread._default_lock = threading.Lock()
     virtual_thread._default_pool = None
+    safe_thread._live.clear()  # else the child's exit would join them for ever
     for pool in list(_pools):
         _reset_pool(pool)
 
