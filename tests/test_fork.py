@@ -22,6 +22,7 @@ import time
 import traceback
 from typing import Any, Callable
 
+import pytest
 import ringloom
 from ringloom import VirtualThreadPool, _fork
 from ringloom.safe_thread import SafeThread
@@ -209,6 +210,30 @@ def test_fork_with_a_live_pool_child_exits_with_os_exit() -> None:
         assert parent["sleeps_ok"] and parent["echoes_ok"] and parent["failed"] == 0, parent
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
+
+
+def test_fork_in_a_virtual_thread_is_refused() -> None:
+    with VirtualThreadPool(max_platform_threads=2) as pool:
+        for fork in (os.fork, os.forkpty):
+            with pytest.raises(RuntimeError, match="in a virtual thread is not supported"):
+                pool.submit(fork).result(timeout=WAIT)
+        assert pool.submit(sleep_and_return, 7).result(timeout=WAIT) == 7
+    assert os.fork.__wrapped__ is _fork.stock_fork  # type: ignore[attr-defined]
+
+
+def test_fork_around_the_guard_ends_the_child() -> None:
+    """The stock fork, called in a virtual thread: the child exits (70) at once instead
+    of running a copy of the worker on the parent's ring."""
+
+    def fork_with_the_stock_function() -> int:
+        pid = _fork.stock_fork()
+        if pid == 0:
+            os._exit(0)  # not reached: the after-fork hook ends the child first
+        return wait_child(pid)  # parks this virtual thread on the pidfd
+
+    with VirtualThreadPool(max_platform_threads=2) as pool:
+        assert pool.submit(fork_with_the_stock_function).result(timeout=2 * WAIT) == 70
+        assert pool.map(sleep_and_return, range(20)) == list(range(20))
 
 
 def test_fork_child_exits_through_sys_exit_and_atexit() -> None:

@@ -18,6 +18,12 @@ right after a fork, in the child only (``os.register_at_fork(after_in_child=...)
 
 The parent is untouched and its pools keep working.
 
+``os.fork()`` (and ``os.forkpty()``) called in a virtual thread raises RuntimeError
+instead: the child would be a copy of a runtime worker in the middle of its loop,
+sharing that worker's ring (or epoll instance) with the parent. A fork that gets past
+this (through a reference to the stock function taken before ringloom was imported)
+ends the child at once, exit code 70, with that message on stderr.
+
 Example::
 
     pool = VirtualThreadPool()
@@ -42,7 +48,14 @@ from ringloom import _native
 if TYPE_CHECKING:
     from ringloom.virtual_thread import VirtualThreadPool
 
-__all__ = ["INHERITED", "closed_message", "track"]
+__all__ = ["IN_VIRTUAL_THREAD", "INHERITED", "closed_message", "fork", "forkpty", "track"]
+
+#: Why os.fork() refuses to run in a virtual thread.
+IN_VIRTUAL_THREAD = (
+    "os.fork() in a virtual thread is not supported: the child would be a copy of a "
+    "runtime worker, whose ring it shares with the parent; fork from a plain OS thread "
+    "(or use multiprocessing's 'spawn' or 'forkserver' start method)"
+)
 
 #: Why an inherited pool refuses work (also the exception of its unfinished futures).
 INHERITED = (
@@ -92,6 +105,12 @@ def _reset_pool(pool: VirtualThreadPool) -> None:
 
 
 def _after_fork_in_child() -> None:
+    if _native.in_virtual_thread():  # a fork that went around `fork` below
+        write = os.write
+        while hasattr(write, "__wrapped__"):  # the stock write: the patched one parks
+            write = write.__wrapped__
+        write(2, f"ringloom: {IN_VIRTUAL_THREAD}; the child exits\n".encode())
+        os._exit(70)
     _native.forget_after_fork()
     from ringloom import green, safe_thread, virtual_thread
     from ringloom.green import socket as green_socket
@@ -106,3 +125,25 @@ def _after_fork_in_child() -> None:
 
 
 os.register_at_fork(after_in_child=_after_fork_in_child)
+
+stock_fork = os.fork
+stock_forkpty = os.forkpty
+
+
+def fork() -> int:
+    if _native.in_virtual_thread():
+        raise RuntimeError(IN_VIRTUAL_THREAD)
+    return stock_fork()
+
+
+def forkpty() -> tuple[int, int]:
+    if _native.in_virtual_thread():
+        raise RuntimeError(IN_VIRTUAL_THREAD.replace("os.fork()", "os.forkpty()"))
+    return stock_forkpty()
+
+
+for _patched, _stock in ((fork, stock_fork), (forkpty, stock_forkpty)):
+    _patched.__doc__ = f"{_stock.__doc__}\n\nIn a virtual thread: RuntimeError (ringloom)."
+    _patched.__wrapped__ = _stock  # type: ignore[attr-defined]
+os.fork = fork
+os.forkpty = forkpty
