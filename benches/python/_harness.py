@@ -1,0 +1,120 @@
+"""What every Python benchmark script shares: pinning, the peak-thread watcher, RSS
+readings and the one JSON line the runner reads (see ``benches/suites/common.py``).
+
+Import it before anything that starts threads. It never imports ``threading``, so a
+script may still ``gevent.monkey.patch_all()`` after importing it; the watcher then runs
+on gevent's saved original ``start_new_thread`` and ``sleep``.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import resource
+import sys
+import time
+from typing import Any, Callable
+
+PAGE_KIB = os.sysconf("SC_PAGE_SIZE") // 1024
+
+
+def _original(module: str, name: str) -> Any:
+    """``module.name`` as it was before any gevent monkey-patching."""
+    monkey = sys.modules.get("gevent.monkey")
+    if monkey is not None:
+        return monkey.get_original(module, name)  # type: ignore[attr-defined]
+    return getattr(importlib.import_module(module), name)
+
+
+def pin(cpu: int | None) -> None:
+    """Pins this process (and every thread it starts afterwards) to one CPU."""
+    if cpu is not None and cpu >= 0 and hasattr(os, "sched_setaffinity"):
+        available = os.sched_getaffinity(0)
+        if cpu in available:
+            os.sched_setaffinity(0, {cpu})
+
+
+def affinity() -> list[int]:
+    return sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
+
+
+def os_threads() -> int:
+    """OS threads of this process now."""
+    return len(os.listdir("/proc/self/task"))
+
+
+def rss_kib() -> int:
+    """Resident set size now (``/proc/self/statm``), KiB."""
+    with open("/proc/self/statm", "rb") as statm:
+        return int(statm.read().split()[1]) * PAGE_KIB
+
+
+def peak_rss_mib() -> float:
+    """Peak resident set size of this process so far (``ru_maxrss``), MiB."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def raise_nofile(wanted: int) -> int:
+    """Raises the soft RLIMIT_NOFILE toward ``wanted`` (within the hard limit)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+    if soft != resource.RLIM_INFINITY and soft < target:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+        soft = target
+    return soft
+
+
+class Watcher:
+    """Samples this process's OS thread count from an OS thread of its own, every
+    ``interval`` seconds, from ``start()`` to ``stop()``. ``stop()`` returns the peak
+    without the watcher itself."""
+
+    def __init__(self, interval: float = 0.01) -> None:
+        self.interval = interval
+        self.peak = 0
+        self.samples = 0
+        self._stop = False
+        self._stopped = False
+        self._sleep: Callable[[float], None] = _original("time", "sleep")
+
+    def start(self) -> Watcher:
+        self.peak = os_threads() + 1
+        _original("_thread", "start_new_thread")(self._run, ())
+        return self
+
+    def _run(self) -> None:
+        try:
+            while not self._stop:
+                self.peak = max(self.peak, os_threads())
+                self.samples += 1
+                self._sleep(self.interval)
+        finally:
+            self._stopped = True
+
+    def stop(self) -> int:
+        self.peak = max(self.peak, os_threads())
+        self._stop = True
+        deadline = time.monotonic() + 2
+        while not self._stopped and time.monotonic() < deadline:
+            self._sleep(self.interval / 4)
+        return self.peak - 1
+
+
+def versions(*modules: str) -> dict[str, str]:
+    """``{module: version}`` for the peers a run used."""
+    out = {"python": sys.version.split()[0]}
+    for name in modules:
+        try:
+            module = importlib.import_module(name)
+        except ImportError:
+            continue
+        out[name] = str(getattr(module, "__version__", "?"))
+    return out
+
+
+def emit(metrics: dict[str, float], info: dict[str, Any]) -> None:
+    """The last stdout line: what the runner records."""
+    info.setdefault("cpus", affinity())
+    rounded = {k: round(float(v), 4) for k, v in metrics.items()}
+    print(json.dumps({"metrics": rounded, "info": info}, default=str), flush=True)

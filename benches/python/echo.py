@@ -1,0 +1,146 @@
+"""Workload py.echo: an echo server per peer, 1,000 connections, 1 KiB round trips.
+
+    python benches/python/echo.py PEER [--conns N] [--size B] [--seconds S] [--warmup W]
+        [--server-cpu C] [--load-cpu L] [--client python|rust|auto]
+
+Starts ``echo_server.py PEER`` pinned to ``--server-cpu`` and a load generator pinned to
+``--load-cpu``: ``benches/rust/target/release/echo_client`` when it was built (``auto``),
+else ``echo_load.py`` (raw uvloop Protocol). The same generator runs against every peer
+of a run. ``req_per_s`` is the generator's; ``peak_rss_mib`` (``VmHWM``) and
+``os_threads`` (peak, sampled every 20 ms) are the server's, read from ``/proc``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import _harness as h
+from echo_server import PEERS
+
+HERE = Path(__file__).resolve().parent
+RUST_CLIENT = HERE.parent / "rust" / "target" / "release" / "echo_client"
+
+
+def proc_status(pid: int) -> dict[str, str]:
+    out = {}
+    with open(f"/proc/{pid}/status") as status:
+        for line in status:
+            key, _, value = line.partition(":")
+            out[key] = value.strip()
+    return out
+
+
+def cpu_seconds(pid: int) -> float:
+    with open(f"/proc/{pid}/stat") as stat:
+        fields = stat.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def load_argv(args: argparse.Namespace, port: int) -> tuple[list[str], str]:
+    if args.client in ("rust", "auto") and RUST_CLIENT.exists():
+        return [
+            "taskset",
+            "-c",
+            str(args.load_cpu),
+            str(RUST_CLIENT),
+            "--port",
+            str(port),
+            "--conns",
+            str(args.conns),
+            "--size",
+            str(args.size),
+            "--seconds",
+            str(args.seconds),
+            "--warmup",
+            str(args.warmup),
+            "--json",
+        ], "rust"
+    if args.client == "rust":
+        sys.exit(f"{RUST_CLIENT} is not built")
+    return [
+        sys.executable,
+        str(HERE / "echo_load.py"),
+        "--port",
+        str(port),
+        "--conns",
+        str(args.conns),
+        "--size",
+        str(args.size),
+        "--seconds",
+        str(args.seconds),
+        "--warmup",
+        str(args.warmup),
+        "--cpu",
+        str(args.load_cpu),
+    ], "python"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("peer", choices=sorted(PEERS))
+    parser.add_argument("--conns", type=int, default=1000)
+    parser.add_argument("--size", type=int, default=1024)
+    parser.add_argument("--seconds", type=float, default=5.0)
+    parser.add_argument("--warmup", type=float, default=1.0)
+    parser.add_argument("--server-cpu", type=int, default=0)
+    parser.add_argument("--load-cpu", type=int, default=1)
+    parser.add_argument("--client", choices=("auto", "python", "rust"), default="auto")
+    args = parser.parse_args()
+    h.pin(args.load_cpu)  # this driver only samples /proc: it stays off the server's CPU
+    server = subprocess.Popen(
+        [sys.executable, str(HERE / "echo_server.py"), args.peer, "--cpu", str(args.server_cpu)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+    )
+    info: dict[str, Any] = {"peer": args.peer}
+    try:
+        assert server.stdout is not None
+        port = int(server.stdout.readline())
+        argv, kind = load_argv(args, port)
+        load = subprocess.Popen(argv, stdout=subprocess.PIPE, text=True)
+        peak_threads = 0
+        cpu0, t0 = cpu_seconds(server.pid), time.perf_counter()
+        while load.poll() is None:
+            peak_threads = max(peak_threads, len(os.listdir(f"/proc/{server.pid}/task")))
+            time.sleep(0.02)
+        server_cpu = (cpu_seconds(server.pid) - cpu0) / (time.perf_counter() - t0)
+        status = proc_status(server.pid)
+        assert load.stdout is not None
+        out = load.stdout.read().strip().splitlines()
+        if load.returncode != 0 or not out:
+            sys.exit(f"the load generator failed (exit {load.returncode})")
+        result = json.loads(out[-1])
+    finally:
+        if server.stdin is not None:
+            server.stdin.close()
+        try:
+            server.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            server.kill()
+    info.update(
+        load_generator=kind,
+        load=result,
+        server_cpu_share_incl_warmup=round(server_cpu, 3),
+        server_cpu=args.server_cpu,
+        load_cpu=args.load_cpu,
+    )
+    info.update(h.versions("gevent", "uvloop", "greenlet"))
+    h.emit(
+        {
+            "req_per_s": float(result["req_per_s"]),
+            "peak_rss_mib": int(status["VmHWM"].split()[0]) / 1024,
+            "os_threads": peak_threads,
+        },
+        info,
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,277 @@
+"""The Python suite (issue 5, Python workloads 1-7): ringloom's virtual threads beside
+ThreadPoolExecutor, gevent, asyncio and uvloop.
+
+Each case is one fresh process running ``benches/python/<script>.py`` (see their
+docstrings). Single-process workloads are pinned to the first CPU; where there is a
+server, the measured side is pinned to the first CPU and the other side (load generator,
+or the HTTP server of py.scrape) to the second.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from suites.common import Case, Goal, SuiteUnavailable, Workload
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent.parent
+SCRIPTS = ROOT / "benches" / "python"
+DATA = SCRIPTS / ".data"
+PEER_PACKAGES = ("gevent", "uvloop", "requests")
+
+TIMING = {"wall_s": "s", "peak_rss_mib": "MiB", "os_threads": "threads"}
+
+WORKLOADS: dict[str, Workload] = {
+    "py.sleep10k": Workload(
+        title="Python: 10,000 tasks of time.sleep(0.1)",
+        primary="wall_s",
+        higher_is_better=False,
+        metrics=TIMING,
+        target="<= 0.15 s",
+        seen="uvloop 0.18 s, asyncio 0.23, gevent 0.38, ThreadPoolExecutor(1000) 1.22",
+        goals=(Goal("wall_s", "<=", 0.15),),
+    ),
+    "py.sleep100k": Workload(
+        title="Python: 100,000 tasks of time.sleep(0.1)",
+        primary="wall_s",
+        higher_is_better=False,
+        metrics=TIMING,
+        target="<= 1.5 s",
+        seen="uvloop 2.29 s, asyncio 2.41, gevent 3.77 (ThreadPoolExecutor(1000): full run only)",
+        goals=(Goal("wall_s", "<=", 1.5),),
+    ),
+    "py.parked_memory": Workload(
+        title="Python: memory per parked task (100,000 asleep; OS threads: 2,000)",
+        primary="kib_per_task",
+        higher_is_better=False,
+        metrics={"kib_per_task": "KiB", "peak_rss_mib": "MiB", "os_threads": "threads"},
+        target="<= 4 KiB",
+        seen="asyncio task 1.3 KiB, gevent 8.3, an OS thread 16-19",
+        goals=(Goal("kib_per_task", "<=", 4.0),),
+    ),
+    "py.overhead.submit": Workload(
+        title="Python: 100,000 trivial tasks, submit + result",
+        primary="tasks_per_s",
+        higher_is_better=True,
+        metrics={"tasks_per_s": "tasks/s", "peak_rss_mib": "MiB", "os_threads": "threads"},
+        target="(the target is stated for map)",
+        seen="asyncio 103k/s, ThreadPoolExecutor(4) 60k/s, gevent 40k/s",
+    ),
+    "py.overhead.map": Workload(
+        title="Python: 100,000 trivial tasks, map",
+        primary="tasks_per_s",
+        higher_is_better=True,
+        metrics={"tasks_per_s": "tasks/s", "peak_rss_mib": "MiB", "os_threads": "threads"},
+        target=">= 150k tasks/s",
+        seen="asyncio 103k/s, ThreadPoolExecutor(4) 60k/s, gevent 40k/s",
+        goals=(Goal("tasks_per_s", ">=", 150_000),),
+    ),
+    "py.scrape": Workload(
+        title="Python: unmodified requests, 20,000 GETs at 10,000 concurrent (quick: 2,000 at "
+        "1,000), loopback uvloop server on the other CPU",
+        primary="req_per_s",
+        higher_is_better=True,
+        metrics={
+            "req_per_s": "req/s",
+            "peak_rss_mib": "MiB",
+            "os_threads": "threads",
+            "errors": "failed",
+        },
+        target=">= 1.5x gevent",
+        seen="(2,000 at 1,000) gevent monkey-patched 804/s, ThreadPoolExecutor(200) 418/s",
+        goals=(Goal("req_per_s", ">=", 1.5, kind="ratio", peer="gevent"),),
+    ),
+    "py.files.warm": Workload(
+        title="Python: read + blake2b 20,000 files of 4-64 KiB (quick: 4,000), warm cache",
+        primary="files_per_s",
+        higher_is_better=True,
+        metrics={"files_per_s": "files/s", "peak_rss_mib": "MiB", "os_threads": "threads"},
+        target=">= 1.5x the sequential loop",
+        seen="sequential 17-22k/s, ThreadPoolExecutor(8) 10-11k/s, (32) 7-8k/s, "
+        "gevent threadpool 7k/s, asyncio.to_thread 5k/s",
+        goals=(Goal("files_per_s", ">=", 1.5, kind="ratio", peer="sequential"),),
+    ),
+    "py.files.cold": Workload(
+        title="Python: read + blake2b 20,000 files of 4-64 KiB (quick: 4,000), cold cache",
+        primary="files_per_s",
+        higher_is_better=True,
+        metrics={"files_per_s": "files/s", "peak_rss_mib": "MiB", "os_threads": "threads"},
+        target=">= 2x the best pool (checked here against the best other peer)",
+        goals=(Goal("files_per_s", ">=", 2.0, kind="ratio"),),
+    ),
+    "py.echo": Workload(
+        title="Python: echo server, 1,000 connections, 1 KiB round trips (server on one CPU, "
+        "load generator on the other)",
+        primary="req_per_s",
+        higher_is_better=True,
+        metrics={"req_per_s": "req/s", "peak_rss_mib": "MiB", "os_threads": "threads"},
+        target=">= 1.5x gevent and >= uvloop streams; moonshot: uvloop Protocol",
+        seen="uvloop Protocol about 90k, uvloop streams 45-53k, gevent StreamServer 40-58k, "
+        "threads 40k, asyncio streams 23k",
+        goals=(
+            Goal("req_per_s", ">=", 1.5, kind="ratio", peer="gevent"),
+            Goal("req_per_s", ">=", 1.0, kind="ratio", peer="uvloop-streams"),
+        ),
+    ),
+}
+
+
+def _cpus() -> tuple[int, int]:
+    """The CPU for the measured process and the one for its counterpart."""
+    cpus = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else [0]
+    return cpus[0], cpus[1] if len(cpus) > 1 else cpus[0]
+
+
+def _files(quick: bool) -> int:
+    return 4_000 if quick else 20_000
+
+
+def _files_dir(quick: bool) -> Path:
+    return DATA / f"files-{_files(quick)}"
+
+
+def prepare(quick: bool) -> None:
+    """Installs the peers into this interpreter's environment, checks ringloom imports,
+    and writes the file set of py.files once."""
+    missing = []
+    for name in PEER_PACKAGES:
+        found = subprocess.run([sys.executable, "-c", f"import {name}"], capture_output=True)
+        if found.returncode != 0:
+            missing.append(name)
+    if missing:
+        done = subprocess.run(
+            [sys.executable, "-m", "pip", "install", "-q", *missing],
+            capture_output=True,
+            text=True,
+        )
+        if done.returncode != 0:
+            raise SuiteUnavailable(f"pip install {' '.join(missing)} failed: {done.stderr[-300:]}")
+    check = subprocess.run(
+        [sys.executable, "-c", "import ringloom"], capture_output=True, text=True, cwd=ROOT
+    )
+    if check.returncode != 0:
+        raise SuiteUnavailable(f"import ringloom failed: {check.stderr.strip()[-300:]}")
+    made = subprocess.run(
+        [
+            sys.executable,
+            str(SCRIPTS / "files.py"),
+            "make",
+            "--dir",
+            str(_files_dir(quick)),
+            "--count",
+            str(_files(quick)),
+        ],
+        capture_output=True,
+        text=True,
+    )
+    if made.returncode != 0:
+        raise SuiteUnavailable(f"could not write the file set: {made.stderr.strip()[-300:]}")
+
+
+def _script(name: str, *args: object) -> list[str]:
+    return [sys.executable, str(SCRIPTS / name), *(str(a) for a in args)]
+
+
+def cases(quick: bool) -> list[Case]:
+    main, other = _cpus()
+    out: list[Case] = []
+
+    for peer in ("ringloom", "threads", "gevent", "asyncio", "uvloop"):
+        out.append(
+            Case(
+                "py.sleep10k",
+                peer,
+                _script("sleepers.py", peer, "--n", 10_000, "--cpu", main),
+                timeout=120,
+            )
+        )
+    # ThreadPoolExecutor(1000) needs 100 rounds of 0.1 s here: only in the full run.
+    for peer in ("ringloom", "gevent", "asyncio", "uvloop", *(() if quick else ("threads",))):
+        out.append(
+            Case(
+                "py.sleep100k",
+                peer,
+                _script("sleepers.py", peer, "--n", 100_000, "--cpu", main),
+                timeout=300,
+            )
+        )
+    for peer in ("ringloom", "gevent", "asyncio", "threads"):
+        n = 2_000 if peer == "threads" else 100_000
+        out.append(
+            Case(
+                "py.parked_memory",
+                peer,
+                _script("sleepers.py", peer, "--parked", "--n", n, "--cpu", main),
+                timeout=300,
+            )
+        )
+    for mode in ("submit", "map"):
+        for peer in ("ringloom", "threads", "gevent", "asyncio"):
+            out.append(
+                Case(
+                    f"py.overhead.{mode}",
+                    peer,
+                    _script("overhead.py", peer, mode, "--n", 100_000, "--cpu", main),
+                    timeout=300,
+                )
+            )
+    n, c = (2_000, 1_000) if quick else (20_000, 10_000)
+    for peer in ("ringloom", "gevent", "threads"):
+        out.append(
+            Case(
+                "py.scrape",
+                peer,
+                _script(
+                    "scrape.py",
+                    peer,
+                    "--requests",
+                    n,
+                    "--concurrency",
+                    c,
+                    "--cpu",
+                    main,
+                    "--server-cpu",
+                    other,
+                ),
+                timeout=600,
+            )
+        )
+    for mode in ("warm", "cold"):
+        for peer in ("sequential", "ringloom", "threads8", "threads32", "gevent", "asyncio"):
+            out.append(
+                Case(
+                    f"py.files.{mode}",
+                    peer,
+                    _script("files.py", peer, mode, "--dir", _files_dir(quick), "--cpu", main),
+                    timeout=600,
+                )
+            )
+    seconds, warmup = (2, 0.5) if quick else (5, 1)
+    for peer in ("ringloom", "uvloop-protocol", "uvloop-streams", "asyncio", "gevent", "threads"):
+        out.append(
+            Case(
+                "py.echo",
+                peer,
+                _script(
+                    "echo.py",
+                    peer,
+                    "--conns",
+                    1_000,
+                    "--size",
+                    1024,
+                    "--seconds",
+                    seconds,
+                    "--warmup",
+                    warmup,
+                    "--server-cpu",
+                    main,
+                    "--load-cpu",
+                    other,
+                ),
+                timeout=120,
+            )
+        )
+    return out
