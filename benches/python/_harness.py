@@ -23,7 +23,7 @@ def _original(module: str, name: str) -> Any:
     """``module.name`` as it was before any gevent monkey-patching."""
     monkey = sys.modules.get("gevent.monkey")
     if monkey is not None:
-        return monkey.get_original(module, name)  # type: ignore[attr-defined]
+        return monkey.get_original(module, name)
     return getattr(importlib.import_module(module), name)
 
 

@@ -37,10 +37,12 @@ def proc_status(pid: int) -> dict[str, str]:
     return out
 
 
-def cpu_seconds(pid: int) -> float:
+def cpu_seconds(pid: int) -> tuple[float, float]:
+    """(user, system) CPU seconds of a process so far."""
     with open(f"/proc/{pid}/stat") as stat:
         fields = stat.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    tick = os.sysconf("SC_CLK_TCK")
+    return int(fields[11]) / tick, int(fields[12]) / tick
 
 
 def load_argv(args: argparse.Namespace, port: int) -> tuple[list[str], str]:
@@ -110,7 +112,8 @@ def main() -> None:
         while load.poll() is None:
             peak_threads = max(peak_threads, len(os.listdir(f"/proc/{server.pid}/task")))
             time.sleep(0.02)
-        server_cpu = (cpu_seconds(server.pid) - cpu0) / (time.perf_counter() - t0)
+        cpu1, elapsed = cpu_seconds(server.pid), time.perf_counter() - t0
+        server_user, server_sys = ((b - a) / elapsed for a, b in zip(cpu0, cpu1))
         status = proc_status(server.pid)
         assert load.stdout is not None
         out = load.stdout.read().strip().splitlines()
@@ -127,7 +130,10 @@ def main() -> None:
     info.update(
         load_generator=kind,
         load=result,
-        server_cpu_share_incl_warmup=round(server_cpu, 3),
+        # CPU share of the server process from its start to the load's end (warm-up
+        # included): user and system time over wall time.
+        server_user_share=round(server_user, 3),
+        server_sys_share=round(server_sys, 3),
         server_cpu=args.server_cpu,
         load_cpu=args.load_cpu,
     )

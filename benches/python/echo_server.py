@@ -36,14 +36,18 @@ def announce(sock: socket.socket) -> None:
 
 
 def handle(conn: socket.socket) -> None:
-    """The blocking echo handler both ringloom and threads run."""
+    """The blocking echo handler both ringloom and threads run. A reset (the load
+    generator closes with bytes in flight) ends it quietly."""
     with conn:
         conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        while True:
-            data = conn.recv(65536)
-            if not data:
-                return
-            conn.sendall(data)
+        try:
+            while True:
+                data = conn.recv(65536)
+                if not data:
+                    return
+                conn.sendall(data)
+        except ConnectionError:
+            return
 
 
 def serve_ringloom() -> None:
@@ -86,11 +90,14 @@ def serve_gevent() -> None:
 
     def gevent_handle(conn: Any, _: Any) -> None:
         conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        while True:
-            data = conn.recv(65536)
-            if not data:
-                return
-            conn.sendall(data)
+        try:
+            while True:
+                data = conn.recv(65536)
+                if not data:
+                    return
+                conn.sendall(data)
+        except ConnectionError:
+            return
 
     server = StreamServer(sock, gevent_handle)
     server.start()
@@ -115,12 +122,15 @@ def _asyncio_serve(streams: bool) -> Any:
             self.transport.write(data)
 
     async def stream_handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        while True:
-            data = await reader.read(65536)
-            if not data:
-                break
-            writer.write(data)
-            await writer.drain()
+        try:
+            while True:
+                data = await reader.read(65536)
+                if not data:
+                    break
+                writer.write(data)
+                await writer.drain()
+        except ConnectionError:
+            pass
         writer.close()
 
     async def main() -> None:
