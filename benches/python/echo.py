@@ -1,13 +1,14 @@
 """Workload py.echo: an echo server per peer, 1,000 connections, 1 KiB round trips.
 
     python benches/python/echo.py PEER [--conns N] [--size B] [--seconds S] [--warmup W]
-        [--server-cpu C] [--load-cpu L] [--client python|rust|auto]
+        [--server-cpu C] [--load-cpu L]
 
-Starts ``echo_server.py PEER`` pinned to ``--server-cpu`` and a load generator pinned to
-``--load-cpu``: ``benches/rust/target/release/echo_client`` when it was built (``auto``),
-else ``echo_load.py`` (raw uvloop Protocol). The same generator runs against every peer
-of a run. ``req_per_s`` is the generator's; ``peak_rss_mib`` (``VmHWM``) and
-``os_threads`` (peak, sampled every 20 ms) are the server's, read from ``/proc``.
+Starts ``echo_server.py PEER`` pinned to ``--server-cpu`` and the load generator
+``echo_load.py`` (raw uvloop Protocol) pinned to ``--load-cpu``; the same generator runs
+against every peer. (The Rust load generator, ``rbench echo``, starts and drives its own
+server child only: it has no mode for a server it did not start.) ``req_per_s`` is the
+generator's; ``peak_rss_mib`` (``VmHWM``) and ``os_threads`` (peak, sampled every 20 ms)
+are the server's, read from ``/proc``.
 """
 
 from __future__ import annotations
@@ -25,7 +26,6 @@ import _harness as h
 from echo_server import PEERS
 
 HERE = Path(__file__).resolve().parent
-RUST_CLIENT = HERE.parent / "rust" / "target" / "release" / "echo_client"
 
 
 def proc_status(pid: int) -> dict[str, str]:
@@ -45,27 +45,7 @@ def cpu_seconds(pid: int) -> tuple[float, float]:
     return int(fields[11]) / tick, int(fields[12]) / tick
 
 
-def load_argv(args: argparse.Namespace, port: int) -> tuple[list[str], str]:
-    if args.client in ("rust", "auto") and RUST_CLIENT.exists():
-        return [
-            "taskset",
-            "-c",
-            str(args.load_cpu),
-            str(RUST_CLIENT),
-            "--port",
-            str(port),
-            "--conns",
-            str(args.conns),
-            "--size",
-            str(args.size),
-            "--seconds",
-            str(args.seconds),
-            "--warmup",
-            str(args.warmup),
-            "--json",
-        ], "rust"
-    if args.client == "rust":
-        sys.exit(f"{RUST_CLIENT} is not built")
+def load_argv(args: argparse.Namespace, port: int) -> list[str]:
     return [
         sys.executable,
         str(HERE / "echo_load.py"),
@@ -81,7 +61,7 @@ def load_argv(args: argparse.Namespace, port: int) -> tuple[list[str], str]:
         str(args.warmup),
         "--cpu",
         str(args.load_cpu),
-    ], "python"
+    ]
 
 
 def main() -> None:
@@ -93,7 +73,6 @@ def main() -> None:
     parser.add_argument("--warmup", type=float, default=1.0)
     parser.add_argument("--server-cpu", type=int, default=0)
     parser.add_argument("--load-cpu", type=int, default=1)
-    parser.add_argument("--client", choices=("auto", "python", "rust"), default="auto")
     args = parser.parse_args()
     h.pin(args.load_cpu)  # this driver only samples /proc: it stays off the server's CPU
     server = subprocess.Popen(
@@ -105,8 +84,7 @@ def main() -> None:
     try:
         assert server.stdout is not None
         port = int(server.stdout.readline())
-        argv, kind = load_argv(args, port)
-        load = subprocess.Popen(argv, stdout=subprocess.PIPE, text=True)
+        load = subprocess.Popen(load_argv(args, port), stdout=subprocess.PIPE, text=True)
         peak_threads = 0
         cpu0, t0 = cpu_seconds(server.pid), time.perf_counter()
         while load.poll() is None:
@@ -128,7 +106,7 @@ def main() -> None:
         except subprocess.TimeoutExpired:
             server.kill()
     info.update(
-        load_generator=kind,
+        load_generator="echo_load.py (uvloop Protocol)",
         load=result,
         # CPU share of the server process from its start to the load's end (warm-up
         # included): user and system time over wall time.

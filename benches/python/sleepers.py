@@ -9,7 +9,8 @@ task), ``gevent`` (``gevent.sleep`` in ``gevent.spawn``), ``asyncio`` and ``uvlo
 (``asyncio.sleep`` in tasks gathered).
 
 Wall mode: ``wall_s`` from before the executor or loop is created until every result is
-in; ``peak_rss_mib`` (``ru_maxrss``) and ``os_threads`` (peak, sampled every 10 ms).
+in and it is shut down (threads joined, loop closed); ``peak_rss_mib`` (``ru_maxrss``)
+and ``os_threads`` (peak, sampled every 10 ms).
 Parked mode: the RSS before the tasks are created (runtime already started) and once all
 N sleep; ``kib_per_task`` is the difference over N. The process then exits without
 waking them.
