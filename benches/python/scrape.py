@@ -10,7 +10,8 @@ Peers: ``ringloom`` (``VirtualThreadPool(max_virtual_threads=C).map``), ``gevent
 (status, length and bytes). The server (``http_server.py``, raw uvloop Protocol) runs in
 its own process pinned to ``--server-cpu``; this client is pinned to ``--cpu``. The
 server's CPU time over the run is reported (``server_cpu_share``, 1.0 = a core busy the
-whole time) so a run where the server saturates shows it.
+whole time; ``server_capacity_req_per_s``, requests over that CPU time) so a run where the
+server saturates shows it.
 """
 
 from __future__ import annotations
@@ -132,6 +133,9 @@ def main() -> None:
         first_errors=sorted(set(errors))[:3],
         server="http_server.py: raw uvloop Protocol, a separate process",
         server_cpu_share=round(server_cpu / wall, 3),
+        # What the server would serve with its CPU busy the whole time, at this run's
+        # cost per request (its CPU time includes accepting and closing connections).
+        server_capacity_req_per_s=round(args.requests / server_cpu) if server_cpu > 0 else None,
         rlimit_nofile=nofile,
     )
     info.update(h.versions("requests", "gevent", "uvloop", "greenlet"))
