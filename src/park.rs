@@ -153,21 +153,40 @@ pub(crate) fn wait(
     } else if timeout == Some(Duration::ZERO) {
         return Ok(Vec::new());
     }
-    // Each op gets its own duplicate of its descriptor, which it closes once its
-    // completion arrives: Python may close `fd` whenever it likes (even while a cancelled
-    // poll is still in the ring) without the ring touching a reused number.
+    // Under io_uring a poll names the descriptor only until it is submitted (at this
+    // worker's next ring enter, before any other Python runs on it... except the other
+    // virtual threads of this turn); from then on the kernel holds the file itself, and
+    // cancellation goes by user_data. So the number is lent, not duplicated: a parked
+    // socket costs one descriptor, not two. The fallback driver's epoll removes a
+    // registration by number, which a reused number would get wrong, so there each op
+    // gets its own duplicate, closed once its completion arrives.
+    let lend = matches!(
+        ringloom::driver::current_shared().map(|driver| driver.kind()),
+        Some(ringloom::driver::DriverKind::Uring(_))
+    );
     let mut polls: Vec<(RawFd, Pin<Box<PollFuture>>)> = Vec::with_capacity(fds.len());
     for &(fd, events) in fds {
-        // SAFETY: the borrow lasts only for the dup call; an fd that is not open makes
-        // the dup fail with EBADF.
-        let own = match unsafe { BorrowedFd::borrow_raw(fd) }.try_clone_to_owned() {
-            Ok(own) => own,
-            Err(err) if err.raw_os_error() == Some(libc::EBADF) && !nval_is_error => {
-                return Ok(vec![(fd, libc::POLLNVAL as u32)]);
+        let op_fd = if lend {
+            // SAFETY: the contract of `borrowed` (open until completion) guards against
+            // an op acting on another file that got the number. A POLL_ADD acts on
+            // nothing: it resolves the number once, at submission, and then holds the
+            // file. If Python closed `fd` (and the number was reused) before this turn's
+            // ring enter, the worst is a readiness report for the other file: every
+            // caller treats readiness as a hint and retries its own non-blocking call,
+            // which fails on its own closed socket. No memory is lent to the kernel.
+            unsafe { OpFd::borrowed(fd) }
+        } else {
+            // SAFETY: the borrow lasts only for the dup call; an fd that is not open
+            // makes the dup fail with EBADF.
+            match unsafe { BorrowedFd::borrow_raw(fd) }.try_clone_to_owned() {
+                Ok(own) => OpFd::from(own),
+                Err(err) if err.raw_os_error() == Some(libc::EBADF) && !nval_is_error => {
+                    return Ok(vec![(fd, libc::POLLNVAL as u32)]);
+                }
+                Err(err) => return Err(err.into()),
             }
-            Err(err) => return Err(err.into()),
         };
-        polls.push((fd, Box::pin(PollAdd::submit(OpFd::from(own), events))));
+        polls.push((fd, Box::pin(PollAdd::submit(op_fd, events))));
     }
     let result: Rc<RefCell<Option<io::Result<Ready>>>> = Rc::default();
     let slot = result.clone();

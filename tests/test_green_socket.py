@@ -422,3 +422,29 @@ def test_reader_that_loses_the_race_on_a_timeout_socket_parks_again() -> None:
         assert sorted(f.result(timeout=30) for f in futures) == [b"x", b"y"]
     a.close()
     b.close()
+
+
+def test_a_parked_socket_costs_no_extra_descriptor_under_io_uring(loom: Loom) -> None:
+    """io_uring polls hold the file, so parking lends the number instead of a dup; the
+    fallback driver (epoll deregisters by number) still holds a duplicate per wait."""
+    n = 500
+    pairs = [socket.socketpair() for _ in range(n)]
+    try:
+        before = len(os.listdir("/proc/self/fd"))
+        futures = [ringloom.submit(loom, a.recv, 10) for a, _ in pairs]
+        deadline = time.monotonic() + 30
+        while loom.stats()["parked"] < n and time.monotonic() < deadline:
+            time.sleep(0.005)
+        assert loom.stats()["parked"] == n
+        extra = len(os.listdir("/proc/self/fd")) - before
+        if loom.stats()["driver"] == "io_uring":
+            assert extra < n // 10, extra
+        else:
+            assert extra >= n, extra
+        for _, b in pairs:
+            b.send(b"x")
+        assert [f.result(timeout=30) for f in futures] == [b"x"] * n
+    finally:
+        for a, b in pairs:
+            a.close()
+            b.close()
