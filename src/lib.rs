@@ -1,10 +1,10 @@
 //! `ringloom._native`: the Python bindings of ringloom.
 //!
 //! A [`Loom`](loom::Loom) owns a ringloom runtime whose worker threads stay attached to
-//! the interpreter for their whole life. Each virtual thread is a greenlet that a worker
-//! runs inside one of its tasks; when the greenlet blocks ([`park::sleep`]) it hands a
-//! ringloom future to its task and switches back to the worker, which runs other tasks
-//! until the future completes and the task switches back into the greenlet.
+//! the interpreter for their whole life. Each virtual thread is a greenlet that its
+//! worker's hub (one task per worker, `hub.rs`) switches into; when the greenlet blocks
+//! ([`park::sleep`]) it hands a ringloom future to the hub and switches back, and the
+//! hub runs other virtual threads until that future completes.
 
 use pyo3::prelude::*;
 
@@ -12,9 +12,11 @@ mod blocking;
 mod file;
 mod gil;
 mod greenlet;
+mod hub;
 mod loom;
 mod park;
 mod parker;
+mod ready;
 mod stats;
 mod vthread;
 mod watchdog;

@@ -7,6 +7,7 @@ use pyo3::prelude::*;
 use pyo3::types::PyDict;
 use ringloom::Runtime;
 
+use crate::hub;
 use crate::stats::Counters;
 use crate::vthread::Unstarted;
 use crate::watchdog::Watch;
@@ -14,7 +15,7 @@ use crate::watchdog::Watch;
 /// Owns the runtime. Its workers are attached to the interpreter for their whole life
 /// (attaching per greenlet switch destroys the thread state a parked greenlet needs, and
 /// the next switch segfaults) but hold the GIL only while they run Python: each poll of
-/// a virtual thread takes it (`gil::with_gil`) and gives it back.
+/// a worker's hub takes it (`gil::with_gil`) and gives it back.
 ///
 /// Holding the GIL for the whole worker loop and releasing it only around the ring wait
 /// (`wrap_park`) was tried first: it works while running, but the runtime's shutdown
@@ -72,17 +73,22 @@ impl Loom {
     /// Starts `func()` in a new virtual thread; its return value or exception goes to
     /// `future` (a `concurrent.futures.Future`). With `intercept=False` the thread's
     /// blocking calls are not turned into parks by the interception layer
-    /// (`intercepting()` is False in it).
-    #[pyo3(signature = (func, future, intercept = true))]
+    /// (`intercepting()` is False in it). `priority` (0..=255, lower first) orders it
+    /// among the ready virtual threads of its worker (`hub.rs`).
+    #[pyo3(signature = (func, future, intercept = true, priority = 128))]
     fn spawn(
         &self,
         func: Bound<'_, PyAny>,
         future: Bound<'_, PyAny>,
         intercept: bool,
+        priority: i64,
     ) -> PyResult<()> {
         if !func.is_callable() {
             return Err(PyTypeError::new_err("func must be callable"));
         }
+        let priority = u8::try_from(priority).map_err(|_| {
+            PyValueError::new_err(format!("priority must be in 0..255, got {priority}"))
+        })?;
         let guard = self.runtime.lock().unwrap();
         let runtime = guard
             .as_ref()
@@ -91,13 +97,12 @@ impl Loom {
             func.unbind(),
             future.unbind(),
             intercept,
+            priority,
             self.counters.clone(),
         );
         // A Send starter, so a virtual thread not yet started may go to any worker; the
-        // greenlet is created where the local task runs, and stays there.
-        drop(runtime.spawn(async move {
-            drop(ringloom::spawn_local(unstarted.into_vthread()));
-        }));
+        // hub of the worker it lands on creates the greenlet, and it stays there.
+        drop(runtime.spawn(async move { hub::adopt(unstarted) }));
         Ok(())
     }
 
@@ -243,7 +248,7 @@ struct RunFn<'a>(&'a mut dyn FnMut());
 
 // SAFETY: `detach` runs the closure on the calling thread, so nothing crosses threads.
 // The worker body runs without the GIL; every place in it that touches a Python object
-// (a virtual thread's poll and drop, a starter's drop) takes the GIL first through
+// (a hub's poll and drop, a starter's drop) takes the GIL first through
 // `gil::with_gil`, and no GIL-bound reference is created outside those places.
 unsafe impl Send for RunFn<'_> {}
 

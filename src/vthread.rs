@@ -1,18 +1,18 @@
-//! A virtual thread: a ringloom task that runs one Python callable in a greenlet.
+//! A virtual thread: one Python callable run in a greenlet by its worker's hub
+//! (`hub.rs`).
 //!
-//! The task is local to its worker (`spawn_local`) because a started greenlet cannot
-//! move between OS threads. Each poll switches into the greenlet; the greenlet runs until
-//! it returns, raises, or parks ([`park`]): it leaves the ringloom future it waits for in
-//! the thread's [`Slot`] and switches back to the hub (the worker's main greenlet, where
-//! the poll is). The poll then polls that future with the task's waker, so the completion
-//! wakes the task and the next poll switches back into the greenlet.
+//! A started greenlet cannot move between OS threads, so a virtual thread stays on the
+//! worker whose hub took it. Each resume switches into the greenlet; the greenlet runs
+//! until it returns, raises, or parks ([`park`]): it leaves the ringloom future it waits
+//! for in the thread's [`Slot`] and switches back to the worker's main greenlet, where
+//! the hub runs. The hub then polls that future with the virtual thread's own waker, so
+//! the completion marks this one virtual thread ready again.
 
 use std::cell::RefCell;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 
 use pyo3::prelude::*;
 
@@ -21,18 +21,18 @@ use crate::greenlet;
 use crate::stats::Counters;
 use crate::watchdog;
 
-/// What a parked virtual thread waits for. Polled only by its task, on its worker.
+/// What a parked virtual thread waits for. Polled only by its hub, on its worker.
 pub(crate) type Wait = Pin<Box<dyn Future<Output = ()>>>;
 
-/// The virtual thread running now on this worker: set by the task's poll for exactly
+/// The virtual thread running now on this worker: set by [`VThread::resume`] for exactly
 /// the time it is switched into the greenlet.
 struct Slot {
-    /// The worker's main greenlet, which the poll runs in.
+    /// The worker's main greenlet, which the hub runs in.
     hub: Py<PyAny>,
     /// The virtual thread's own greenlet, so a greenlet that user code started inside
     /// a virtual thread is not mistaken for it.
     greenlet: *mut pyo3::ffi::PyObject,
-    /// Left here by [`park`] for the poll to take.
+    /// Left here by [`park`] for the resume to take.
     wait: Option<Wait>,
     /// Whether the interception layer turns this thread's blocking calls into parks
     /// (`is_blocking` not False at submit).
@@ -82,27 +82,35 @@ pub(crate) fn park(py: Python<'_>, wait: Wait) -> Option<PyResult<()>> {
         slot.wait = Some(wait);
         slot.hub.clone_ref(py)
     });
-    // No borrow of CURRENT is held across the switch: the poll takes the slot meanwhile.
-    Some(hub.bind(py).call_method0("switch").map(drop))
+    // No borrow of CURRENT is held across the switch: the resume takes the slot meanwhile.
+    let switched = hub.bind(py).call_method0("switch").map(drop);
+    // A switch that failed before leaving must not leave its wait behind: the resume
+    // would take the greenlet for parked when it returns or yields later.
+    CURRENT.with(|c| {
+        if let Some(slot) = c.borrow_mut().as_mut() {
+            slot.wait = None;
+        }
+    });
+    Some(switched)
 }
 
-/// The task of one virtual thread.
+/// One virtual thread, owned by its worker's hub from the moment it starts.
 pub(crate) struct VThread {
-    /// The callable, until the greenlet is created at the first poll.
+    /// The callable, until the greenlet is created at the first resume.
     func: Option<Py<PyAny>>,
     /// The `concurrent.futures.Future` that gets the outcome; `None` once delivered.
     future: Option<Py<PyAny>>,
     greenlet: Option<Py<PyAny>>,
-    hub: Option<Py<PyAny>>,
-    wait: Option<Wait>,
     intercept: bool,
+    /// 0..=255, lower first: the order the hub runs ready virtual threads in.
+    pub(crate) priority: u8,
     counters: Arc<Counters>,
     /// Counted in `counters.parked` now.
     parked: bool,
 }
 
 /// What one switch into the greenlet ended with.
-enum Step {
+pub(crate) enum Step {
     Finished,
     Parked(Wait),
     /// The greenlet switched to the hub without parking: run it again later.
@@ -110,20 +118,8 @@ enum Step {
 }
 
 impl VThread {
-    fn new(func: Py<PyAny>, future: Py<PyAny>, intercept: bool, counters: Arc<Counters>) -> Self {
-        VThread {
-            func: Some(func),
-            future: Some(future),
-            greenlet: None,
-            hub: None,
-            wait: None,
-            intercept,
-            counters,
-            parked: false,
-        }
-    }
-
-    fn set_parked(&mut self, parked: bool) {
+    /// Counts the virtual thread in (or out of) `parked`; entering it counts a park.
+    pub(crate) fn set_parked(&mut self, parked: bool) {
         if self.parked != parked {
             self.parked = parked;
             if parked {
@@ -162,14 +158,16 @@ impl VThread {
             self.future = None;
             return Ok(None);
         }
-        self.hub = Some(greenlet::current(py)?.unbind());
         let created = greenlet::new_greenlet(py, func.bind(py))?;
         self.greenlet = Some(created.clone().unbind());
         Counters::add(&self.counters.started);
         Ok(Some(created))
     }
 
-    fn resume(&mut self, py: Python<'_>) -> Step {
+    /// Switches into the greenlet (creating it the first time) until it parks, yields
+    /// or ends. `hub` is the calling greenlet: the worker's main one, which every
+    /// virtual thread of the worker switches back to.
+    pub(crate) fn resume(&mut self, py: Python<'_>, hub: &Bound<'_, PyAny>) -> Step {
         let greenlet = match &self.greenlet {
             Some(greenlet) => greenlet.bind(py).clone(),
             None => match self.start(py) {
@@ -185,10 +183,9 @@ impl VThread {
                 }
             },
         };
-        let hub = self.hub.as_ref().expect("set at start").clone_ref(py);
         CURRENT.with(|c| {
             *c.borrow_mut() = Some(Slot {
-                hub,
+                hub: hub.clone().unbind(),
                 greenlet: greenlet.as_ptr(),
                 wait: None,
                 intercept: self.intercept,
@@ -197,16 +194,18 @@ impl VThread {
         watchdog::mark(true);
         let switched = greenlet.call_method0("switch");
         watchdog::mark(false);
-        let slot = CURRENT.with(|c| c.borrow_mut().take());
-        let dead = match &switched {
-            Ok(_) => greenlet.getattr("dead").and_then(|d| d.is_truthy()),
-            Err(_) => Ok(true),
+        let wait = CURRENT
+            .with(|c| c.borrow_mut().take())
+            .and_then(|slot| slot.wait);
+        // A wait left behind means the greenlet is suspended in `park`: alive, and no
+        // need to ask (`dead` is an attribute lookup per switch).
+        let dead = match (&switched, wait) {
+            (Ok(_), Some(wait)) => return Step::Parked(wait),
+            (Ok(_), None) => greenlet.getattr("dead").and_then(|d| d.is_truthy()),
+            (Err(_), _) => Ok(true),
         };
         match dead {
-            Ok(false) => match slot.and_then(|slot| slot.wait) {
-                Some(wait) => Step::Parked(wait),
-                None => Step::Yielded,
-            },
+            Ok(false) => Step::Yielded,
             Ok(true) => {
                 self.deliver(py, switched);
                 self.finish();
@@ -220,14 +219,20 @@ impl VThread {
         }
     }
 
-    /// Lets go of every Python object while the GIL is held, so dropping the finished
-    /// task needs no GIL.
+    /// Ends the virtual thread with `err` without running it (its hub could not).
+    pub(crate) fn fail(&mut self, py: Python<'_>, err: PyErr) {
+        self.deliver(py, Err(err));
+        self.func = None;
+        self.finish();
+    }
+
+    /// Lets go of the greenlet while the GIL is held, so dropping the finished virtual
+    /// thread needs no GIL.
     fn finish(&mut self) {
         if self.greenlet.is_some() {
             Counters::add(&self.counters.finished);
         }
         self.greenlet = None;
-        self.hub = None;
     }
 }
 
@@ -236,6 +241,7 @@ pub(crate) struct Unstarted {
     func: Option<Py<PyAny>>,
     future: Option<Py<PyAny>>,
     intercept: bool,
+    priority: u8,
     counters: Arc<Counters>,
 }
 
@@ -244,22 +250,36 @@ impl Unstarted {
         func: Py<PyAny>,
         future: Py<PyAny>,
         intercept: bool,
+        priority: u8,
         counters: Arc<Counters>,
     ) -> Unstarted {
         Unstarted {
             func: Some(func),
             future: Some(future),
             intercept,
+            priority,
             counters,
         }
     }
 
+    /// The counters of its `Loom`, which also name the `Loom` (see `hub::adopt`).
+    pub(crate) fn counters(&self) -> &Arc<Counters> {
+        &self.counters
+    }
+
     /// Called on the worker that will run it: from here on it stays there.
     pub(crate) fn into_vthread(mut self) -> VThread {
-        let counters = self.counters.clone();
-        match (self.func.take(), self.future.take()) {
-            (Some(func), Some(future)) => VThread::new(func, future, self.intercept, counters),
-            _ => unreachable!("taken only here"),
+        let (Some(func), Some(future)) = (self.func.take(), self.future.take()) else {
+            unreachable!("taken only here")
+        };
+        VThread {
+            func: Some(func),
+            future: Some(future),
+            greenlet: None,
+            intercept: self.intercept,
+            priority: self.priority,
+            counters: self.counters.clone(),
+            parked: false,
         }
     }
 }
@@ -284,46 +304,15 @@ impl Drop for Unstarted {
     }
 }
 
-impl Future for VThread {
-    type Output = ();
-
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
-        let this = self.get_mut();
-        loop {
-            if let Some(wait) = this.wait.as_mut() {
-                if wait.as_mut().poll(cx).is_pending() {
-                    this.set_parked(true);
-                    return Poll::Pending;
-                }
-                this.wait = None;
-                this.set_parked(false);
-            }
-            match with_gil(|py| this.resume(py)) {
-                Step::Finished => return Poll::Ready(()),
-                Step::Parked(wait) => this.wait = Some(wait),
-                Step::Yielded => {
-                    cx.waker().wake_by_ref();
-                    return Poll::Pending;
-                }
-            }
-        }
-    }
-}
-
 impl Drop for VThread {
     /// A virtual thread dropped unfinished (runtime shut down) fails its future, so no
     /// caller waits forever; dropping the greenlet then kills it (`GreenletExit`).
     fn drop(&mut self) {
         self.set_parked(false);
-        let holds_python = self.future.is_some()
-            || self.greenlet.is_some()
-            || self.func.is_some()
-            || self.hub.is_some();
-        if !holds_python {
+        if self.future.is_none() && self.greenlet.is_none() && self.func.is_none() {
             return;
         }
         with_gil(|py| {
-            self.wait = None;
             if self.future.is_some() {
                 let err = pyo3::exceptions::PyRuntimeError::new_err(
                     "the ringloom runtime shut down before this virtual thread finished",
@@ -332,7 +321,6 @@ impl Drop for VThread {
             }
             self.func = None;
             self.greenlet = None;
-            self.hub = None;
         });
     }
 }

@@ -11,7 +11,10 @@ class Loom:
         func: Callable[[], Any],
         future: concurrent.futures.Future[Any],
         intercept: bool = True,
-    ) -> None: ...
+        priority: int = 128,
+    ) -> None:
+        """Runs ``func()`` in a new virtual thread, its outcome to ``future``.
+        ``priority`` (0..255, lower first) orders the ready virtual threads of a worker."""
     def stats(self) -> dict[str, Any]: ...
     def holding(self) -> list[tuple[int, int, float]]:
         """``(thread_ident, episode, seconds)`` per worker running a virtual thread

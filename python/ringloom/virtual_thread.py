@@ -291,7 +291,7 @@ class VirtualThreadPool(concurrent.futures.Executor):
         try:
             if loom is None:
                 raise RuntimeError("the VirtualThreadPool's runtime is closed")
-            loom.spawn(item.call, item.future, item.intercept)
+            loom.spawn(item.call, item.future, item.intercept, item.priority)
         except RuntimeError as err:
             # The Loom was closed (at interpreter exit): fail this and everything queued,
             # without dispatching more (no recursion through the done callbacks).
