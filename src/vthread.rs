@@ -14,6 +14,7 @@ use std::pin::Pin;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
+use pyo3::intern;
 use pyo3::prelude::*;
 
 use crate::gil::with_gil;
@@ -80,10 +81,10 @@ pub(crate) fn park(py: Python<'_>, wait: Wait) -> Option<PyResult<()>> {
         let mut current = c.borrow_mut();
         let slot = current.as_mut().expect("checked above");
         slot.wait = Some(wait);
-        slot.hub.clone_ref(py)
+        slot.hub.clone_ref(py).into_bound(py)
     });
     // No borrow of CURRENT is held across the switch: the resume takes the slot meanwhile.
-    let switched = hub.bind(py).call_method0("switch").map(drop);
+    let switched = hub.call_method0(intern!(py, "switch")).map(drop);
     // A switch that failed before leaving must not leave its wait behind: the resume
     // would take the greenlet for parked when it returns or yields later.
     CURRENT.with(|c| {
@@ -135,7 +136,7 @@ impl VThread {
         let Some(future) = self.future.take() else {
             return;
         };
-        let future = future.bind(py);
+        let future = &future.into_bound(py);
         let delivered = match outcome {
             Ok(value) => future.call_method1("set_result", (value,)),
             Err(err) => future.call_method1("set_exception", (err.into_value(py),)),
@@ -149,6 +150,7 @@ impl VThread {
     /// Creates the greenlet on this worker, unless the future was cancelled first.
     fn start<'py>(&mut self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyAny>>> {
         let func = self.func.take().expect("a virtual thread starts once");
+        let func = func.into_bound(py);
         let future = self.future.as_ref().expect("not delivered before start");
         if !future
             .bind(py)
@@ -158,7 +160,7 @@ impl VThread {
             self.future = None;
             return Ok(None);
         }
-        let created = greenlet::new_greenlet(py, func.bind(py))?;
+        let created = greenlet::new_greenlet(py, &func)?;
         self.greenlet = Some(created.clone().unbind());
         Counters::add(&self.counters.started);
         Ok(Some(created))
@@ -173,12 +175,12 @@ impl VThread {
             None => match self.start(py) {
                 Ok(Some(greenlet)) => greenlet,
                 Ok(None) => {
-                    self.finish();
+                    self.finish(py);
                     return Step::Finished;
                 }
                 Err(err) => {
                     self.deliver(py, Err(err));
-                    self.finish();
+                    self.finish(py);
                     return Step::Finished;
                 }
             },
@@ -192,28 +194,33 @@ impl VThread {
             })
         });
         watchdog::mark(true);
-        let switched = greenlet.call_method0("switch");
+        let switched = greenlet.call_method0(intern!(py, "switch"));
         watchdog::mark(false);
-        let wait = CURRENT
-            .with(|c| c.borrow_mut().take())
-            .and_then(|slot| slot.wait);
+        let wait = CURRENT.with(|c| c.borrow_mut().take()).and_then(|slot| {
+            // Not left to `Py`'s drop, which cannot tell here that the GIL is held and
+            // queues the decref in PyO3's pool, behind a lock, for later.
+            slot.hub.drop_ref(py);
+            slot.wait
+        });
         // A wait left behind means the greenlet is suspended in `park`: alive, and no
         // need to ask (`dead` is an attribute lookup per switch).
         let dead = match (&switched, wait) {
             (Ok(_), Some(wait)) => return Step::Parked(wait),
-            (Ok(_), None) => greenlet.getattr("dead").and_then(|d| d.is_truthy()),
+            (Ok(_), None) => greenlet
+                .getattr(intern!(py, "dead"))
+                .and_then(|d| d.is_truthy()),
             (Err(_), _) => Ok(true),
         };
         match dead {
             Ok(false) => Step::Yielded,
             Ok(true) => {
                 self.deliver(py, switched);
-                self.finish();
+                self.finish(py);
                 Step::Finished
             }
             Err(err) => {
                 self.deliver(py, Err(err));
-                self.finish();
+                self.finish(py);
                 Step::Finished
             }
         }
@@ -223,16 +230,16 @@ impl VThread {
     pub(crate) fn fail(&mut self, py: Python<'_>, err: PyErr) {
         self.deliver(py, Err(err));
         self.func = None;
-        self.finish();
+        self.finish(py);
     }
 
     /// Lets go of the greenlet while the GIL is held, so dropping the finished virtual
     /// thread needs no GIL.
-    fn finish(&mut self) {
-        if self.greenlet.is_some() {
+    fn finish(&mut self, py: Python<'_>) {
+        if let Some(greenlet) = self.greenlet.take() {
             Counters::add(&self.counters.finished);
+            greenlet.drop_ref(py);
         }
-        self.greenlet = None;
     }
 }
 
