@@ -32,6 +32,10 @@ use crate::vthread::{Step, Unstarted, VThread, Wait};
 /// over more switches; smaller reaps the ring (completions, timers) more often.
 const BUDGET: u32 = 128;
 
+/// Places kept while no virtual thread is left: a burst's worth beyond this is given
+/// back (about 100 bytes a place) rather than kept for the life of the `Loom`.
+const KEEP_PLACES: usize = 1024;
+
 thread_local! {
     /// The hubs of this worker: one per `Loom` that started virtual threads here (a
     /// worker belongs to one runtime, so in practice one). Weak: the hub task owns its
@@ -172,6 +176,8 @@ struct Hub {
     places: Vec<Place>,
     /// Places whose virtual thread finished.
     free: Vec<usize>,
+    /// Places with a virtual thread.
+    live: usize,
     ready: ReadyQueue,
     /// Woken keys being looked at (kept to reuse its allocation).
     woken: Vec<usize>,
@@ -191,6 +197,7 @@ impl Hub {
             inbox,
             places: Vec::new(),
             free: Vec::new(),
+            live: 0,
             ready: ReadyQueue::new(),
             woken: Vec::new(),
         }
@@ -204,6 +211,11 @@ impl Hub {
             self.collect();
             let Some(key) = self.ready.pop() else {
                 if self.inbox.shared.idle() {
+                    if self.live == 0 && self.places.len() > KEEP_PLACES {
+                        // Late wake-ups may still name these keys: see `poll_wait`.
+                        self.places = Vec::new();
+                        self.free = Vec::new();
+                    }
                     return Ran::Idle;
                 }
                 continue;
@@ -221,6 +233,7 @@ impl Hub {
                 Step::Finished => {
                     place.vthread = None;
                     self.free.push(key);
+                    self.live -= 1;
                 }
                 Step::Parked(wait) => {
                     place.wait = Some(wait);
@@ -250,6 +263,7 @@ impl Hub {
                 self.places.len() - 1
             });
             self.places[key].vthread = Some(vthread);
+            self.live += 1;
             self.ready.push(priority, key);
         }
         let mut woken = std::mem::take(&mut self.woken);
@@ -261,9 +275,12 @@ impl Hub {
     }
 
     /// Polls the wait of the virtual thread at `key`, if it is parked: completed, the
-    /// thread is ready; pending, its waker will say when to look again.
+    /// thread is ready; pending, its waker will say when to look again. A key may be
+    /// stale (a late wake-up for a place given back or taken by another thread).
     fn poll_wait(&mut self, key: usize) {
-        let place = &mut self.places[key];
+        let Some(place) = self.places.get_mut(key) else {
+            return;
+        };
         let (Some(wait), Some(vthread)) = (place.wait.as_mut(), place.vthread.as_mut()) else {
             return;
         };

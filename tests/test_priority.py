@@ -261,3 +261,24 @@ def test_priority_out_of_range_is_refused(loom: Loom, priority: int) -> None:
     assert not future.done() and not future.running()
     assert spawn(loom, lambda: 7, 255).result(timeout=TIMEOUT) == 7
     assert spawn(loom, lambda: 8, 0).result(timeout=TIMEOUT) == 8
+
+
+def test_bursts_of_threads_one_after_another(loom: Loom) -> None:
+    """A worker's hub gives back its places once a burst of more than it keeps has
+    drained; the next burst still runs (here on parkers notified in between)."""
+    parkers = [_native.Parker() for _ in range(3000)]
+
+    def first(i: int) -> int:
+        parkers[i].park(0)  # a wait that never parks
+        time.sleep(0)
+        return i
+
+    futures = [spawn(loom, lambda i=i: first(i), i % 256) for i in range(3000)]
+    assert [f.result(timeout=TIMEOUT) for f in futures] == list(range(3000))
+    wait_until(lambda: loom.stats()["finished"] == 3000)
+    for parker in parkers:
+        parker.unpark()
+    futures = [
+        spawn(loom, lambda i=i: parkers[i].park(TIMEOUT), 255 - i % 256) for i in range(3000)
+    ]
+    assert all(f.result(timeout=TIMEOUT) for f in futures)
