@@ -70,7 +70,7 @@ pub(crate) fn intercepting(py: Python<'_>) -> PyResult<bool> {
 /// Parks the calling virtual thread until `wait` completes. Returns `None` (and does
 /// nothing) when the caller is not a virtual thread: the caller then blocks the plain way.
 /// `Some(Err)` when the greenlet is thrown an exception while parked (such as
-/// `GreenletExit` when its task is dropped at shutdown).
+/// `GreenletExit` when its hub is dropped at shutdown).
 pub(crate) fn park(py: Python<'_>, wait: Wait) -> Option<PyResult<()>> {
     match in_virtual_thread(py) {
         Ok(true) => {}
