@@ -60,6 +60,9 @@ DEFAULT_PLATFORM_THREADS = 2
 #: The priority of a task submitted without one.
 DEFAULT_PRIORITY = 128
 
+#: How long a wait on the main thread blocks before it lets a pending Ctrl-C through.
+_CTRL_C_SLICE = 0.1
+
 #: ``watchdog_threshold`` not given: ``ringloom.watchdog.default_threshold()``.
 _ENV_THRESHOLD: Any = object()
 
@@ -90,8 +93,10 @@ class _Future(concurrent.futures.Future):  # type: ignore[type-arg]
     def _park_until_done(self, timeout: float | None) -> float | None:
         """Parks until done or ``timeout``; returns the timeout left for the stock
         wait (0 once parked: done, or timed out)."""
-        if self.done() or not _native.in_virtual_thread():
+        if self.done():
             return timeout
+        if not _native.in_virtual_thread():
+            return self._wait_on_main_thread(timeout)
         read_end, write_end = os.pipe()
 
         def wake(_: concurrent.futures.Future[Any]) -> None:
@@ -107,6 +112,23 @@ class _Future(concurrent.futures.Future):  # type: ignore[type-arg]
             _native.wait_fd(read_end, select.POLLIN, timeout)
         finally:
             os.close(read_end)
+        return 0
+
+    def _wait_on_main_thread(self, timeout: float | None) -> float | None:
+        """On the main thread, waits in slices; returns the timeout left. A SIGINT whose
+        C handler runs just before the stock wait blocks (the thread that sent it got
+        the GIL as this one let go of it to block) does not interrupt that wait: the
+        KeyboardInterrupt stays pending until the wait ends, so an unbounded wait would
+        ignore Ctrl-C (seen: a few Ctrl-C tests in a hundred hung). A slice ends, and
+        the interpreter raises it."""
+        if threading.current_thread() is not threading.main_thread():
+            return timeout
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while not self.done():
+            left = _CTRL_C_SLICE if deadline is None else deadline - time.monotonic()
+            if left <= 0:
+                return 0
+            concurrent.futures.wait([self], min(left, _CTRL_C_SLICE))
         return 0
 
     def result(self, timeout: float | None = None) -> Any:
