@@ -219,7 +219,8 @@ class VirtualThreadPool(concurrent.futures.Executor):
     ) -> concurrent.futures.Future[T]:
         """Runs ``fn(*args, **kwargs)`` in a virtual thread; returns its future.
 
-        ``priority``: 0..255, lower first, for tasks waiting for a free slot.
+        ``priority``: 0..255, lower first: orders the tasks waiting for a free slot,
+        and the ready virtual threads of a worker (FIFO within one priority).
         ``is_blocking``: None or True lets the interception layer turn the task's
         blocking calls into parks; False runs it as plain code (CPU-only work).
 
