@@ -123,6 +123,26 @@ def main(argv: list[str] | None = None) -> int:
     for case in cases:
         by_workload.setdefault(case.workload, []).append(case)
     records: list[dict[str, Any]] = []
+    name = "results-quick.json" if args.quick else "results.json"
+    machine = _machine()
+
+    def save(rounds_done: int) -> dict[str, Any]:
+        """Written after every round, so a run cut short still leaves its records."""
+        results = {
+            "quick": args.quick,
+            "rounds": rounds_done,
+            "machine": machine,
+            "unavailable": unavailable,
+            "workloads": {
+                key: {**w.__dict__, "goals": [g.__dict__ for g in w.goals]}
+                for key, w in workloads.items()
+            },
+            "records": records,
+        }
+        (HERE / name).write_text(json.dumps(results, indent=1, default=str))
+        return results
+
+    results: dict[str, Any] = {}
     for round_no in range(rounds):
         for workload, group in by_workload.items():
             shift = round_no % len(group)
@@ -133,21 +153,8 @@ def main(argv: list[str] | None = None) -> int:
                 records.append(record)
                 shown = record.get("metrics") if record["ok"] else record.get("error")
                 print(f"   {shown}", flush=True)
-
-    results = {
-        "quick": args.quick,
-        "rounds": rounds,
-        "machine": _machine(),
-        "unavailable": unavailable,
-        "workloads": {
-            key: {**w.__dict__, "goals": [g.__dict__ for g in w.goals]}
-            for key, w in workloads.items()
-        },
-        "records": records,
-    }
-    name = "results-quick.json" if args.quick else "results.json"
-    (HERE / name).write_text(json.dumps(results, indent=1, default=str))
-    print(f"== wrote benches/{name}", flush=True)
+        results = save(round_no + 1)
+        print(f"== round {round_no + 1} saved to benches/{name}", flush=True)
     from report import write_report
 
     write_report(results, quick=args.quick)
