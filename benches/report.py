@@ -194,6 +194,10 @@ def write_report(results: dict[str, Any], quick: bool = False) -> None:
         f"kernel {machine['kernel']}; load average at start "
         + ", ".join(f"{x:.2f}" for x in machine["loadavg_at_start"]),
         f"- Python {machine['python']}; {machine['rustc']}",
+        "- What limits ringloom where it misses a target, from profiles: "
+        "[python/NOTES.md](python/NOTES.md) for the Python workloads, "
+        "[notes/](notes/) for the Rust ones; how each workload is measured: "
+        "[rust/README.md](rust/README.md) and the scripts in [python/](python/).",
         "",
     ]
     for suite, reason in results.get("unavailable", {}).items():
