@@ -19,7 +19,7 @@ from typing import Any, Callable
 
 import ringloom
 
-__all__ = ["LONG", "Gate", "ThreadBudget", "all_done", "os_threads"]
+__all__ = ["LONG", "Gate", "ThreadBudget", "all_done", "os_threads", "run_gated"]
 
 # A generous bound on waits that end early on success: a hang fails the test instead
 # of stopping the suite.
@@ -130,3 +130,17 @@ class ThreadBudget:
             f"samples={self.samples} "
             f"over={self.over[:5]}>"
         )
+
+
+def run_gated(
+    pool: Any, fn: Callable[[int], Any], n: int, gate: Gate, budget: ThreadBudget
+) -> tuple[list[Any], dict[str, Any]]:
+    """Submits ``fn(0..n)``, which wait on ``gate``; once all have arrived, opens it and
+    waits (within the thread budget) for all to finish. Returns their results in order
+    and the pool's stats read right after."""
+    futures = [pool.submit(fn, i) for i in range(n)]
+    done = all_done(futures)
+    assert budget.watch(gate.all_arrived, LONG), budget
+    gate.open()
+    assert budget.watch(done, LONG), budget
+    return [f.result() for f in futures], pool.get_stats()

@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 from ringloom import VirtualThreadPool
-from scale_tools import LONG, Gate, ThreadBudget, all_done
+from scale_tools import LONG, Gate, ThreadBudget, run_gated
 
 REQUIRED = os.environ.get("RINGLOOM_REQUIRE_REDIS") == "1"
 
@@ -126,13 +126,7 @@ def test_redis_py_from_1000_virtual_threads(redis_module: Any, redis_port: int) 
         return got
 
     try:
-        futures = [pool.submit(round_trips, i) for i in range(n)]
-        done = all_done(futures)
-        assert budget.watch(gate.all_arrived, LONG), budget
-        gate.open()
-        assert budget.watch(done, LONG), budget
-        results = [f.result() for f in futures]
-        stats = pool.get_stats()
+        results, stats = run_gated(pool, round_trips, n, gate, budget)
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
     wrong = [i for i in range(n) if results[i] != [value(i, r) for r in range(rounds)]]

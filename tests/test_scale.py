@@ -30,7 +30,7 @@ import pytest
 import ringloom
 from http_stub import handler
 from ringloom import VirtualThreadPool
-from scale_tools import LONG, Gate, ThreadBudget, all_done, os_threads
+from scale_tools import LONG, Gate, ThreadBudget, all_done, os_threads, run_gated
 
 
 def first_failure(futures: list[concurrent.futures.Future[Any]]) -> BaseException | None:
@@ -133,13 +133,7 @@ def test_requests_from_two_thousand_concurrent_virtual_threads() -> None:
             return response.status_code, response.text
 
         try:
-            futures = [pool.submit(fetch, i) for i in range(n)]
-            done = all_done(futures)
-            assert budget.watch(gate.all_arrived, LONG), budget
-            gate.open()
-            assert budget.watch(done, LONG), budget
-            results = [f.result() for f in futures]
-            stats = pool.get_stats()
+            results, stats = run_gated(pool, fetch, n, gate, budget)
         finally:
             pool.shutdown(wait=True, cancel_futures=True)
     # read once the server is shut down: a handler ends only after its client closed,
