@@ -1,5 +1,7 @@
 """Turns the runner's records into ``benches/RESULTS.md``, PNG charts and the README's
-headline table.
+headline table. A quick run's records go to ``benches/RESULTS-quick.md`` and
+``benches/charts-quick/`` instead, and leave the README alone: a smoke run with small
+sizes should not replace the full run's published numbers.
 
     python benches/report.py [results.json]
 
@@ -20,7 +22,6 @@ from typing import Any
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
-CHARTS = HERE / "charts"
 NOTES = HERE / "notes"
 
 
@@ -112,7 +113,9 @@ def _goal_lines(workload: dict[str, Any], peers: dict[str, dict[str, Any]]) -> l
     return lines
 
 
-def _chart(key: str, workload: dict[str, Any], peers: dict[str, dict[str, Any]]) -> str | None:
+def _chart(
+    charts: Path, key: str, workload: dict[str, Any], peers: dict[str, dict[str, Any]]
+) -> str | None:
     try:
         import matplotlib
 
@@ -138,11 +141,11 @@ def _chart(key: str, workload: dict[str, Any], peers: dict[str, dict[str, Any]])
     ax.set_xlabel(f"{metric} ({unit}), median with min-max; {better} is better")
     ax.set_title(workload["title"])
     fig.tight_layout()
-    CHARTS.mkdir(exist_ok=True)
-    path = CHARTS / f"{key}.png"
+    charts.mkdir(exist_ok=True)
+    path = charts / f"{key}.png"
     fig.savefig(path, dpi=100)
     plt.close(fig)
-    return f"charts/{path.name}"
+    return f"{charts.name}/{path.name}"
 
 
 def _table(workload: dict[str, Any], peers: dict[str, dict[str, Any]]) -> list[str]:
@@ -181,6 +184,7 @@ def _table(workload: dict[str, Any], peers: dict[str, dict[str, Any]]) -> list[s
 
 
 def write_report(results: dict[str, Any], quick: bool = False) -> None:
+    suffix = "-quick" if quick else ""
     machine = results["machine"]
     out = [
         "# Benchmark results",
@@ -228,7 +232,7 @@ def write_report(results: dict[str, Any], quick: bool = False) -> None:
         note = NOTES / f"{key}.md"
         if note.exists():
             out += ["", note.read_text().strip()]
-        chart = _chart(key, workload, peers)
+        chart = _chart(HERE / f"charts{suffix}", key, workload, peers)
         if chart:
             out += ["", f"![{workload['title']}]({chart})"]
             first_chart = first_chart or chart
@@ -242,12 +246,13 @@ def write_report(results: dict[str, Any], quick: bool = False) -> None:
                 f"| {workload['title']} | {_fmt(mine)} {workload['metrics'][metric]} | "
                 f"{other[1]} {_fmt(other[0])} | {ratio:.2f}x |"
             )
-    (HERE / "RESULTS.md").write_text("\n".join(out) + "\n")
-    print("== wrote benches/RESULTS.md", flush=True)
-    _update_readme(headline, first_chart, quick)
+    (HERE / f"RESULTS{suffix}.md").write_text("\n".join(out) + "\n")
+    print(f"== wrote benches/RESULTS{suffix}.md", flush=True)
+    if not quick:
+        _update_readme(headline, first_chart)
 
 
-def _update_readme(headline: list[str], chart: str | None, quick: bool) -> None:
+def _update_readme(headline: list[str], chart: str | None) -> None:
     """Replaces the README's block between the bench markers, if it has them."""
     readme = ROOT / "README.md"
     text = readme.read_text()
@@ -256,8 +261,8 @@ def _update_readme(headline: list[str], chart: str | None, quick: bool) -> None:
         return
     body = [
         start,
-        f"Headline ratios (ours relative to the best other peer, >1 is better; from "
-        f"`make {'bench-quick' if quick else 'bench'}`, details in benches/RESULTS.md):",
+        "Headline ratios (ours relative to the best other peer, >1 is better; from "
+        "`make bench`, details in benches/RESULTS.md):",
         "",
         *headline,
     ]

@@ -143,11 +143,17 @@ def main(argv: list[str] | None = None) -> int:
         return results
 
     results: dict[str, Any] = {}
+    began = time.monotonic()
     for round_no in range(rounds):
         for workload, group in by_workload.items():
             shift = round_no % len(group)
             for case in group[shift:] + group[:shift]:
-                print(f"-- round {round_no + 1}/{rounds} {workload} {case.peer}", flush=True)
+                clock = time.monotonic() - began
+                print(
+                    f"-- [{clock // 60:02.0f}:{clock % 60:02.0f}] round {round_no + 1}/{rounds} "
+                    f"{workload} {case.peer}",
+                    flush=True,
+                )
                 record = _run(case)
                 record["round"] = round_no
                 records.append(record)

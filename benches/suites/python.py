@@ -47,7 +47,7 @@ WORKLOADS: dict[str, Workload] = {
         goals=(Goal("wall_s", "<=", 1.5),),
     ),
     "py.parked_memory": Workload(
-        title="Python: memory per parked task (100,000 asleep, quick: 30,000; OS threads: 2,000)",
+        title="Python: memory per parked task (100,000 asleep, quick: 20,000; OS threads: 2,000)",
         primary="kib_per_task",
         higher_is_better=False,
         metrics={"kib_per_task": "KiB", "peak_rss_mib": "MiB", "os_threads": "threads"},
@@ -56,7 +56,7 @@ WORKLOADS: dict[str, Workload] = {
         goals=(Goal("kib_per_task", "<=", 4.0),),
     ),
     "py.overhead.submit": Workload(
-        title="Python: 100,000 trivial tasks (quick: 30,000), submit + result",
+        title="Python: 100,000 trivial tasks (quick: 20,000), submit + result",
         primary="tasks_per_s",
         higher_is_better=True,
         metrics={"tasks_per_s": "tasks/s", "peak_rss_mib": "MiB", "os_threads": "threads"},
@@ -64,7 +64,7 @@ WORKLOADS: dict[str, Workload] = {
         seen="asyncio 103k/s, ThreadPoolExecutor(4) 60k/s, gevent 40k/s",
     ),
     "py.overhead.map": Workload(
-        title="Python: 100,000 trivial tasks (quick: 30,000), map",
+        title="Python: 100,000 trivial tasks (quick: 20,000), map",
         primary="tasks_per_s",
         higher_is_better=True,
         metrics={"tasks_per_s": "tasks/s", "peak_rss_mib": "MiB", "os_threads": "threads"},
@@ -73,8 +73,8 @@ WORKLOADS: dict[str, Workload] = {
         goals=(Goal("tasks_per_s", ">=", 150_000),),
     ),
     "py.scrape": Workload(
-        title="Python: unmodified requests, 20,000 GETs at 10,000 concurrent (quick: 2,000 at "
-        "1,000), loopback uvloop server on the other CPU",
+        title="Python: unmodified requests, 20,000 GETs at 10,000 concurrent (quick: 1,000 at "
+        "500), loopback uvloop server on the other CPU",
         primary="req_per_s",
         higher_is_better=True,
         metrics={
@@ -88,7 +88,7 @@ WORKLOADS: dict[str, Workload] = {
         goals=(Goal("req_per_s", ">=", 1.5, kind="ratio", peer="gevent"),),
     ),
     "py.files.warm": Workload(
-        title="Python: read + blake2b 20,000 files of 4-64 KiB (quick: 4,000), warm cache",
+        title="Python: read + blake2b 20,000 files of 4-64 KiB (quick: 2,000), warm cache",
         primary="files_per_s",
         higher_is_better=True,
         metrics={"files_per_s": "files/s", "peak_rss_mib": "MiB", "os_threads": "threads"},
@@ -98,7 +98,7 @@ WORKLOADS: dict[str, Workload] = {
         goals=(Goal("files_per_s", ">=", 1.5, kind="ratio", peer="sequential"),),
     ),
     "py.files.cold": Workload(
-        title="Python: read + blake2b 20,000 files of 4-64 KiB (quick: 4,000), cold cache",
+        title="Python: read + blake2b 20,000 files of 4-64 KiB (quick: 2,000), cold cache",
         primary="files_per_s",
         higher_is_better=True,
         metrics={"files_per_s": "files/s", "peak_rss_mib": "MiB", "os_threads": "threads"},
@@ -129,7 +129,7 @@ def _cpus() -> tuple[int, int]:
 
 
 def _files(quick: bool) -> int:
-    return 4_000 if quick else 20_000
+    return 2_000 if quick else 20_000
 
 
 def _files_dir(quick: bool) -> Path:
@@ -201,7 +201,7 @@ def cases(quick: bool) -> list[Case]:
                 timeout=300,
             )
         )
-    tasks = 30_000 if quick else 100_000
+    tasks = 20_000 if quick else 100_000
     for peer in ("ringloom", "gevent", "asyncio", "threads"):
         n = 2_000 if peer == "threads" else tasks
         out.append(
@@ -222,7 +222,7 @@ def cases(quick: bool) -> list[Case]:
                     timeout=300,
                 )
             )
-    n, c = (2_000, 1_000) if quick else (20_000, 10_000)
+    n, c = (1_000, 500) if quick else (20_000, 10_000)
     for peer in ("ringloom", "gevent", "threads"):
         out.append(
             Case(
@@ -253,7 +253,7 @@ def cases(quick: bool) -> list[Case]:
                     timeout=600,
                 )
             )
-    seconds, warmup = (1.5, 0.5) if quick else (5, 1)
+    seconds, warmup = (1.0, 0.3) if quick else (5, 1)
     for peer in ("ringloom", "uvloop-protocol", "uvloop-streams", "asyncio", "gevent", "threads"):
         out.append(
             Case(
