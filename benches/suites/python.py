@@ -253,7 +253,7 @@ def cases(quick: bool) -> list[Case]:
                     timeout=600,
                 )
             )
-    seconds, warmup = (1.0, 0.3) if quick else (5, 1)
+    seconds, warmup = (0.6, 0.2) if quick else (5, 1)
     for peer in ("ringloom", "uvloop-protocol", "uvloop-streams", "asyncio", "gevent", "threads"):
         out.append(
             Case(

@@ -89,7 +89,7 @@ def _file_workload(pattern: str, cache: str, title: str) -> Workload:
 
 WORKLOADS: dict[str, Workload] = {
     "rust.echo": Workload(
-        title="Echo: one server thread, 1,000 connections, 1 KiB ping-pong, 10 s (quick: 1.5 s)",
+        title="Echo: one server thread, 1,000 connections, 1 KiB ping-pong, 10 s (quick: 1 s)",
         primary="req_per_s",
         higher_is_better=True,
         metrics={
@@ -214,7 +214,7 @@ def prepare(quick: bool) -> None:
 def cases(quick: bool) -> list[Case]:
     rbench = str(RBENCH)
     out: list[Case] = []
-    echo_secs, echo_warmup = ("1.5", "0.3") if quick else ("10", "1")
+    echo_secs, echo_warmup = ("1", "0.2") if quick else ("10", "1")
     for peer, name in _ECHO_PEERS.items():
         argv = [rbench, "echo", name, "--conns", "1000", "--secs", echo_secs]
         argv += ["--warmup", echo_warmup, "--server-cpu", "0", "--client-cpu", "1"]
@@ -226,12 +226,12 @@ def cases(quick: bool) -> list[Case]:
         argv = [rbench, "timers", name, "--tasks", "1000000", "--ms", "1000", "--cpu", "0"]
         out.append(Case("rust.timers", peer, argv, timeout=120))
     path = str(data_file(quick))
-    file_secs = "1" if quick else "5"
+    file_secs = "0.5" if quick else "5"
     for key, (pattern, cache, _title) in _FILE_CASES.items():
         for peer, name in _FILE_PEERS.items():
             argv = [rbench, "files", name, pattern, cache, path, "--secs", file_secs, "--cpu", "0"]
             out.append(Case(key, peer, argv, timeout=120))
-    nop_secs = "0.5" if quick else "3"
+    nop_secs = "0.3" if quick else "3"
     for key, batch in (("rust.nop.single", "1"), ("rust.nop.batch32", "32")):
         for peer, name in _NOP_PEERS.items():
             argv = [rbench, "nop", name, batch, "--secs", nop_secs, "--cpu", "0"]
