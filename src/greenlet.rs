@@ -1,10 +1,11 @@
-//! The two entry points of the `greenlet` package the bridge uses, imported once.
+//! The entry points of the `greenlet` package the bridge uses, imported once.
 
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::PyType;
 
 static GREENLET_TYPE: PyOnceLock<Py<PyType>> = PyOnceLock::new();
+static GREENLET_EXIT: PyOnceLock<Py<PyType>> = PyOnceLock::new();
 static GETCURRENT: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
 
 /// A new greenlet running `run`, whose parent is the current greenlet (a worker's hub).
@@ -14,6 +15,13 @@ pub(crate) fn new_greenlet<'py>(
 ) -> PyResult<Bound<'py, PyAny>> {
     let ty = GREENLET_TYPE.import(py, "greenlet", "greenlet")?;
     ty.call1((run,))
+}
+
+/// Whether `err` is the `GreenletExit` that greenlet throws into a greenlet it kills.
+pub(crate) fn is_exit(py: Python<'_>, err: &PyErr) -> bool {
+    GREENLET_EXIT
+        .import(py, "greenlet", "GreenletExit")
+        .is_ok_and(|exit| err.is_instance(py, exit))
 }
 
 /// The greenlet running now on this thread (on a worker, outside a virtual thread: the

@@ -25,7 +25,7 @@ use crate::gil::with_gil;
 use crate::greenlet;
 use crate::ready::ReadyQueue;
 use crate::stats::Counters;
-use crate::vthread::{Step, Unstarted, VThread, Wait};
+use crate::vthread::{Idle, Step, Unstarted, VThread, Wait};
 
 /// Rounds (a switch into a virtual thread, or a look at wake-ups that found none ready)
 /// in one poll of the hub before it yields to the worker. Larger amortizes the GIL take
@@ -181,6 +181,8 @@ struct Hub {
     ready: ReadyQueue,
     /// Woken keys being looked at (kept to reuse its allocation).
     woken: Vec<usize>,
+    /// Greenlets whose virtual thread finished, for the next ones to start here.
+    idle: Idle,
 }
 
 /// How one poll's run ended.
@@ -200,6 +202,7 @@ impl Hub {
             live: 0,
             ready: ReadyQueue::new(),
             woken: Vec::new(),
+            idle: Idle::default(),
         }
     }
 
@@ -223,7 +226,7 @@ impl Hub {
             let place = &mut self.places[key];
             let vthread = place.vthread.as_mut().expect("a ready key has a thread");
             let step = match &hub {
-                Ok(hub) => vthread.resume(py, hub),
+                Ok(hub) => vthread.resume(py, hub, &mut self.idle),
                 Err(err) => {
                     vthread.fail(py, err.clone_ref(py));
                     Step::Finished
@@ -329,8 +332,11 @@ impl Drop for Hub {
         let places = std::mem::take(&mut self.places);
         let arrivals = std::mem::take(&mut *self.inbox.arrivals.borrow_mut());
         let python = arrivals.len() + places.iter().filter(|p| p.vthread.is_some()).count();
-        if python > 0 {
-            with_gil(|_| drop((places, arrivals)));
+        if python > 0 || !self.idle.is_empty() {
+            with_gil(|py| {
+                drop((places, arrivals));
+                self.idle.clear(py);
+            });
         }
     }
 }

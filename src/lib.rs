@@ -8,6 +8,7 @@
 
 use pyo3::prelude::*;
 
+mod batch;
 mod blocking;
 mod file;
 mod gil;
@@ -25,6 +26,7 @@ mod watchdog;
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<loom::Loom>()?;
     m.add_class::<parker::Parker>()?;
+    m.add_class::<batch::Batch>()?;
     m.add_function(wrap_pyfunction!(park::sleep, m)?)?;
     m.add_function(wrap_pyfunction!(park::in_virtual_thread, m)?)?;
     m.add_function(wrap_pyfunction!(park::wait_fd, m)?)?;

@@ -4,9 +4,10 @@ use std::sync::{Arc, Mutex, Weak};
 
 use pyo3::exceptions::{PyRuntimeError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
-use pyo3::types::PyDict;
+use pyo3::types::{PyDict, PyList, PyTuple};
 use ringloom::Runtime;
 
+use crate::batch::{Batch, Sink};
 use crate::hub;
 use crate::stats::Counters;
 use crate::vthread::Unstarted;
@@ -86,16 +87,16 @@ impl Loom {
         if !func.is_callable() {
             return Err(PyTypeError::new_err("func must be callable"));
         }
-        let priority = u8::try_from(priority).map_err(|_| {
-            PyValueError::new_err(format!("priority must be in 0..255, got {priority}"))
-        })?;
+        let priority = check_priority(priority)?;
         let guard = self.runtime.lock().unwrap();
         let runtime = guard
             .as_ref()
             .ok_or_else(|| PyRuntimeError::new_err("the Loom is closed"))?;
+        let no_args = PyTuple::empty(func.py()).unbind();
         let unstarted = Unstarted::new(
             func.unbind(),
-            future.unbind(),
+            no_args,
+            Sink::Future(future.unbind()),
             intercept,
             priority,
             self.counters.clone(),
@@ -103,6 +104,57 @@ impl Loom {
         // A Send starter, so a virtual thread not yet started may go to any worker; the
         // hub of the worker it lands on creates the greenlet, and it stays there.
         drop(runtime.spawn(async move { hub::adopt(unstarted) }));
+        Ok(())
+    }
+
+    /// Starts `func(*args)` in a new virtual thread for each tuple of `calls`; call `i`'s
+    /// outcome goes to place `i` of `batch` (see `Batch`). The calls go out in chunks,
+    /// one starter task each, so the workers share them without a task per call.
+    #[pyo3(signature = (func, calls, batch, intercept = true, priority = 128))]
+    fn spawn_batch(
+        &self,
+        func: Bound<'_, PyAny>,
+        calls: Bound<'_, PyList>,
+        batch: Bound<'_, Batch>,
+        intercept: bool,
+        priority: i64,
+    ) -> PyResult<()> {
+        if !func.is_callable() {
+            return Err(PyTypeError::new_err("func must be callable"));
+        }
+        let priority = check_priority(priority)?;
+        let mut args = Vec::with_capacity(calls.len());
+        for call in calls.iter() {
+            args.push(call.cast_into::<PyTuple>()?.unbind());
+        }
+        let guard = self.runtime.lock().unwrap();
+        let runtime = guard
+            .as_ref()
+            .ok_or_else(|| PyRuntimeError::new_err("the Loom is closed"))?;
+        batch.get().expect(args.len());
+        // Enough chunks that every worker gets several, few enough that a starter task
+        // carries a good number of calls.
+        let chunk = args.len().div_ceil(self.workers * 8).clamp(1, 256);
+        let mut args = args.into_iter().enumerate().peekable();
+        while args.peek().is_some() {
+            let unstarted: Vec<Unstarted> = args
+                .by_ref()
+                .take(chunk)
+                .map(|(index, args)| {
+                    let sink = Sink::Batch {
+                        batch: batch.clone().unbind(),
+                        index,
+                    };
+                    let func = func.clone().unbind();
+                    Unstarted::new(func, args, sink, intercept, priority, self.counters.clone())
+                })
+                .collect();
+            drop(runtime.spawn(async move {
+                for one in unstarted {
+                    hub::adopt(one);
+                }
+            }));
+        }
         Ok(())
     }
 
@@ -172,6 +224,11 @@ impl Loom {
     ) {
         self.close(py);
     }
+}
+
+fn check_priority(priority: i64) -> PyResult<u8> {
+    u8::try_from(priority)
+        .map_err(|_| PyValueError::new_err(format!("priority must be in 0..255, got {priority}")))
 }
 
 /// Where a `Loom` keeps its runtime; `None` once closed.

@@ -137,7 +137,7 @@ impl Parker {
     }
 
     /// Wakes the `park` in progress, or makes the next one return True at once.
-    fn unpark(&self) {
+    pub(crate) fn unpark(&self) {
         let waker = {
             let mut state = self.inner.lock();
             state.notified = true;

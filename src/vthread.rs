@@ -7,6 +7,13 @@
 //! for in the thread's [`Slot`] and switches back to the worker's main greenlet, where
 //! the hub runs. The hub then polls that future with the virtual thread's own waker, so
 //! the completion marks this one virtual thread ready again.
+//!
+//! A greenlet outlives its virtual thread: its body ([`run_calls`]) hands each call's
+//! outcome to the hub and waits for the next call, and the hub keeps a few such idle
+//! greenlets ([`Idle`]) for the next virtual threads it starts. A new greenlet costs more
+//! than the greenlet object: CPython 3.11 gives each one a 16 KiB frame data-stack chunk,
+//! mapped at its first call and unmapped when it dies, and that `mmap`/`munmap` pair
+//! (with its page faults and TLB shootdowns) was over half the CPU of a trivial task.
 
 use std::cell::RefCell;
 use std::future::Future;
@@ -16,7 +23,9 @@ use std::sync::Arc;
 
 use pyo3::intern;
 use pyo3::prelude::*;
+use pyo3::types::PyTuple;
 
+use crate::batch::Sink;
 use crate::gil::with_gil;
 use crate::greenlet;
 use crate::stats::Counters;
@@ -35,6 +44,8 @@ struct Slot {
     greenlet: *mut pyo3::ffi::PyObject,
     /// Left here by [`park`] for the resume to take.
     wait: Option<Wait>,
+    /// Left here by [`run_calls`]: the outcome of the call it finished.
+    finished: Option<PyResult<Py<PyAny>>>,
     /// Whether the interception layer turns this thread's blocking calls into parks
     /// (`is_blocking` not False at submit).
     intercept: bool,
@@ -95,12 +106,121 @@ pub(crate) fn park(py: Python<'_>, wait: Wait) -> Option<PyResult<()>> {
     Some(switched)
 }
 
+/// The body of every virtual thread's greenlet: calls `func(*args)`, leaves its outcome
+/// for the resume, and switches back to the hub, idle, until the hub switches in the
+/// next virtual thread's callable and arguments. Returns only when the greenlet is killed: `GreenletExit`
+/// thrown into a parked call (the hub dropped at shutdown) or into the idle wait (an
+/// idle greenlet let go of).
+#[pyfunction]
+pub(crate) fn run_calls(
+    py: Python<'_>,
+    func: Bound<'_, PyAny>,
+    args: Bound<'_, PyTuple>,
+) -> PyResult<()> {
+    let (mut func, mut args) = (func, args);
+    loop {
+        let outcome = call_in_new_context(py, &func, &args);
+        drop((func, args));
+        if let Err(err) = &outcome {
+            if greenlet::is_exit(py, err) {
+                return outcome.map(drop);
+            }
+        }
+        let hub = CURRENT.with(|c| {
+            let mut current = c.borrow_mut();
+            let slot = current.as_mut()?;
+            Some(slot.hub.clone_ref(py))
+        });
+        let Some(hub) = hub else {
+            // Not run by a hub's resume (someone switched into it by hand): nothing
+            // waits for the outcome, so the greenlet just ends with it.
+            return outcome.map(drop);
+        };
+        CURRENT.with(|c| {
+            if let Some(slot) = c.borrow_mut().as_mut() {
+                slot.finished = Some(outcome.map(Bound::unbind));
+            }
+        });
+        let next = hub.into_bound(py).call_method0(intern!(py, "switch"))?;
+        (func, args) = next.extract()?;
+    }
+}
+
+/// Calls `func` in a new, empty `contextvars` context, as a new greenlet would run it:
+/// context variables one virtual thread sets do not leak into the next one that reuses
+/// its greenlet.
+fn call_in_new_context<'py>(
+    py: Python<'py>,
+    func: &Bound<'py, PyAny>,
+    args: &Bound<'py, PyTuple>,
+) -> PyResult<Bound<'py, PyAny>> {
+    // SAFETY: GIL held; `PyContext_New` returns a new reference or NULL with an error set,
+    // and `from_owned_ptr_or_err` takes that reference over.
+    let context = unsafe { Bound::from_owned_ptr_or_err(py, pyo3::ffi::PyContext_New())? };
+    // SAFETY: GIL held; `context` is a new context object, never entered before.
+    if unsafe { pyo3::ffi::PyContext_Enter(context.as_ptr()) } != 0 {
+        return Err(PyErr::fetch(py));
+    }
+    let outcome = func.call1(args);
+    // SAFETY: GIL held; `context` is the one entered above, and it is current again: a
+    // call that parked in between came back on this greenlet, whose context greenlet
+    // saved at the switch out and restored at the switch in.
+    if unsafe { pyo3::ffi::PyContext_Exit(context.as_ptr()) } != 0 {
+        return Err(PyErr::fetch(py));
+    }
+    outcome
+}
+
+/// The idle greenlets of one hub, each waiting in [`run_calls`] for its next call.
+#[derive(Default)]
+pub(crate) struct Idle {
+    greenlets: Vec<Py<PyAny>>,
+}
+
+impl Idle {
+    /// Idle greenlets kept per hub. Each keeps its data-stack chunk (a few KiB touched),
+    /// so a burst of a million tasks leaves about a MiB behind, not hundreds.
+    const KEEP: usize = 256;
+
+    /// Drops them all, GIL held: each is killed (`GreenletExit` in its idle wait).
+    pub(crate) fn clear(&mut self, py: Python<'_>) {
+        for greenlet in self.greenlets.drain(..) {
+            greenlet.drop_ref(py);
+        }
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.greenlets.is_empty()
+    }
+
+    /// An idle greenlet, or a new one, for a virtual thread's first switch.
+    fn take<'py>(&mut self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        if let Some(greenlet) = self.greenlets.pop() {
+            return Ok(greenlet.into_bound(py));
+        }
+        let run = RUN_CALLS.get_or_try_init(py, || {
+            Ok::<_, PyErr>(wrap_pyfunction!(run_calls, py)?.into_any().unbind())
+        })?;
+        greenlet::new_greenlet(py, run.bind(py))
+    }
+
+    fn keep(&mut self, py: Python<'_>, greenlet: Py<PyAny>) {
+        if self.greenlets.len() < Self::KEEP {
+            self.greenlets.push(greenlet);
+        } else {
+            greenlet.drop_ref(py);
+        }
+    }
+}
+
+static RUN_CALLS: pyo3::sync::PyOnceLock<Py<PyAny>> = pyo3::sync::PyOnceLock::new();
+
 /// One virtual thread, owned by its worker's hub from the moment it starts.
 pub(crate) struct VThread {
-    /// The callable, until the greenlet is created at the first resume.
-    func: Option<Py<PyAny>>,
-    /// The `concurrent.futures.Future` that gets the outcome; `None` once delivered.
-    future: Option<Py<PyAny>>,
+    /// The callable and its arguments, until the first resume switches them in.
+    call: Option<(Py<PyAny>, Py<PyTuple>)>,
+    /// Where the outcome goes; `None` once delivered.
+    sink: Option<Sink>,
     greenlet: Option<Py<PyAny>>,
     intercept: bool,
     /// 0..=255, lower first: the order the hub runs ready virtual threads in.
@@ -133,47 +253,44 @@ impl VThread {
     }
 
     fn deliver(&mut self, py: Python<'_>, outcome: PyResult<Bound<'_, PyAny>>) {
-        let Some(future) = self.future.take() else {
-            return;
-        };
-        let future = &future.into_bound(py);
-        let delivered = match outcome {
-            Ok(value) => future.call_method1("set_result", (value,)),
-            Err(err) => future.call_method1("set_exception", (err.into_value(py),)),
-        };
-        // Only a future cancelled meanwhile refuses (InvalidStateError): nobody waits.
-        if let Err(err) = delivered {
-            err.write_unraisable(py, Some(future));
+        if let Some(sink) = self.sink.take() {
+            sink.deliver(py, outcome);
         }
     }
 
-    /// Creates the greenlet on this worker, unless the future was cancelled first.
-    fn start<'py>(&mut self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyAny>>> {
-        let func = self.func.take().expect("a virtual thread starts once");
-        let func = func.into_bound(py);
-        let future = self.future.as_ref().expect("not delivered before start");
-        if !future
-            .bind(py)
-            .call_method0("set_running_or_notify_cancel")?
-            .is_truthy()?
-        {
-            self.future = None;
+    /// Takes a greenlet on this worker (idle or new), unless the call was cancelled
+    /// first; returns it with what to switch in: the callable and its arguments.
+    fn start<'py>(
+        &mut self,
+        py: Python<'py>,
+        idle: &mut Idle,
+    ) -> PyResult<Option<(Bound<'py, PyAny>, Bound<'py, PyTuple>)>> {
+        let (func, args) = self.call.take().expect("a virtual thread starts once");
+        let sink = self.sink.as_ref().expect("not delivered before start");
+        if !sink.start(py)? {
+            self.sink = None;
             return Ok(None);
         }
-        let created = greenlet::new_greenlet(py, &func)?;
-        self.greenlet = Some(created.clone().unbind());
+        let greenlet = idle.take(py)?;
+        self.greenlet = Some(greenlet.clone().unbind());
         Counters::add(&self.counters.started);
-        Ok(Some(created))
+        let args = PyTuple::new(py, [func.into_any(), args.into_any()])?;
+        Ok(Some((greenlet, args)))
     }
 
-    /// Switches into the greenlet (creating it the first time) until it parks, yields
-    /// or ends. `hub` is the calling greenlet: the worker's main one, which every
-    /// virtual thread of the worker switches back to.
-    pub(crate) fn resume(&mut self, py: Python<'_>, hub: &Bound<'_, PyAny>) -> Step {
-        let greenlet = match &self.greenlet {
-            Some(greenlet) => greenlet.bind(py).clone(),
-            None => match self.start(py) {
-                Ok(Some(greenlet)) => greenlet,
+    /// Switches into the greenlet (taking one the first time) until the call parks,
+    /// yields or ends. `hub` is the calling greenlet: the worker's main one, which every
+    /// virtual thread of the worker switches back to; `idle` its idle greenlets.
+    pub(crate) fn resume(
+        &mut self,
+        py: Python<'_>,
+        hub: &Bound<'_, PyAny>,
+        idle: &mut Idle,
+    ) -> Step {
+        let (greenlet, call) = match &self.greenlet {
+            Some(greenlet) => (greenlet.bind(py).clone(), None),
+            None => match self.start(py, idle) {
+                Ok(Some((greenlet, call))) => (greenlet, Some(call)),
                 Ok(None) => {
                     self.finish(py);
                     return Step::Finished;
@@ -190,18 +307,34 @@ impl VThread {
                 hub: hub.clone().unbind(),
                 greenlet: greenlet.as_ptr(),
                 wait: None,
+                finished: None,
                 intercept: self.intercept,
             })
         });
         watchdog::mark(true);
-        let switched = greenlet.call_method0(intern!(py, "switch"));
+        let switched = match call {
+            Some(call) => greenlet.call_method1(intern!(py, "switch"), call),
+            None => greenlet.call_method0(intern!(py, "switch")),
+        };
         watchdog::mark(false);
-        let wait = CURRENT.with(|c| c.borrow_mut().take()).and_then(|slot| {
-            // Not left to `Py`'s drop, which cannot tell here that the GIL is held and
-            // queues the decref in PyO3's pool, behind a lock, for later.
-            slot.hub.drop_ref(py);
-            slot.wait
-        });
+        let (wait, finished) = match CURRENT.with(|c| c.borrow_mut().take()) {
+            Some(slot) => {
+                // Not left to `Py`'s drop, which cannot tell here that the GIL is held
+                // and queues the decref in PyO3's pool, behind a lock, for later.
+                slot.hub.drop_ref(py);
+                (slot.wait, slot.finished)
+            }
+            None => (None, None),
+        };
+        if let Some(outcome) = finished {
+            // The call ended and its greenlet waits, idle, for another.
+            self.deliver(py, outcome.map(|value| value.into_bound(py)));
+            if let Some(greenlet) = self.greenlet.take() {
+                Counters::add(&self.counters.finished);
+                idle.keep(py, greenlet);
+            }
+            return Step::Finished;
+        }
         // A wait left behind means the greenlet is suspended in `park`: alive, and no
         // need to ask (`dead` is an attribute lookup per switch).
         let dead = match (&switched, wait) {
@@ -229,7 +362,7 @@ impl VThread {
     /// Ends the virtual thread with `err` without running it (its hub could not).
     pub(crate) fn fail(&mut self, py: Python<'_>, err: PyErr) {
         self.deliver(py, Err(err));
-        self.func = None;
+        self.call = None;
         self.finish(py);
     }
 
@@ -245,24 +378,26 @@ impl VThread {
 
 /// A virtual thread on its way to a worker, in the `Send` starter task.
 pub(crate) struct Unstarted {
-    func: Option<Py<PyAny>>,
-    future: Option<Py<PyAny>>,
+    call: Option<(Py<PyAny>, Py<PyTuple>)>,
+    sink: Option<Sink>,
     intercept: bool,
     priority: u8,
     counters: Arc<Counters>,
 }
 
 impl Unstarted {
+    /// `func(*args)`, whose outcome goes to `sink`.
     pub(crate) fn new(
         func: Py<PyAny>,
-        future: Py<PyAny>,
+        args: Py<PyTuple>,
+        sink: Sink,
         intercept: bool,
         priority: u8,
         counters: Arc<Counters>,
     ) -> Unstarted {
         Unstarted {
-            func: Some(func),
-            future: Some(future),
+            call: Some((func, args)),
+            sink: Some(sink),
             intercept,
             priority,
             counters,
@@ -276,12 +411,9 @@ impl Unstarted {
 
     /// Called on the worker that will run it: from here on it stays there.
     pub(crate) fn into_vthread(mut self) -> VThread {
-        let (Some(func), Some(future)) = (self.func.take(), self.future.take()) else {
-            unreachable!("taken only here")
-        };
         VThread {
-            func: Some(func),
-            future: Some(future),
+            call: self.call.take(),
+            sink: self.sink.take(),
             greenlet: None,
             intercept: self.intercept,
             priority: self.priority,
@@ -292,41 +424,40 @@ impl Unstarted {
 }
 
 impl Drop for Unstarted {
-    /// A starter dropped unpolled (runtime shut down) drops its objects with the GIL:
-    /// PyO3 cannot tell on a worker whether the GIL is held (see `gil.rs`).
+    /// A starter dropped unpolled (runtime shut down) fails its call and drops its
+    /// objects with the GIL: PyO3 cannot tell on a worker whether the GIL is held (see
+    /// `gil.rs`).
     fn drop(&mut self) {
-        if self.func.is_some() || self.future.is_some() {
+        if self.call.is_some() || self.sink.is_some() {
             with_gil(|py| {
-                if let Some(future) = self.future.take() {
+                if let Some(sink) = self.sink.take() {
                     let err = pyo3::exceptions::PyRuntimeError::new_err(
                         "the ringloom runtime shut down before this virtual thread started",
                     );
-                    let _ = future
-                        .bind(py)
-                        .call_method1("set_exception", (err.into_value(py),));
+                    sink.deliver(py, Err(err));
                 }
-                self.func = None;
+                self.call = None;
             });
         }
     }
 }
 
 impl Drop for VThread {
-    /// A virtual thread dropped unfinished (runtime shut down) fails its future, so no
+    /// A virtual thread dropped unfinished (runtime shut down) fails its call, so no
     /// caller waits forever; dropping the greenlet then kills it (`GreenletExit`).
     fn drop(&mut self) {
         self.set_parked(false);
-        if self.future.is_none() && self.greenlet.is_none() && self.func.is_none() {
+        if self.sink.is_none() && self.greenlet.is_none() && self.call.is_none() {
             return;
         }
         with_gil(|py| {
-            if self.future.is_some() {
+            if self.sink.is_some() {
                 let err = pyo3::exceptions::PyRuntimeError::new_err(
                     "the ringloom runtime shut down before this virtual thread finished",
                 );
                 self.deliver(py, Err(err));
             }
-            self.func = None;
+            self.call = None;
             self.greenlet = None;
         });
     }

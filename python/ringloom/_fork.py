@@ -100,6 +100,7 @@ def _reset_pool(pool: VirtualThreadPool) -> None:
     pool._watchdog = None  # its thread is gone with the rest
     live = list(pool._live)
     pool._queue.clear()
+    pool._batches.clear()  # their calls ran in the parent's workers, gone here
     for item in live:
         _fail(item.future)  # each one's done callback takes it out of pool._live
 

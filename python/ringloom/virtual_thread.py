@@ -37,6 +37,7 @@ from collections.abc import Iterable
 from typing import Any, Callable, TypeVar
 
 from ringloom import _fork, _native
+from ringloom import sync as _sync
 from ringloom import watchdog as _watchdog
 
 __all__ = [
@@ -196,6 +197,7 @@ class VirtualThreadPool(concurrent.futures.Executor):
         self._queue: list[tuple[int, int, _WorkItem]] = []
         self._seq = itertools.count()
         self._live: set[_WorkItem] = set()  # submitted, not done
+        self._batches: dict[_native.Batch, int] = {}  # maps in flight: their sizes
         self._running = 0  # dispatched, not done
         self._created = 0
         self._completed = 0
@@ -239,12 +241,7 @@ class VirtualThreadPool(concurrent.futures.Executor):
                 raise RuntimeError("cannot submit to a VirtualThreadPool after shutdown")
             if self._broken:
                 raise RuntimeError(_fork.closed_message(self))
-            if self._loom is None:
-                self._loom = _native.Loom(workers=self._workers)
-                if self._watchdog_threshold is not None:
-                    self._watchdog = _watchdog.Watchdog(
-                        self._loom, self._watchdog_threshold
-                    ).start()
+            self._open()
             self._created += 1
             self._live.add(item)
             if self._limit is None or self._running < self._limit:
@@ -280,6 +277,8 @@ class VirtualThreadPool(concurrent.futures.Executor):
         if chunksize < 1:
             raise ValueError("chunksize must be >= 1")
         priority = _check_priority(priority)
+        if self._limit is None:
+            return self._map_batch(fn, list(zip(*iterables)), timeout, priority, is_blocking)
         futures = [
             self.submit(fn, *args, priority=priority, is_blocking=is_blocking)
             for args in zip(*iterables)
@@ -302,10 +301,81 @@ class VirtualThreadPool(concurrent.futures.Executor):
         if not callable(fn):
             raise TypeError(f"{type(fn).__name__!r} object is not callable")
         priority = _check_priority(priority)
+        if self._limit is None:
+            calls = [tuple(args) for args in iterable]
+            return self._map_batch(fn, calls, timeout, priority, is_blocking)
         futures = [
             self.submit(fn, *args, priority=priority, is_blocking=is_blocking) for args in iterable
         ]
         return _collect(futures, timeout)
+
+    def _map_batch(
+        self,
+        fn: Callable[..., T],
+        calls: list[tuple[Any, ...]],
+        timeout: float | None,
+        priority: int,
+        is_blocking: bool | None,
+    ) -> list[T]:
+        """``map`` of a pool without a bound: the calls go out as one native batch,
+        whose results fill one list, without a future per call (the futures' locks and
+        callbacks cost more than a trivial call's virtual thread)."""
+        if timeout is not None and timeout < 0:
+            raise ValueError("timeout must be non-negative")
+        if not calls:
+            return []
+        results: list[Any] = [None] * len(calls)
+        finished = _sync.Event()
+        batch = _native.Batch(results, functools.partial(self._batch_done, finished))
+        with self._lock:
+            if self._shutdown:
+                raise RuntimeError("cannot submit to a VirtualThreadPool after shutdown")
+            if self._broken:
+                raise RuntimeError(_fork.closed_message(self))
+            loom = self._open()
+            self._created += len(calls)
+            self._running += len(calls)
+            self._batches[batch] = len(calls)
+        intercept = is_blocking is None or bool(is_blocking)
+        try:
+            loom.spawn_batch(fn, calls, batch, intercept, priority)
+        except RuntimeError as err:  # the Loom was closed under us (interpreter exit)
+            with self._lock:
+                self._broken = True
+                self._batches.pop(batch, None)
+                self._running -= len(calls)
+                self._cancelled += len(calls)
+            raise RuntimeError(str(err)) from None
+        try:
+            if not finished.wait(timeout):
+                raise TimeoutError(f"map did not finish within {timeout} s")
+        except BaseException:
+            batch.cancel()  # the calls not started yet; Ctrl-C or timeout
+            raise
+        error = batch.error
+        if error is not None:
+            raise error[1]
+        return results
+
+    def _batch_done(self, finished: _sync.Event, batch: _native.Batch) -> None:
+        """A batch's last call is over (on a worker): counts, then wakes its map."""
+        with self._lock:
+            size = self._batches.pop(batch, 0)
+            self._running -= size
+            self._completed += size - batch.skipped
+            self._failed += batch.failed
+            self._cancelled += batch.skipped
+            if not self._live and not self._batches:
+                self._idle.notify_all()
+        finished.set()
+
+    def _open(self) -> _native.Loom:
+        """The Loom, created (with the watchdog) at the first task. Lock held."""
+        if self._loom is None:
+            self._loom = _native.Loom(workers=self._workers)
+            if self._watchdog_threshold is not None:
+                self._watchdog = _watchdog.Watchdog(self._loom, self._watchdog_threshold).start()
+        return self._loom
 
     # -- completion and dispatch -----------------------------------------------------
 
@@ -350,7 +420,7 @@ class VirtualThreadPool(concurrent.futures.Executor):
                     nxt.dispatched = True
                     self._running += 1
                     start.append(nxt)
-            if not self._live:
+            if not self._live and not self._batches:
                 self._idle.notify_all()
         for nxt in start:
             self._start(nxt)
@@ -373,7 +443,7 @@ class VirtualThreadPool(concurrent.futures.Executor):
         with self._lock:
             stats: dict[str, Any] = {
                 "active_threads": self._running,
-                "pending": len(self._live) - self._running,
+                "pending": len(self._live) - (self._running - sum(self._batches.values())),
                 "completed_threads": self._completed,
                 "failed": self._failed,
                 "cancelled": self._cancelled,
@@ -416,8 +486,11 @@ class VirtualThreadPool(concurrent.futures.Executor):
         with self._lock:
             self._shutdown = True
             live = list(self._live) if cancel_futures else []
+            batches = list(self._batches) if cancel_futures else []
         for item in live:
             item.future.cancel()  # refused (False) by the ones already running
+        for batch in batches:
+            batch.cancel()
         if wait:
             self._close()
         else:
@@ -427,7 +500,7 @@ class VirtualThreadPool(concurrent.futures.Executor):
         """Waits for every accepted task, then stops the workers."""
         try:
             with self._lock:
-                while self._live:
+                while self._live or self._batches:
                     self._idle.wait()
         except BaseException:  # Ctrl-C while waiting: stop everything now
             self._terminate()
@@ -444,8 +517,11 @@ class VirtualThreadPool(concurrent.futures.Executor):
             loom, self._loom = self._loom, None
             watchdog, self._watchdog = self._watchdog, None
             live = list(self._live)
+            batches = list(self._batches)
         for item in live:
             item.future.cancel()
+        for batch in batches:
+            batch.cancel()
         if watchdog is not None:
             watchdog.stop()
         if loom is not None:
