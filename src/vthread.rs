@@ -46,6 +46,9 @@ struct Slot {
     wait: Option<Wait>,
     /// Left here by [`run_calls`]: the outcome of the call it finished.
     finished: Option<PyResult<Py<PyAny>>>,
+    /// Whether the hub will keep the greenlet once its call is over (it has room for
+    /// one more idle greenlet); if not, [`run_calls`] ends.
+    may_idle: bool,
     /// Whether the interception layer turns this thread's blocking calls into parks
     /// (`is_blocking` not False at submit).
     intercept: bool,
@@ -129,18 +132,15 @@ pub(crate) fn run_calls(
         let hub = CURRENT.with(|c| {
             let mut current = c.borrow_mut();
             let slot = current.as_mut()?;
-            Some(slot.hub.clone_ref(py))
+            slot.finished = Some(outcome.map(Bound::unbind));
+            Some(slot.may_idle.then(|| slot.hub.clone_ref(py)))
         });
-        let Some(hub) = hub else {
-            // Not run by a hub's resume (someone switched into it by hand): nothing
-            // waits for the outcome, so the greenlet just ends with it.
-            return outcome.map(drop);
+        let Some(Some(hub)) = hub else {
+            // The hub keeps no more idle greenlets (or nothing runs this one: someone
+            // switched into it by hand): end, rather than be killed later, which costs
+            // an exception thrown through greenlet's C++ for each one.
+            return Ok(());
         };
-        CURRENT.with(|c| {
-            if let Some(slot) = c.borrow_mut().as_mut() {
-                slot.finished = Some(outcome.map(Bound::unbind));
-            }
-        });
         let next = hub.into_bound(py).call_method0(intern!(py, "switch"))?;
         (func, args) = next.extract()?;
     }
@@ -204,12 +204,14 @@ impl Idle {
         greenlet::new_greenlet(py, run.bind(py))
     }
 
-    fn keep(&mut self, py: Python<'_>, greenlet: Py<PyAny>) {
-        if self.greenlets.len() < Self::KEEP {
-            self.greenlets.push(greenlet);
-        } else {
-            greenlet.drop_ref(py);
-        }
+    fn has_room(&self) -> bool {
+        self.greenlets.len() < Self::KEEP
+    }
+
+    /// Keeps a greenlet that waits in [`run_calls`] for its next call (there is room:
+    /// its resume checked).
+    fn keep(&mut self, greenlet: Py<PyAny>) {
+        self.greenlets.push(greenlet);
     }
 }
 
@@ -308,6 +310,7 @@ impl VThread {
                 greenlet: greenlet.as_ptr(),
                 wait: None,
                 finished: None,
+                may_idle: idle.has_room(),
                 intercept: self.intercept,
             })
         });
@@ -317,21 +320,25 @@ impl VThread {
             None => greenlet.call_method0(intern!(py, "switch")),
         };
         watchdog::mark(false);
-        let (wait, finished) = match CURRENT.with(|c| c.borrow_mut().take()) {
+        let (wait, finished, may_idle) = match CURRENT.with(|c| c.borrow_mut().take()) {
             Some(slot) => {
                 // Not left to `Py`'s drop, which cannot tell here that the GIL is held
                 // and queues the decref in PyO3's pool, behind a lock, for later.
                 slot.hub.drop_ref(py);
-                (slot.wait, slot.finished)
+                (slot.wait, slot.finished, slot.may_idle)
             }
-            None => (None, None),
+            None => (None, None, false),
         };
         if let Some(outcome) = finished {
-            // The call ended and its greenlet waits, idle, for another.
+            // The call ended; its greenlet waits, idle, for another, or has ended too.
             self.deliver(py, outcome.map(|value| value.into_bound(py)));
             if let Some(greenlet) = self.greenlet.take() {
                 Counters::add(&self.counters.finished);
-                idle.keep(py, greenlet);
+                if may_idle {
+                    idle.keep(greenlet);
+                } else {
+                    greenlet.drop_ref(py);
+                }
             }
             return Step::Finished;
         }
