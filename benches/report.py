@@ -204,6 +204,8 @@ def write_report(results: dict[str, Any], quick: bool = False) -> None:
         "[rust/README.md](rust/README.md) and the scripts in [python/](python/).",
         "",
     ]
+    if machine.get("reruns"):
+        out.append(f"- Re-run in the same place: {machine['reruns']}")
     for suite, reason in results.get("unavailable", {}).items():
         out.append(f"- The {suite} suite did not run: {reason}")
     records = results["records"]

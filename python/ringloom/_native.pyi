@@ -15,6 +15,16 @@ class Loom:
     ) -> None:
         """Runs ``func()`` in a new virtual thread, its outcome to ``future``.
         ``priority`` (0..255, lower first) orders the ready virtual threads of a worker."""
+    def spawn_batch(
+        self,
+        func: Callable[..., Any],
+        calls: list[tuple[Any, ...]],
+        batch: Batch,
+        intercept: bool = True,
+        priority: int = 128,
+    ) -> None:
+        """Runs ``func(*calls[i])`` in a new virtual thread for each ``i``; outcome ``i``
+        goes to place ``i`` of ``batch``. The calls go out in chunks, not a task each."""
     def stats(self) -> dict[str, Any]: ...
     def holding(self) -> list[tuple[int, int, float]]:
         """``(thread_ident, episode, seconds)`` per worker running a virtual thread
@@ -42,6 +52,23 @@ def forget_after_fork() -> int:
     ``ringloom._fork`` registers it with ``os.register_at_fork``."""
 
 def blocking(func: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any: ...
+
+class Batch:
+    """The shared completion of ``Loom.spawn_batch`` (``VirtualThreadPool.map``).
+
+    ``results[i]`` gets call ``i``'s value; the error of the lowest index is kept and
+    skips the later calls not started; ``on_done(batch)`` runs once all are over."""
+    def __init__(self, results: list[Any], on_done: Callable[[Batch], object]) -> None: ...
+    def cancel(self) -> None:
+        """Skips every call not started yet."""
+    @property
+    def remaining(self) -> int: ...
+    @property
+    def failed(self) -> int: ...
+    @property
+    def skipped(self) -> int: ...
+    @property
+    def error(self) -> tuple[int, BaseException] | None: ...
 
 class Parker:
     """One waiter's wake-up slot (``ringloom.sync``)."""
