@@ -75,14 +75,16 @@ impl Loom {
     /// `future` (a `concurrent.futures.Future`). With `intercept=False` the thread's
     /// blocking calls are not turned into parks by the interception layer
     /// (`intercepting()` is False in it). `priority` (0..=255, lower first) orders it
-    /// among the ready virtual threads of its worker (`hub.rs`).
-    #[pyo3(signature = (func, future, intercept = true, priority = 128))]
+    /// among the ready virtual threads of its worker (`hub.rs`). `args`: positional
+    /// arguments for `func` (saves the caller a `functools.partial` per call).
+    #[pyo3(signature = (func, future, intercept = true, priority = 128, args = None))]
     fn spawn(
         &self,
         func: Bound<'_, PyAny>,
         future: Bound<'_, PyAny>,
         intercept: bool,
         priority: i64,
+        args: Option<Bound<'_, PyTuple>>,
     ) -> PyResult<()> {
         if !func.is_callable() {
             return Err(PyTypeError::new_err("func must be callable"));
@@ -92,10 +94,10 @@ impl Loom {
         let runtime = guard
             .as_ref()
             .ok_or_else(|| PyRuntimeError::new_err("the Loom is closed"))?;
-        let no_args = PyTuple::empty(func.py()).unbind();
+        let args = args.unwrap_or_else(|| PyTuple::empty(func.py())).unbind();
         let unstarted = Unstarted::new(
             func.unbind(),
-            no_args,
+            args,
             Sink::Future(future.unbind()),
             intercept,
             priority,

@@ -8,12 +8,13 @@ class Loom:
     def workers(self) -> int: ...
     def spawn(
         self,
-        func: Callable[[], Any],
+        func: Callable[..., Any],
         future: concurrent.futures.Future[Any],
         intercept: bool = True,
         priority: int = 128,
+        args: tuple[Any, ...] | None = None,
     ) -> None:
-        """Runs ``func()`` in a new virtual thread, its outcome to ``future``.
+        """Runs ``func(*args)`` in a new virtual thread, its outcome to ``future``.
         ``priority`` (0..255, lower first) orders the ready virtual threads of a worker."""
     def spawn_batch(
         self,
