@@ -111,9 +111,10 @@ pub(crate) fn park(py: Python<'_>, wait: Wait) -> Option<PyResult<()>> {
 
 /// The body of every virtual thread's greenlet: calls `func(*args)`, leaves its outcome
 /// for the resume, and switches back to the hub, idle, until the hub switches in the
-/// next virtual thread's callable and arguments. Returns only when the greenlet is killed: `GreenletExit`
-/// thrown into a parked call (the hub dropped at shutdown) or into the idle wait (an
-/// idle greenlet let go of).
+/// next virtual thread's callable and arguments. Returns, ending the greenlet, when the
+/// hub has no room for another idle greenlet, or when the greenlet is killed:
+/// `GreenletExit` thrown into a parked call (the hub dropped at shutdown) or into the
+/// idle wait (the hub's idle greenlets dropped with it).
 #[pyfunction]
 pub(crate) fn run_calls(
     py: Python<'_>,
@@ -179,7 +180,7 @@ pub(crate) struct Idle {
 
 impl Idle {
     /// Idle greenlets kept per hub. Each keeps its data-stack chunk (a few KiB touched),
-    /// so a burst of a million tasks leaves about a MiB behind, not hundreds.
+    /// so a burst of a million tasks leaves a few MiB behind per worker, not hundreds.
     const KEEP: usize = 256;
 
     /// Drops them all, GIL held: each is killed (`GreenletExit` in its idle wait).
