@@ -234,3 +234,17 @@ def test_ctrl_c_during_a_batch_map_returns_promptly() -> None:
     )
     assert out.returncode == 0, out.stderr
     assert out.stdout.split() == ["interrupted", "0", "0"], out.stdout
+
+
+def test_a_batch_map_refused_by_a_closed_loom_leaves_nothing_to_wait_for() -> None:
+    pool = VirtualThreadPool(max_platform_threads=1)
+    assert pool.map(abs, [-1]) == [1]
+    assert pool._loom is not None
+    pool._loom.close()  # as at interpreter exit, under the pool
+    with pytest.raises(RuntimeError):
+        pool.map(abs, [-1, -2])
+    closer = threading.Thread(target=pool.shutdown)
+    closer.start()
+    closer.join(TIMEOUT)
+    assert not closer.is_alive()
+    assert pool.get_stats()["active_threads"] == 0

@@ -88,18 +88,8 @@ def serve_gevent() -> None:
 
     sock = gevent.socket.socket(fileno=listener().detach())
 
-    def gevent_handle(conn: Any, _: Any) -> None:
-        conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        try:
-            while True:
-                data = conn.recv(65536)
-                if not data:
-                    return
-                conn.sendall(data)
-        except ConnectionError:
-            return
-
-    server = StreamServer(sock, gevent_handle)
+    # The same blocking handler, on gevent's cooperative socket.
+    server = StreamServer(sock, lambda conn, _address: handle(conn))
     server.start()
     announce(sock)
     fd = sys.stdin.fileno()

@@ -353,13 +353,18 @@ class VirtualThreadPool(concurrent.futures.Executor):
         intercept = is_blocking is None or bool(is_blocking)
         try:
             loom.spawn_batch(fn, calls, batch, intercept, priority)
-        except RuntimeError as err:  # the Loom was closed under us (interpreter exit)
+        except BaseException as err:
+            # Nothing was started: the batch is counted out here, or a shutdown would
+            # wait for it for ever. A RuntimeError is the Loom closed under us
+            # (interpreter exit).
             with self._lock:
-                self._broken = True
+                self._broken = self._broken or isinstance(err, RuntimeError)
                 self._batches.pop(batch, None)
                 self._running -= len(calls)
                 self._cancelled += len(calls)
-            raise RuntimeError(str(err)) from None
+                if not self._live and not self._batches:
+                    self._idle.notify_all()
+            raise
         try:
             if not finished.wait(timeout):
                 raise TimeoutError(f"map did not finish within {timeout} s")
