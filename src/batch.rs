@@ -96,6 +96,27 @@ impl Batch {
         self.remaining.fetch_add(calls, Ordering::AcqRel);
     }
 
+    /// Keeps `err` if no call before `index` failed.
+    ///
+    /// Nothing that may let go of the GIL runs under `error`'s lock: normalizing a lazy
+    /// error (PyO3 detaches while it does) or dropping the one replaced (its finalizers
+    /// may run Python). A worker waiting for the GIL there while another, holding the
+    /// GIL, waits for the lock deadlocked the workers of a pool closed under a map.
+    fn keep_error(&self, py: Python<'_>, index: usize, err: PyErr) {
+        let value = err.into_value(py).into_any();
+        let replaced = {
+            let mut error = self.error.lock().unwrap_or_else(|p| p.into_inner());
+            if matches!(error.as_ref(), Some((first, _)) if *first < index) {
+                Some(value)
+            } else {
+                error.replace((index, value)).map(|(_, old)| old)
+            }
+        };
+        if let Some(replaced) = replaced {
+            replaced.drop_ref(py);
+        }
+    }
+
     /// One call of `batch` is over: the last one calls `on_done`.
     fn end_one(py: Python<'_>, batch: &Py<Batch>) {
         let this = batch.get();
@@ -145,10 +166,17 @@ impl Sink {
                     Err(err) => future
                         .call_method1(pyo3::intern!(py, "set_exception"), (err.into_value(py),)),
                 };
-                // Only a future cancelled meanwhile refuses (InvalidStateError): nobody
-                // waits for it.
+                // A future cancelled meanwhile refuses (InvalidStateError): nobody waits
+                // for it, and nothing is worth reporting (an unstarted call failed as
+                // its pool closes, after the close cancelled its future).
                 if let Err(err) = delivered {
-                    err.write_unraisable(py, Some(&future));
+                    let cancelled = future
+                        .call_method0(pyo3::intern!(py, "cancelled"))
+                        .and_then(|c| c.is_truthy())
+                        .unwrap_or(false);
+                    if !cancelled {
+                        err.write_unraisable(py, Some(&future));
+                    }
                 }
             }
             Sink::Batch {
@@ -165,10 +193,7 @@ impl Sink {
                     Err(err) => {
                         batch.failed.fetch_add(1, Ordering::AcqRel);
                         batch.skip_from.fetch_min(index + 1, Ordering::AcqRel);
-                        let mut error = batch.error.lock().unwrap_or_else(|p| p.into_inner());
-                        if !matches!(error.as_ref(), Some((first, _)) if *first < index) {
-                            *error = Some((index, err.into_value(py).into_any()));
-                        }
+                        batch.keep_error(py, index, err);
                     }
                 }
                 Batch::end_one(py, &owner);

@@ -12,7 +12,8 @@
 //! only note the virtual thread's key in [`Shared`] and wake the hub task; the hub polls
 //! those waits again on its worker, and the completed ones make their threads ready.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
+use std::collections::VecDeque;
 use std::future::Future;
 use std::pin::Pin;
 use std::rc::{Rc, Weak};
@@ -43,29 +44,78 @@ thread_local! {
     static HUBS: RefCell<Vec<Weak<Inbox>>> = const { RefCell::new(Vec::new()) };
 }
 
+/// Calls a hub holds that it has not started yet, beyond which a batch's starter keeps
+/// the rest: a call handed to a hub stays on its worker, while a starter waiting in a
+/// run queue can be stolen by an idle worker. About one poll's worth ([`BUDGET`]).
+const START_AHEAD: usize = 128;
+
 /// Hands a virtual thread to this worker's hub of its `Loom`, creating the hub on
 /// first use. Runs in the starter task, on the worker the virtual thread will stay on.
 pub(crate) fn adopt(unstarted: Unstarted) {
-    let inbox = HUBS.with(|hubs| {
+    let inbox = inbox_for(unstarted.counters());
+    inbox.arrivals.borrow_mut().push(unstarted.into_vthread());
+    inbox.unstarted.set(inbox.unstarted.get() + 1);
+    inbox.shared.note(None);
+}
+
+/// This worker's hub of the `Loom` that `counters` names, created on first use.
+fn inbox_for(counters: &Arc<Counters>) -> Rc<Inbox> {
+    HUBS.with(|hubs| {
         let mut hubs = hubs.borrow_mut();
         hubs.retain(|hub| hub.strong_count() > 0);
         let found = hubs
             .iter()
             .filter_map(Weak::upgrade)
-            .find(|inbox| Arc::ptr_eq(&inbox.counters, unstarted.counters()));
+            .find(|inbox| Arc::ptr_eq(&inbox.counters, counters));
         found.unwrap_or_else(|| {
             let inbox = Rc::new(Inbox {
-                counters: unstarted.counters().clone(),
+                counters: counters.clone(),
                 arrivals: RefCell::default(),
+                unstarted: Cell::new(0),
                 shared: Arc::default(),
             });
             hubs.push(Rc::downgrade(&inbox));
             drop(ringloom::spawn_local(Hub::new(inbox.clone())));
             inbox
         })
-    });
-    inbox.arrivals.borrow_mut().push(unstarted.into_vthread());
-    inbox.shared.note(None);
+    })
+}
+
+/// The starter task of a chunk of a batch's calls (`Loom.spawn_batch`): it hands calls
+/// to the hub of the worker it runs on while that hub has fewer than [`START_AHEAD`]
+/// not started, and yields with the rest. Yielded, it waits in the worker's run queue,
+/// where an idle worker steals it (the yield's wake-up wakes a parked one): a batch
+/// spreads over the workers, and a worker held by long calls (work that releases the
+/// GIL, such as hashing) does not keep calls that another could start.
+pub(crate) struct StartBatch {
+    calls: VecDeque<Unstarted>,
+}
+
+impl StartBatch {
+    pub(crate) fn new(calls: Vec<Unstarted>) -> StartBatch {
+        StartBatch {
+            calls: calls.into(),
+        }
+    }
+}
+
+impl Future for StartBatch {
+    type Output = ();
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let calls = &mut self.get_mut().calls;
+        let Some(inbox) = calls.front().map(|call| inbox_for(call.counters())) else {
+            return Poll::Ready(());
+        };
+        while inbox.unstarted.get() < START_AHEAD {
+            let Some(call) = calls.pop_front() else {
+                return Poll::Ready(());
+            };
+            adopt(call);
+        }
+        cx.waker().wake_by_ref();
+        Poll::Pending
+    }
 }
 
 /// What a hub shares with its starters, on its worker.
@@ -74,6 +124,8 @@ struct Inbox {
     counters: Arc<Counters>,
     /// Virtual threads handed over since the hub last looked.
     arrivals: RefCell<Vec<VThread>>,
+    /// Virtual threads handed over and not started yet (see [`StartBatch`]).
+    unstarted: Cell<usize>,
     shared: Arc<Shared>,
 }
 
@@ -225,6 +277,10 @@ impl Hub {
             };
             let place = &mut self.places[key];
             let vthread = place.vthread.as_mut().expect("a ready key has a thread");
+            if !vthread.is_started() {
+                let unstarted = &self.inbox.unstarted;
+                unstarted.set(unstarted.get() - 1);
+            }
             let step = match &hub {
                 Ok(hub) => vthread.resume(py, hub, &mut self.idle),
                 Err(err) => {

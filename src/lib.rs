@@ -19,6 +19,7 @@ mod park;
 mod parker;
 mod ready;
 mod stats;
+mod sync;
 mod vthread;
 mod watchdog;
 
@@ -27,6 +28,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<loom::Loom>()?;
     m.add_class::<parker::Parker>()?;
     m.add_class::<batch::Batch>()?;
+    m.add_class::<sync::Event>()?;
     m.add_function(wrap_pyfunction!(park::sleep, m)?)?;
     m.add_function(wrap_pyfunction!(park::in_virtual_thread, m)?)?;
     m.add_function(wrap_pyfunction!(park::wait_fd, m)?)?;

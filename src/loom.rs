@@ -1,5 +1,6 @@
 //! `Loom`: a ringloom runtime whose workers run virtual threads.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 
 use pyo3::exceptions::{PyRuntimeError, PyTypeError, PyValueError};
@@ -29,6 +30,8 @@ pub(crate) struct Loom {
     counters: Arc<Counters>,
     /// The workers' clocks, for the watchdog.
     watch: Arc<Watch>,
+    /// The worker the next batch's first chunk is queued on.
+    next_worker: AtomicUsize,
 }
 
 #[pymethods]
@@ -68,6 +71,7 @@ impl Loom {
             workers,
             counters: Arc::default(),
             watch,
+            next_worker: AtomicUsize::new(0),
         })
     }
 
@@ -137,7 +141,12 @@ impl Loom {
         // Enough chunks that every worker gets several, few enough that a starter task
         // carries a good number of calls.
         let chunk = args.len().div_ceil(self.workers * 8).clamp(1, 256);
+        // Chunk `i` is queued on worker `first + i`: a batch is spread over the workers
+        // from the start, whichever of them wakes first (see `hub::StartBatch` for the
+        // spreading that stealing does later).
+        let first = self.next_worker.fetch_add(1, Ordering::Relaxed);
         let mut args = args.into_iter().enumerate().peekable();
+        let mut worker = first;
         while args.peek().is_some() {
             let unstarted: Vec<Unstarted> = args
                 .by_ref()
@@ -151,11 +160,8 @@ impl Loom {
                     Unstarted::new(func, args, sink, intercept, priority, self.counters.clone())
                 })
                 .collect();
-            drop(runtime.spawn(async move {
-                for one in unstarted {
-                    hub::adopt(one);
-                }
-            }));
+            drop(runtime.spawn_on(worker, hub::StartBatch::new(unstarted)));
+            worker = worker.wrapping_add(1);
         }
         Ok(())
     }
@@ -188,10 +194,11 @@ impl Loom {
             c.parked.load(std::sync::atomic::Ordering::Relaxed),
         )?;
         dict.set_item("parks", Counters::get(&c.parks))?;
-        let guard = self.runtime.lock().unwrap();
-        match guard.as_ref() {
-            Some(runtime) => {
-                let stats = runtime.stats();
+        // Read under the slot's lock, written into the dict after it: an allocation may
+        // run the cyclic GC and finalizers, which may let go of the GIL.
+        let stats = self.runtime.lock().unwrap().as_ref().map(Runtime::stats);
+        match stats {
+            Some(stats) => {
                 let total = stats.total();
                 dict.set_item("driver", stats.driver_name())?;
                 dict.set_item("polls", total.polls)?;

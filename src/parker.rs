@@ -23,8 +23,9 @@ struct State {
     waker: Option<Waker>,
 }
 
+/// One waiter's wake-up slot, shared by the waiting side and whoever wakes it.
 #[derive(Default)]
-struct Inner {
+pub(crate) struct Inner {
     state: Mutex<State>,
     cond: Condvar,
 }
@@ -83,69 +84,90 @@ impl Parker {
     /// plain OS thread blocks with the GIL released. The notification is consumed.
     #[pyo3(signature = (timeout = None))]
     fn park(&self, py: Python<'_>, timeout: Option<f64>) -> PyResult<bool> {
-        let timeout = timeout
-            .map(|secs| {
-                Duration::try_from_secs_f64(secs)
-                    .map_err(|_| PyValueError::new_err("timeout must be a non-negative number"))
-            })
-            .transpose()?;
-        if self.inner.lock().notified || timeout == Some(Duration::ZERO) {
-            return Ok(self.inner.take());
-        }
-        if vthread::in_virtual_thread(py)? {
-            let notified = Notified(self.inner.clone());
-            let wait: vthread::Wait = match timeout {
-                None => Box::pin(notified),
-                Some(timeout) => Box::pin(async move {
-                    let _ = ringloom::time::timeout(timeout, notified).await;
-                }),
-            };
-            let parked = vthread::park(py, wait);
-            let notified = self.inner.take();
-            if let Some(Err(err)) = parked {
-                return Err(err);
-            }
-            if parked.is_some() {
-                return Ok(notified);
-            }
-        }
-        // A plain OS thread: the condition variable, GIL released, in slices so that
-        // signals (Ctrl-C) are seen between them.
-        let deadline = timeout.map(|t| Instant::now() + t);
-        loop {
-            let slice = Duration::from_millis(50);
-            let wait = match deadline {
-                None => slice,
-                Some(deadline) => deadline
-                    .saturating_duration_since(Instant::now())
-                    .min(slice),
-            };
-            let inner = &self.inner;
-            let notified = py.detach(|| {
-                let state = inner.lock();
-                let (state, _) = inner
-                    .cond
-                    .wait_timeout_while(state, wait, |s| !s.notified)
-                    .unwrap_or_else(|poisoned| poisoned.into_inner());
-                state.notified
-            });
-            if notified || deadline.is_some_and(|d| Instant::now() >= d) {
-                return Ok(self.inner.take());
-            }
-            py.check_signals()?;
-        }
+        wait(py, &self.inner, check_timeout(timeout)?)
     }
 
     /// Wakes the `park` in progress, or makes the next one return True at once.
     pub(crate) fn unpark(&self) {
+        self.inner.unpark();
+    }
+}
+
+impl Inner {
+    /// Wakes the wait in progress, or makes the next one return true at once.
+    pub(crate) fn unpark(&self) {
         let waker = {
-            let mut state = self.inner.lock();
+            let mut state = self.lock();
             state.notified = true;
             state.waker.take()
         };
-        self.inner.cond.notify_all();
+        self.cond.notify_all();
         if let Some(waker) = waker {
             waker.wake();
         }
+    }
+}
+
+/// A timeout in seconds (None: no limit) as a `Duration`; a negative or unrepresentable
+/// one is a ValueError.
+pub(crate) fn check_timeout(timeout: Option<f64>) -> PyResult<Option<Duration>> {
+    timeout
+        .map(|secs| {
+            Duration::try_from_secs_f64(secs)
+                .map_err(|_| PyValueError::new_err("timeout must be a non-negative number"))
+        })
+        .transpose()
+}
+
+/// Waits until `inner` is unparked (true; at once if it was already) or `timeout`
+/// passes (false). A virtual thread parks (its worker runs others meanwhile); a plain
+/// OS thread blocks on the condition variable with the GIL released, in slices, so that
+/// a signal handler (Ctrl-C) runs within one slice and its exception ends the wait. The
+/// notification is consumed. An error (the handler's exception, or `GreenletExit` thrown
+/// into a parked virtual thread) leaves a notification that came meanwhile in place, for
+/// the caller to take or pass on.
+pub(crate) fn wait(
+    py: Python<'_>,
+    inner: &Arc<Inner>,
+    timeout: Option<Duration>,
+) -> PyResult<bool> {
+    if inner.lock().notified || timeout == Some(Duration::ZERO) {
+        return Ok(inner.take());
+    }
+    if vthread::in_virtual_thread(py)? {
+        let notified = Notified(inner.clone());
+        let wait: vthread::Wait = match timeout {
+            None => Box::pin(notified),
+            Some(timeout) => Box::pin(async move {
+                let _ = ringloom::time::timeout(timeout, notified).await;
+            }),
+        };
+        match vthread::park(py, wait) {
+            Some(Err(err)) => return Err(err),
+            Some(Ok(())) => return Ok(inner.take()),
+            None => {}
+        }
+    }
+    let deadline = timeout.map(|t| Instant::now() + t);
+    loop {
+        let slice = Duration::from_millis(50);
+        let wait = match deadline {
+            None => slice,
+            Some(deadline) => deadline
+                .saturating_duration_since(Instant::now())
+                .min(slice),
+        };
+        let notified = py.detach(|| {
+            let state = inner.lock();
+            let (state, _) = inner
+                .cond
+                .wait_timeout_while(state, wait, |s| !s.notified)
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            state.notified
+        });
+        if notified || deadline.is_some_and(|d| Instant::now() >= d) {
+            return Ok(inner.take());
+        }
+        py.check_signals()?;
     }
 }

@@ -261,6 +261,12 @@ impl VThread {
         }
     }
 
+    /// Whether its first resume has happened (it may not have run: a cancelled call
+    /// counts as started too).
+    pub(crate) fn is_started(&self) -> bool {
+        self.call.is_none()
+    }
+
     /// Takes a greenlet on this worker (idle or new), unless the call was cancelled
     /// first; returns it with what to switch in: the callable and its arguments.
     fn start<'py>(

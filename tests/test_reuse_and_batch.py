@@ -7,6 +7,7 @@ import contextvars
 import subprocess
 import sys
 import threading
+import time
 from typing import Any
 
 import greenlet
@@ -248,3 +249,40 @@ def test_a_batch_map_refused_by_a_closed_loom_leaves_nothing_to_wait_for() -> No
     closer.join(TIMEOUT)
     assert not closer.is_alive()
     assert pool.get_stats()["active_threads"] == 0
+
+
+def test_a_map_runs_on_every_worker() -> None:
+    # Calls that hold their worker without parking, as hashing or compression does (a
+    # stock sleep, with is_blocking=False: the GIL is let go of, the worker is not).
+    def hold(_: int) -> int:
+        time.sleep(0.002)
+        return threading.get_native_id()
+
+    with VirtualThreadPool(max_platform_threads=2) as pool:
+        for _ in range(5):
+            ran_on = pool.map(hold, range(64), is_blocking=False, timeout=TIMEOUT)
+            assert len(set(ran_on)) == 2, f"one worker ran the whole map: {set(ran_on)}"
+
+
+def test_an_idle_worker_starts_the_calls_queued_on_a_held_one() -> None:
+    release = threading.Event()
+    held_on: list[int] = []
+
+    def hold() -> None:
+        held_on.append(threading.get_native_id())
+        release.wait(TIMEOUT)
+
+    with VirtualThreadPool(max_platform_threads=2) as pool:
+        held = pool.submit(hold, is_blocking=False)
+        deadline = time.monotonic() + TIMEOUT
+        while not held_on and time.monotonic() < deadline:
+            time.sleep(0.001)
+        try:
+            # Half of the map's calls are queued on the held worker first; only a steal
+            # by the other one gets them done before the hold ends.
+            ran_on = pool.map(lambda _: threading.get_native_id(), range(400), timeout=TIMEOUT)
+        finally:
+            release.set()
+        held.result(TIMEOUT)
+    assert held_on and held_on[0] not in ran_on
+    assert len(ran_on) == 400

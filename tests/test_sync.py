@@ -302,7 +302,7 @@ def test_event_wakes_virtual_threads_and_os_threads(pool: VirtualThreadPool) -> 
     event = ringloom.Event()
     futures = [pool.submit(event.wait) for _ in range(200)]
     futures += [in_os_thread(event.wait) for _ in range(4)]
-    wait_until(lambda: len(event._waiters) == 204)
+    wait_until(lambda: event._waiting == 204)
     assert not any(f.done() for f in futures)
     event.set()
     assert all(f.result(timeout=TIMEOUT) is True for f in futures)
@@ -313,7 +313,7 @@ def test_event_wakes_virtual_threads_and_os_threads(pool: VirtualThreadPool) -> 
 def test_event_set_from_a_virtual_thread(pool: VirtualThreadPool) -> None:
     event = ringloom.Event()
     waiter = in_os_thread(lambda: event.wait(TIMEOUT))
-    wait_until(lambda: len(event._waiters) == 1)
+    wait_until(lambda: event._waiting == 1)
     pool.submit(event.set).result(timeout=TIMEOUT)
     assert waiter.result(timeout=TIMEOUT) is True
 

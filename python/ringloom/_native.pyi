@@ -81,6 +81,17 @@ class Parker:
         """Wakes the park in progress (or makes the next one return at once); any
         thread."""
 
+class Event:
+    """An event flag (``threading.Event``'s interface): ``wait`` parks a virtual thread
+    and blocks an OS thread (GIL released, Ctrl-C seen); any thread may ``set`` it."""
+    def __init__(self) -> None: ...
+    def is_set(self) -> bool: ...
+    def isSet(self) -> bool: ...  # noqa: N802 (the threading alias)
+    def set(self) -> None: ...
+    def clear(self) -> None: ...
+    def wait(self, timeout: float | None = None) -> bool:
+        """True once set; on ``timeout`` (seconds, not negative) the flag then."""
+
 # Descriptor I/O for the patched open(), os.read and os.write (src/file.rs): park a
 # virtual thread while the call waits on the ring; the plain syscall elsewhere.
 def file_readinto(fd: int, buffer: Any, offset: int = -1) -> int: ...

@@ -38,6 +38,8 @@ import weakref
 from collections.abc import Iterable, Mapping
 from typing import Any, Callable, TypeVar
 
+import greenlet
+
 from ringloom import _native
 from ringloom.shared_data import (
     SharedArray,
@@ -228,7 +230,9 @@ class SafeThread:
             self._result = self.run()
         except BaseException as err:  # noqa: BLE001 - kept, and reported as threading does
             self._exception = err
-            if not isinstance(err, SystemExit):
+            # Neither SystemExit (as threading) nor the GreenletExit of a thread killed
+            # as its runtime closes (interpreter exit: a daemon thread just stops).
+            if not isinstance(err, (SystemExit, greenlet.GreenletExit)):
                 args = threading.ExceptHookArgs((type(err), err, err.__traceback__, self))  # type: ignore[call-arg,arg-type]
                 try:
                     threading.excepthook(args)

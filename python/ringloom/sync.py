@@ -29,6 +29,7 @@ from typing import Any, Callable, TypeVar
 
 import greenlet
 
+from ringloom import _native
 from ringloom._native import Parker
 
 __all__ = [
@@ -380,43 +381,10 @@ class BoundedSemaphore(Semaphore):
             raise ValueError("Semaphore released too many times")
 
 
-class Event:
-    """An event flag, like ``threading.Event``; ``wait`` parks a virtual thread."""
-
-    def __init__(self) -> None:
-        self._mutex = _thread.allocate_lock()
-        self._flag = False
-        self._waiters: collections.deque[_Waiter] = collections.deque()
-
-    def is_set(self) -> bool:
-        return self._flag
-
-    isSet = is_set  # noqa: N815 (the threading alias)
-
-    def set(self) -> None:
-        with self._mutex:
-            self._flag = True
-            granted = list(self._waiters)
-            self._waiters.clear()
-            for waiter in granted:
-                waiter.granted = True
-        _wake(granted)
-
-    def clear(self) -> None:
-        with self._mutex:
-            self._flag = False
-
-    def wait(self, timeout: float | None = None) -> bool:
-        """Waits until the flag is set or ``timeout`` passes; returns the flag."""
-        _check_timeout(timeout)
-        self._mutex.acquire()
-        if self._flag:
-            self._mutex.release()
-            return True
-        if timeout == 0:
-            self._mutex.release()
-            return False
-        return _wait(self._mutex, self._waiters, timeout) or self._flag
+#: An event flag, like ``threading.Event``; ``wait`` parks a virtual thread. Native
+#: (``src/sync/event.rs``): a Ctrl-C or a killed virtual thread cannot leave it
+#: half changed.
+Event = _native.Event
 
 
 class Queue(_queue.Queue):  # type: ignore[type-arg]

@@ -517,10 +517,13 @@ class VirtualThreadPool(concurrent.futures.Executor):
 
     def _close(self) -> None:
         """Waits for every accepted task, then stops the workers."""
+        # On the main thread in slices, as `_Future._wait_on_main_thread` (a Ctrl-C
+        # handled as the stock wait starts would wait with it for every task).
+        slice_ = _CTRL_C_SLICE if threading.current_thread() is threading.main_thread() else None
         try:
             with self._lock:
                 while self._live or self._batches:
-                    self._idle.wait()
+                    self._idle.wait(slice_)
         except BaseException:  # Ctrl-C while waiting: stop everything now
             self._terminate()
             raise

@@ -113,6 +113,43 @@ fn idle_worker_steals_from_a_blocked_one() {
 }
 
 #[test]
+fn a_burst_spawned_from_outside_reaches_every_worker() {
+    hang_guard(LIMIT, || {
+        let rt = runtime(2);
+        // Whether the second worker is woken in time is a race, so several bursts, each
+        // from a plain thread (into the injector) while both workers are parked, each
+        // task holding its worker for a while: the worker woken for a burst must wake
+        // the other, or it runs the whole burst alone.
+        for round in 0..10 {
+            let ran_on = Arc::new(Mutex::new(Vec::new()));
+            let handles: Vec<_> = (0..64)
+                .map(|_| {
+                    let ran_on = ran_on.clone();
+                    rt.spawn(async move {
+                        let worker = ringloom::current_worker().unwrap();
+                        ran_on.lock().unwrap().push(worker);
+                        std::thread::sleep(Duration::from_millis(1));
+                    })
+                })
+                .collect();
+            rt.block_on(async {
+                for handle in handles {
+                    handle.await.unwrap();
+                }
+            });
+            let ran_on = ran_on.lock().unwrap();
+            assert_eq!(ran_on.len(), 64);
+            for worker in 0..2 {
+                assert!(
+                    ran_on.contains(&worker),
+                    "round {round}: worker {worker} ran none of the burst: {ran_on:?}"
+                );
+            }
+        }
+    });
+}
+
+#[test]
 fn wake_from_a_foreign_thread_reaches_a_parked_worker() {
     hang_guard(LIMIT, || {
         let rt = runtime(2);

@@ -223,6 +223,17 @@ impl Runtime {
         self.pool.clone().spawn(future)
     }
 
+    /// Spawns a `Send` task queued first on worker `worker` (modulo the number of
+    /// workers), which is woken if parked; an idle worker may still steal it. Spreads a
+    /// burst over the workers from the start instead of leaving it to stealing.
+    pub fn spawn_on<F>(&self, worker: usize, future: F) -> JoinHandle<F::Output>
+    where
+        F: Future + Send + 'static,
+        F::Output: Send + 'static,
+    {
+        self.pool.clone().spawn_on(worker, future)
+    }
+
     /// Counters of every worker and the driver in use.
     pub fn stats(&self) -> RuntimeStats {
         RuntimeStats::collect(&self.pool)

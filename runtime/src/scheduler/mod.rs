@@ -178,7 +178,26 @@ impl Pool {
         F: Future + Send + 'static,
         F::Output: Send + 'static,
     {
-        let owner = self.current_worker().unwrap_or_else(|| {
+        self.spawn_placed(future, None)
+    }
+
+    /// Spawns a task queued first on worker `worker` (modulo the number of workers),
+    /// which it wakes; like any `Send` task, an idle worker may still steal it.
+    pub(crate) fn spawn_on<F>(self: Arc<Self>, worker: usize, future: F) -> JoinHandle<F::Output>
+    where
+        F: Future + Send + 'static,
+        F::Output: Send + 'static,
+    {
+        let worker = worker % self.workers.len();
+        self.spawn_placed(future, Some(worker))
+    }
+
+    fn spawn_placed<F>(self: Arc<Self>, future: F, worker: Option<usize>) -> JoinHandle<F::Output>
+    where
+        F: Future + Send + 'static,
+        F::Output: Send + 'static,
+    {
+        let owner = worker.or_else(|| self.current_worker()).unwrap_or_else(|| {
             self.next_owner.fetch_add(1, Ordering::Relaxed) % self.workers.len()
         });
         let (task, handle) = new_task(future, Home::pool(self), owner);
@@ -193,7 +212,11 @@ impl Pool {
             let pool: *const Pool = pool;
             // SAFETY: the pool lives in the task allocation, which `handle`'s reference
             // keeps alive across the call, wherever the queued task goes.
-            unsafe { (*pool).schedule(task) };
+            let pool = unsafe { &*pool };
+            match worker {
+                Some(worker) => pool.push_to(worker, task),
+                None => pool.schedule(task),
+            }
         }
         handle
     }
@@ -215,6 +238,17 @@ impl Pool {
             }
         } else {
             self.injector.push(task);
+            self.notify_one();
+        }
+    }
+
+    /// Queues `task` on worker `index` and makes sure a worker will look at it: that
+    /// one if it is parked, or another parked one (which may steal it).
+    fn push_to(&self, index: usize, task: Task) {
+        let worker = &self.workers[index];
+        worker.run_queue.push(task);
+        fence(Ordering::SeqCst);
+        if !(worker.is_parked() && worker.unpark()) {
             self.notify_one();
         }
     }

@@ -117,6 +117,10 @@ impl Worker {
     /// Takes one task from the injector and moves a fair share of the rest to this
     /// worker's queue, so that tasks spawned from outside queue up behind each other
     /// instead of behind everything the worker does (and other workers can steal them).
+    ///
+    /// A burst spawned from outside wakes one worker only (one wake-up in flight at a
+    /// time); if it leaves tasks in the injector, it wakes the next, or this worker would
+    /// run the whole burst while the others sleep.
     fn take_from_injector(&self) -> Option<Task> {
         let task = self.pool.injector.pop()?;
         let share = (self.pool.injector.len() / self.pool.workers.len()).clamp(1, 64);
@@ -125,6 +129,9 @@ impl Worker {
                 Some(next) => self.executor.run_queue.push(next),
                 None => break,
             }
+        }
+        if !self.pool.injector.is_empty() {
+            self.pool.notify_one();
         }
         Some(task)
     }

@@ -1,0 +1,12 @@
+//! Native synchronization primitives for virtual threads and OS threads alike.
+//!
+//! Their state changes happen in Rust under a short internal lock that never spans a
+//! wait or a call into Python, so a `KeyboardInterrupt` (raised only where a wait checks
+//! for signals) or a `GreenletExit` (thrown into a parked virtual thread) can never
+//! leave one half changed or its internal lock held: the Python versions they replace
+//! could be interrupted between taking their internal lock and queueing their waiter,
+//! and the next `set()` from a worker then blocked that worker for ever.
+
+mod event;
+
+pub(crate) use event::Event;
