@@ -1,6 +1,7 @@
 """Turns the runner's records into ``benches/RESULTS.md``, PNG charts and the README's
 headline table. A quick run's records go to ``benches/RESULTS-quick.md`` and
-``benches/charts-quick/`` instead, and leave the README alone: a smoke run with small
+``benches/charts-quick/`` instead (a run of some workloads only, to
+``-partial``), and leave the README alone: a smoke run with small
 sizes should not replace the full run's published numbers.
 
     python benches/report.py [results.json]
@@ -183,8 +184,8 @@ def _table(workload: dict[str, Any], peers: dict[str, dict[str, Any]]) -> list[s
     return lines
 
 
-def write_report(results: dict[str, Any], quick: bool = False) -> None:
-    suffix = "-quick" if quick else ""
+def write_report(results: dict[str, Any], quick: bool = False, partial: bool = False) -> None:
+    suffix = "-quick" if quick else "-partial" if partial else ""
     machine = results["machine"]
     out = [
         "# Benchmark results",
@@ -250,7 +251,7 @@ def write_report(results: dict[str, Any], quick: bool = False) -> None:
             )
     (HERE / f"RESULTS{suffix}.md").write_text("\n".join(out) + "\n")
     print(f"== wrote benches/RESULTS{suffix}.md", flush=True)
-    if not quick:
+    if not suffix:
         _update_readme(headline, first_chart)
 
 
@@ -279,4 +280,4 @@ def _update_readme(headline: list[str], chart: str | None) -> None:
 if __name__ == "__main__":
     source = Path(sys.argv[1]) if len(sys.argv) > 1 else HERE / "results.json"
     data = json.loads(source.read_text())
-    write_report(data, quick=bool(data.get("quick")))
+    write_report(data, quick=bool(data.get("quick")), partial=bool(data.get("partial")))

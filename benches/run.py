@@ -5,7 +5,8 @@
 Each round runs every case of every workload once; the order of the peers inside a
 workload rotates from round to round, so a slow stretch of this shared 2-core machine
 falls on every peer alike. Raw records go to ``benches/results.json`` (or
-``results-quick.json``); ``benches/report.py`` turns them into ``RESULTS.md`` and charts.
+``results-quick.json``, or ``results-partial.json`` when ``--only`` or ``--suite`` picks
+some workloads); ``benches/report.py`` turns them into ``RESULTS.md`` and charts.
 """
 
 from __future__ import annotations
@@ -123,13 +124,22 @@ def main(argv: list[str] | None = None) -> int:
     for case in cases:
         by_workload.setdefault(case.workload, []).append(case)
     records: list[dict[str, Any]] = []
-    name = "results-quick.json" if args.quick else "results.json"
+    # A run of some workloads only must not replace the full run's published report.
+    partial = bool(args.only or args.suite) and not args.quick
+    name = (
+        "results-quick.json"
+        if args.quick
+        else "results-partial.json"
+        if partial
+        else "results.json"
+    )
     machine = _machine()
 
     def save(rounds_done: int) -> dict[str, Any]:
         """Written after every round, so a run cut short still leaves its records."""
         results = {
             "quick": args.quick,
+            "partial": partial,
             "rounds": rounds_done,
             "machine": machine,
             "unavailable": unavailable,
@@ -163,7 +173,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"== round {round_no + 1} saved to benches/{name}", flush=True)
     from report import write_report
 
-    write_report(results, quick=args.quick)
+    write_report(results, quick=args.quick, partial=partial)
     return 0
 
 
