@@ -18,6 +18,7 @@ mod loom;
 mod park;
 mod parker;
 mod ready;
+mod running_loop;
 mod stats;
 mod sync;
 mod vthread;
@@ -29,6 +30,8 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<parker::Parker>()?;
     m.add_class::<batch::Batch>()?;
     m.add_class::<sync::Event>()?;
+    m.add_class::<sync::Lock>()?;
+    m.add_class::<sync::RLock>()?;
     m.add_function(wrap_pyfunction!(park::sleep, m)?)?;
     m.add_function(wrap_pyfunction!(park::in_virtual_thread, m)?)?;
     m.add_function(wrap_pyfunction!(park::wait_fd, m)?)?;
@@ -39,6 +42,11 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(file::file_write, m)?)?;
     m.add_function(wrap_pyfunction!(file::file_open, m)?)?;
     m.add_function(wrap_pyfunction!(vthread::intercepting, m)?)?;
+    m.add_function(wrap_pyfunction!(vthread::get_ident, m)?)?;
+    m.add_function(wrap_pyfunction!(running_loop::isolate_running_loops, m)?)?;
+    m.add_function(wrap_pyfunction!(vthread::vthread_ident, m)?)?;
+    m.add_function(wrap_pyfunction!(vthread::vthread_state, m)?)?;
+    m.add_function(wrap_pyfunction!(vthread::set_vthread_state, m)?)?;
     m.add_function(wrap_pyfunction!(loom::forget_after_fork, m)?)?;
     let close_all = wrap_pyfunction!(loom::close_all, m)?;
     m.add_function(close_all.clone())?;

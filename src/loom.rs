@@ -80,7 +80,8 @@ impl Loom {
     /// blocking calls are not turned into parks by the interception layer
     /// (`intercepting()` is False in it). `priority` (0..=255, lower first) orders it
     /// among the ready virtual threads of its worker (`hub.rs`). `args`: positional
-    /// arguments for `func` (saves the caller a `functools.partial` per call).
+    /// arguments for `func` (saves the caller a `functools.partial` per call). Returns
+    /// the virtual thread's identity (`get_ident()` inside it).
     #[pyo3(signature = (func, future, intercept = true, priority = 128, args = None))]
     fn spawn(
         &self,
@@ -89,7 +90,7 @@ impl Loom {
         intercept: bool,
         priority: i64,
         args: Option<Bound<'_, PyTuple>>,
-    ) -> PyResult<()> {
+    ) -> PyResult<u64> {
         if !func.is_callable() {
             return Err(PyTypeError::new_err("func must be callable"));
         }
@@ -107,10 +108,11 @@ impl Loom {
             priority,
             self.counters.clone(),
         );
+        let ident = unstarted.ident();
         // A Send starter, so a virtual thread not yet started may go to any worker; the
         // hub of the worker it lands on creates the greenlet, and it stays there.
         drop(runtime.spawn(async move { hub::adopt(unstarted) }));
-        Ok(())
+        Ok(ident)
     }
 
     /// Starts `func(*args)` in a new virtual thread for each tuple of `calls`; call `i`'s

@@ -29,6 +29,7 @@ use crate::batch::Sink;
 use crate::gil::with_gil;
 use crate::greenlet;
 use crate::stats::Counters;
+use crate::running_loop;
 use crate::watchdog;
 
 /// What a parked virtual thread waits for. Polled only by its hub, on its worker.
@@ -52,10 +53,92 @@ struct Slot {
     /// Whether the interception layer turns this thread's blocking calls into parks
     /// (`is_blocking` not False at submit).
     intercept: bool,
+    /// The virtual thread's identity (`threading.get_ident()` in it, once patched).
+    ident: u64,
+    /// The Python layer's object for this virtual thread (its `threading` identity and
+    /// locals), moved in for the switch and back out after it.
+    state: Option<Py<PyAny>>,
 }
 
 thread_local! {
     static CURRENT: RefCell<Option<Slot>> = const { RefCell::new(None) };
+}
+
+/// Identities of virtual threads start here: above any OS thread's ident (a pthread_t,
+/// an address below 2^47 on Linux), so the two kinds never collide.
+const FIRST_IDENT: u64 = 1 << 62;
+
+static NEXT_IDENT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(FIRST_IDENT);
+
+/// A new virtual thread identity, unique for the life of the process.
+pub(crate) fn new_ident() -> u64 {
+    NEXT_IDENT.fetch_add(1, Ordering::Relaxed)
+}
+
+/// The identity of the virtual thread the caller runs in, or `None` outside one (also
+/// in a greenlet that user code started inside a virtual thread).
+pub(crate) fn current_ident(py: Python<'_>) -> PyResult<Option<u64>> {
+    let Some((expected, ident)) =
+        CURRENT.with(|c| c.borrow().as_ref().map(|slot| (slot.greenlet, slot.ident)))
+    else {
+        return Ok(None);
+    };
+    Ok((greenlet::current(py)?.as_ptr() == expected).then_some(ident))
+}
+
+/// `threading.get_ident()` as virtual threads see it: the virtual thread's identity,
+/// or the OS thread's ident outside one.
+pub(crate) fn ident(py: Python<'_>) -> PyResult<u64> {
+    Ok(match current_ident(py)? {
+        Some(ident) => ident,
+        // SAFETY: a plain query of the calling thread.
+        None => (unsafe { pyo3::ffi::PyThread_get_thread_ident() }) as u64,
+    })
+}
+
+/// `get_ident()`: the calling virtual thread's identity (unique per virtual thread,
+/// stable while it lives, never an OS thread's), or the OS thread's ident outside one.
+#[pyfunction]
+pub(crate) fn get_ident(py: Python<'_>) -> PyResult<u64> {
+    ident(py)
+}
+
+/// The identity of the calling virtual thread, or None outside one.
+#[pyfunction]
+pub(crate) fn vthread_ident(py: Python<'_>) -> PyResult<Option<u64>> {
+    current_ident(py)
+}
+
+/// The object the Python layer keeps for the calling virtual thread (None until it
+/// sets one, and outside virtual threads). Dropped when the virtual thread ends.
+#[pyfunction]
+pub(crate) fn vthread_state(py: Python<'_>) -> PyResult<Option<Py<PyAny>>> {
+    if current_ident(py)?.is_none() {
+        return Ok(None);
+    }
+    Ok(CURRENT.with(|c| {
+        c.borrow()
+            .as_ref()
+            .and_then(|slot| slot.state.as_ref().map(|state| state.clone_ref(py)))
+    }))
+}
+
+/// Sets the object `vthread_state()` returns in the calling virtual thread; False (and
+/// nothing kept) outside one.
+#[pyfunction]
+pub(crate) fn set_vthread_state(py: Python<'_>, state: Py<PyAny>) -> PyResult<bool> {
+    if current_ident(py)?.is_none() {
+        return Ok(false);
+    }
+    let old = CURRENT.with(|c| {
+        c.borrow_mut()
+            .as_mut()
+            .and_then(|slot| slot.state.replace(state))
+    });
+    if let Some(old) = old {
+        old.drop_ref(py);
+    }
+    Ok(true)
 }
 
 /// Whether the caller is a virtual thread's own greenlet (so it may park).
@@ -231,6 +314,11 @@ pub(crate) struct VThread {
     counters: Arc<Counters>,
     /// Counted in `counters.parked` now.
     parked: bool,
+    ident: u64,
+    /// The Python layer's object for it (see [`vthread_state`]), while not switched in.
+    state: Option<Py<PyAny>>,
+    /// Its asyncio running loop while switched out (`running_loop.rs`).
+    running_loop: Option<Py<PyAny>>,
 }
 
 /// What one switch into the greenlet ended with.
@@ -319,25 +407,33 @@ impl VThread {
                 finished: None,
                 may_idle: idle.has_room(),
                 intercept: self.intercept,
+                ident: self.ident,
+                state: self.state.take(),
             })
         });
+        running_loop::switch_in(py, &mut self.running_loop);
         watchdog::mark(true);
         let switched = match call {
             Some(call) => greenlet.call_method1(intern!(py, "switch"), call),
             None => greenlet.call_method0(intern!(py, "switch")),
         };
         watchdog::mark(false);
+        running_loop::switch_out(py, &mut self.running_loop);
         let (wait, finished, may_idle) = match CURRENT.with(|c| c.borrow_mut().take()) {
             Some(slot) => {
                 // Not left to `Py`'s drop, which cannot tell here that the GIL is held
                 // and queues the decref in PyO3's pool, behind a lock, for later.
                 slot.hub.drop_ref(py);
+                self.state = slot.state;
                 (slot.wait, slot.finished, slot.may_idle)
             }
             None => (None, None, false),
         };
         if let Some(outcome) = finished {
             // The call ended; its greenlet waits, idle, for another, or has ended too.
+            for object in [self.state.take(), self.running_loop.take()].into_iter().flatten() {
+                object.drop_ref(py);
+            }
             self.deliver(py, outcome.map(|value| value.into_bound(py)));
             if let Some(greenlet) = self.greenlet.take() {
                 Counters::add(&self.counters.finished);
@@ -383,6 +479,12 @@ impl VThread {
     /// Lets go of the greenlet while the GIL is held, so dropping the finished virtual
     /// thread needs no GIL.
     fn finish(&mut self, py: Python<'_>) {
+        if let Some(state) = self.state.take() {
+            state.drop_ref(py);
+        }
+        if let Some(running) = self.running_loop.take() {
+            running.drop_ref(py);
+        }
         if let Some(greenlet) = self.greenlet.take() {
             Counters::add(&self.counters.finished);
             greenlet.drop_ref(py);
@@ -397,6 +499,7 @@ pub(crate) struct Unstarted {
     intercept: bool,
     priority: u8,
     counters: Arc<Counters>,
+    ident: u64,
 }
 
 impl Unstarted {
@@ -415,7 +518,13 @@ impl Unstarted {
             intercept,
             priority,
             counters,
+            ident: new_ident(),
         }
+    }
+
+    /// The identity the virtual thread will have.
+    pub(crate) fn ident(&self) -> u64 {
+        self.ident
     }
 
     /// The counters of its `Loom`, which also name the `Loom` (see `hub::adopt`).
@@ -433,6 +542,9 @@ impl Unstarted {
             priority: self.priority,
             counters: self.counters.clone(),
             parked: false,
+            ident: self.ident,
+            state: None,
+            running_loop: None,
         }
     }
 }
@@ -461,7 +573,12 @@ impl Drop for VThread {
     /// caller waits forever; dropping the greenlet then kills it (`GreenletExit`).
     fn drop(&mut self) {
         self.set_parked(false);
-        if self.sink.is_none() && self.greenlet.is_none() && self.call.is_none() {
+        if self.sink.is_none()
+            && self.greenlet.is_none()
+            && self.call.is_none()
+            && self.state.is_none()
+            && self.running_loop.is_none()
+        {
             return;
         }
         with_gil(|py| {
@@ -472,6 +589,8 @@ impl Drop for VThread {
                 self.deliver(py, Err(err));
             }
             self.call = None;
+            self.state = None;
+            self.running_loop = None;
             self.greenlet = None;
         });
     }

@@ -74,7 +74,7 @@ def test_lock_held_by_os_thread_wanted_by_1000_virtual_threads(
             got.append(i)
 
     futures = [one_worker.submit(want, i) for i in range(1000)]
-    wait_until(lambda: len(lock._waiters) == 1000)
+    wait_until(lambda: lock._waiting == 1000)
     # The only worker is not blocked: another virtual thread keeps running meanwhile.
     ticks = [0]
     stop = ringloom.Event()
@@ -87,7 +87,7 @@ def test_lock_held_by_os_thread_wanted_by_1000_virtual_threads(
     ticking = one_worker.submit(ticker)
     wait_until(lambda: ticks[0] >= 20)
     assert not got
-    assert len(lock._waiters) == 1000
+    assert lock._waiting == 1000
     lock.release()
     for future in futures:
         future.result(timeout=TIMEOUT)
@@ -145,7 +145,7 @@ def test_lock_released_by_a_virtual_thread_wakes_an_os_thread(pool: VirtualThrea
     lock = ringloom.Lock()
     lock.acquire()
     waiter = in_os_thread(lambda: lock.acquire(timeout=TIMEOUT))
-    wait_until(lambda: len(lock._waiters) == 1)
+    wait_until(lambda: lock._waiting == 1)
     pool.submit(lock.release).result(timeout=TIMEOUT)
     assert waiter.result(timeout=TIMEOUT) is True
     assert lock.locked()

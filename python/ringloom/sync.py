@@ -27,8 +27,6 @@ import time as _time
 from types import TracebackType
 from typing import Any, Callable, TypeVar
 
-import greenlet
-
 from ringloom import _native
 from ringloom._native import Parker
 
@@ -96,128 +94,21 @@ def _wake(granted: list[_Waiter]) -> None:
         waiter.parker.unpark()
 
 
-class Lock:
-    """A non-reentrant lock, like ``threading.Lock``; a contended ``acquire`` parks a
-    virtual thread. Any thread may release it."""
+#: A non-reentrant lock with ``_thread.lock``'s interface; a contended ``acquire`` parks
+#: a virtual thread. Any thread may release it. Native (``src/sync/lock.rs``): an atomic
+#: fast path, FIFO hand-off to waiters.
+Lock = _native.Lock
 
-    def __init__(self) -> None:
-        self._mutex = _thread.allocate_lock()
-        self._locked = False
-        self._waiters: collections.deque[_Waiter] = collections.deque()
-
-    def acquire(self, blocking: bool = True, timeout: float = -1) -> bool:
-        if not blocking and timeout != -1:
-            raise ValueError("can't specify a timeout for a non-blocking call")
-        if timeout < 0 and timeout != -1:
-            raise ValueError("timeout value must be a non-negative number")
-        self._mutex.acquire()
-        if not self._locked:
-            self._locked = True
-            self._mutex.release()
-            return True
-        if not blocking:
-            self._mutex.release()
-            return False
-        return _wait(self._mutex, self._waiters, None if timeout == -1 else timeout, self.release)
-
-    def release(self) -> None:
-        with self._mutex:
-            if not self._locked:
-                raise RuntimeError("release unlocked lock")
-            if self._waiters:
-                waiter = self._waiters.popleft()
-                waiter.granted = True  # ownership passes on: the lock stays locked
-            else:
-                self._locked = False
-                return
-        waiter.parker.unpark()
-
-    def locked(self) -> bool:
-        return self._locked
-
-    def __enter__(self) -> bool:
-        return self.acquire()
-
-    def __exit__(
-        self,
-        ty: type[BaseException] | None,
-        value: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.release()
-
-    def __repr__(self) -> str:
-        state = "locked" if self._locked else "unlocked"
-        return f"<{type(self).__module__}.{type(self).__qualname__} {state}>"
-
-
-def _me() -> Any:
-    """The caller's identity: its greenlet (a virtual thread's own, or an OS thread's
-    main greenlet). ``threading.get_ident()`` is shared by a worker's virtual threads."""
-    return greenlet.getcurrent()
-
-
-class RLock:
-    """A reentrant lock, like ``threading.RLock``, owned by a virtual thread or an OS
-    thread; only the owner may release it."""
-
-    def __init__(self) -> None:
-        self._block = Lock()
-        self._owner: Any = None
-        self._count = 0
-
-    def acquire(self, blocking: bool = True, timeout: float = -1) -> bool:
-        me = _me()
-        if self._owner is me:
-            self._count += 1
-            return True
-        if not self._block.acquire(blocking, timeout):
-            return False
-        self._owner = me
-        self._count = 1
-        return True
-
-    def release(self) -> None:
-        if self._owner is not _me():
-            raise RuntimeError("cannot release un-acquired lock")
-        self._count -= 1
-        if not self._count:
-            self._owner = None
-            self._block.release()
-
-    __enter__ = acquire
-
-    def __exit__(
-        self,
-        ty: type[BaseException] | None,
-        value: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.release()
-
-    # Condition support.
-    def _is_owned(self) -> bool:
-        return self._owner is _me()
-
-    def _release_save(self) -> tuple[Any, int]:
-        if self._owner is not _me():
-            raise RuntimeError("cannot release un-acquired lock")
-        state = (self._owner, self._count)
-        self._owner = None
-        self._count = 0
-        self._block.release()
-        return state
-
-    def _acquire_restore(self, state: tuple[Any, int]) -> None:
-        self._block.acquire()
-        self._owner, self._count = state
+#: A reentrant lock with ``_thread.RLock``'s interface, owned by a virtual thread or an
+#: OS thread (``ringloom._native.get_ident()``); only the owner may release it.
+RLock = _native.RLock
 
 
 class Condition:
     """A condition variable, like ``threading.Condition`` (default lock: an ``RLock``).
     ``wait`` parks a virtual thread; ``notify`` wakes the longest waiting."""
 
-    def __init__(self, lock: Lock | RLock | None = None) -> None:
+    def __init__(self, lock: Any = None) -> None:
         if lock is None:
             lock = RLock()
         self._lock = lock

@@ -21,7 +21,7 @@ struct State {
 ///     done = ringloom.Event()
 ///     pool.submit(work_then, done.set)
 ///     done.wait(5.0)
-#[pyclass(module = "ringloom._native", frozen, weakref)]
+#[pyclass(module = "ringloom._native", frozen, weakref, subclass)]
 pub(crate) struct Event {
     state: Mutex<State>,
 }

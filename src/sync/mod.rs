@@ -8,5 +8,7 @@
 //! and the next `set()` from a worker then blocked that worker for ever.
 
 mod event;
+mod lock;
 
 pub(crate) use event::Event;
+pub(crate) use lock::{Lock, RLock};
