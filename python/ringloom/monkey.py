@@ -67,57 +67,75 @@ _originals: dict[tuple[str, str], Any] = {}
 _registry_lock = threading.RLock()
 
 
-def _module(module: str | ModuleType) -> ModuleType:
-    return importlib.import_module(module) if isinstance(module, str) else module
+def _target(target: str | ModuleType | type) -> ModuleType | type:
+    return importlib.import_module(target) if isinstance(target, str) else target
 
 
-def replace(module: str | ModuleType, name: str, value: Any) -> None:
-    """Sets ``module.name`` to ``value``, recording the original the first time."""
-    target = _module(module)
+def _key(target: ModuleType | type, name: str) -> tuple[str, str]:
+    if isinstance(target, ModuleType):
+        return target.__name__, name
+    return f"{target.__module__}.{target.__qualname__}", name
+
+
+def replace(target: str | ModuleType | type, name: str, value: Any) -> None:
+    """Sets ``target.name`` (a module's or a class's) to ``value``, recording what the
+    target itself held the first time (a class may only inherit it)."""
+    obj = _target(target)
     with _registry_lock:
-        key = (target.__name__, name)
+        key = _key(obj, name)
         if key not in _originals:
-            _originals[key] = getattr(target, name, _MISSING)
-        setattr(target, name, value)
+            _originals[key] = vars(obj).get(name, _MISSING)
+        setattr(obj, name, value)
 
 
-def restore(module: str | ModuleType, name: str) -> None:
-    """Puts back the original of ``module.name`` (nothing if it was never replaced)."""
-    target = _module(module)
+def restore(target: str | ModuleType | type, name: str) -> None:
+    """Puts back the original of ``target.name`` (nothing if it was never replaced)."""
+    obj = _target(target)
     with _registry_lock:
-        original = _originals.pop((target.__name__, name), None)
+        original = _originals.pop(_key(obj, name), None)
         if original is None:
             return
         if original is _MISSING:
-            if hasattr(target, name):
-                delattr(target, name)
+            if name in vars(obj):
+                delattr(obj, name)
         else:
-            setattr(target, name, original)
+            setattr(obj, name, original)
 
 
-def get_original(module: str | ModuleType, name: str | list[str] | tuple[str, ...]) -> Any:
-    """The stock ``module.name`` (a list of them for a list of names), whether or not it
-    is patched now.
+def get_original(target: str | ModuleType | type, name: str | list[str] | tuple[str, ...]) -> Any:
+    """The stock ``target.name`` (a list of them for a list of names), whether or not it
+    is patched now; ``target`` is a module, its name, or a class.
 
     Example: ``get_original("time", "sleep")(0.1)`` blocks the OS thread.
     """
     if not isinstance(name, str):
-        return [get_original(module, one) for one in name]
-    target = _module(module)
+        return [get_original(target, one) for one in name]
+    obj = _target(target)
     with _registry_lock:
-        original = _originals.get((target.__name__, name), _MISSING)
-    if original is _MISSING:
-        return getattr(target, name)
-    return original
+        key = _key(obj, name)
+        patched_now = key in _originals
+        original = _originals.get(key, _MISSING)
+    if not patched_now:
+        return getattr(obj, name)
+    if original is not _MISSING:
+        return original
+    # The target only inherited it: what its bases hold.
+    if isinstance(obj, type):
+        for base in obj.__mro__[1:]:
+            if name in vars(base):
+                return vars(base)[name]
+    raise AttributeError(f"{key[0]} had no attribute {name!r} before it was patched")
 
 
-def is_patched(module: str | ModuleType, name: str | None = None) -> bool:
-    """Whether ``module.name`` (or anything of ``module``, without a name) is patched."""
-    module_name = module if isinstance(module, str) else module.__name__
+def is_patched(target: str | ModuleType | type, name: str | None = None) -> bool:
+    """Whether ``target.name`` (or anything of ``target``, without a name) is patched.
+    For a module name, its classes' patched attributes count too."""
+    obj = _target(target)
+    prefix = _key(obj, "")[0]
     with _registry_lock:
         if name is not None:
-            return (module_name, name) in _originals
-        return any(key[0] == module_name for key in _originals)
+            return _key(obj, name) in _originals
+        return any(key[0] == prefix or key[0].startswith(prefix + ".") for key in _originals)
 
 
 def patched() -> dict[str, list[str]]:

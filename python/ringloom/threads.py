@@ -8,9 +8,10 @@ threads that cost kilobytes, not an OS thread each. Inside one:
 
 - ``get_ident()`` is the virtual thread's own identity: unique, stable while it lives,
   never an OS thread's (``get_native_id()`` still names the worker's OS thread);
-- ``current_thread()`` is its ``Thread`` object, or for a virtual thread started any
-  other way (a ``VirtualThreadPool`` task) a cheap per-virtual-thread stand-in with a
-  name, not listed by ``threading.enumerate()``;
+- ``current_thread()`` is its ``Thread`` object; in one started by
+  ``_thread.start_new_thread``, a ``_DummyThread`` as for a foreign OS thread; in a
+  ``VirtualThreadPool`` task, a cheap per-virtual-thread stand-in with a name, not
+  listed by ``threading.enumerate()`` (tasks are not threads the program started);
 - ``threading.local`` attributes are its own.
 
 ``OSThread`` is the escape hatch: a ``threading.Thread`` that stays a real OS thread,
@@ -28,6 +29,7 @@ from __future__ import annotations
 
 import _thread
 import itertools
+import os
 import sys
 import threading
 from typing import Any, Callable
@@ -67,6 +69,7 @@ _lock = _thread.allocate_lock()
 _loom: _native.Loom | None = None
 _live = 0  # virtual threads started here and not ended
 _sentinels: dict[int, list[Any]] = {}  # a virtual thread's `_set_sentinel` locks
+_started_raw: set[int] = set()  # started by start_new_thread and still running
 _names = itertools.count(1)
 
 
@@ -85,6 +88,10 @@ def _reset_after_fork() -> None:
     _loom = None
     _live = 0
     _sentinels.clear()
+    _started_raw.clear()
+
+
+os.register_at_fork(after_in_child=_reset_after_fork)
 
 
 class _Ended:
@@ -152,6 +159,7 @@ def _run_thread(
     function: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
 ) -> None:
     ident = get_ident()
+    _started_raw.add(ident)
     try:
         function(*args, **kwargs)
     except (SystemExit, greenlet.GreenletExit):
@@ -159,6 +167,7 @@ def _run_thread(
     except BaseException as error:  # noqa: BLE001 - reported, as _thread does
         _report(function, error)
     finally:
+        _started_raw.discard(ident)
         # What the end of an OS thread's state does: frees `Thread.join()` and
         # interpreter exit's wait for non-daemon threads.
         for sentinel in _sentinels.pop(ident, ()):
@@ -248,6 +257,10 @@ def current_thread() -> threading.Thread:
         return threading._active[ident]  # type: ignore[attr-defined]
     except KeyError:
         pass
+    if ident in _started_raw:
+        # Started by `_thread.start_new_thread`, as a foreign OS thread would be: a
+        # `_DummyThread` in `threading._active`, as stock (3.11 keeps it for good).
+        return threading._DummyThread()  # type: ignore[attr-defined,no-any-return]
     if ident >= FIRST_IDENT:
         thread = _native.vthread_state()
         if thread is None:

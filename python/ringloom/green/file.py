@@ -34,7 +34,7 @@ import stat
 import warnings
 from typing import Any, Callable
 
-from ringloom import _native
+from ringloom import _native, monkey
 from ringloom.green._common import intercepting
 
 __all__ = ["RingFileIO", "open", "patch", "unpatch"]
@@ -231,10 +231,10 @@ open.__doc__ = stock_open.__doc__
 
 
 def patch() -> None:
-    builtins.open = open
-    io.open = open
+    monkey.replace(builtins, "open", open)
+    monkey.replace(io, "open", open)
 
 
 def unpatch() -> None:
-    builtins.open = stock_open
-    io.open = stock_open
+    monkey.restore(builtins, "open")
+    monkey.restore(io, "open")

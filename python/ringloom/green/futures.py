@@ -12,6 +12,7 @@ from __future__ import annotations
 import concurrent.futures._base as _base
 from typing import Any
 
+from ringloom import monkey
 from ringloom.green._common import intercepting
 
 __all__ = ["patch", "unpatch"]
@@ -28,8 +29,8 @@ def _waiter_init(self: Any) -> None:
 
 
 def patch() -> None:
-    _base._Waiter.__init__ = _waiter_init  # type: ignore[method-assign]
+    monkey.replace(_base._Waiter, "__init__", _waiter_init)
 
 
 def unpatch() -> None:
-    _base._Waiter.__init__ = stock_init  # type: ignore[method-assign]
+    monkey.restore(_base._Waiter, "__init__")

@@ -13,7 +13,7 @@ import os as _os
 import select as _select
 from typing import Any
 
-from ringloom import _native
+from ringloom import _native, monkey
 from ringloom.green._common import intercepting
 
 __all__ = ["read", "write", "waitpid", "patch", "unpatch"]
@@ -60,12 +60,10 @@ for _patched, _stock in ((read, stock_read), (write, stock_write), (waitpid, sto
 
 
 def patch() -> None:
-    _os.read = read
-    _os.write = write
-    _os.waitpid = waitpid
+    for name, function in (("read", read), ("write", write), ("waitpid", waitpid)):
+        monkey.replace(_os, name, function)
 
 
 def unpatch() -> None:
-    _os.read = stock_read
-    _os.write = stock_write
-    _os.waitpid = stock_waitpid
+    for name in ("read", "write", "waitpid"):
+        monkey.restore(_os, name)

@@ -12,7 +12,7 @@ import selectors as _selectors
 from collections.abc import Iterable
 from typing import Any
 
-from ringloom import _native
+from ringloom import _native, monkey
 from ringloom.green._common import intercepting
 
 POLLIN = _select.POLLIN
@@ -159,23 +159,27 @@ class DefaultSelector:
         return stock_default_selector(*args, **kwargs)
 
 
-def patch() -> None:
-    _select.select = select
-    _select.poll = poll  # type: ignore[assignment,misc]
-    _selectors.DefaultSelector = DefaultSelector  # type: ignore[misc,assignment]
-    _selectors.SelectSelector._select = staticmethod(select)  # type: ignore[assignment]
-    # The stock PollSelector too (subprocess.communicate, socket.sendfile, socketserver):
-    # the parking poll is the stock one outside intercepting virtual threads.
-    _selectors.PollSelector._selector_cls = poll  # type: ignore[assignment]
+def _patches() -> list[tuple[Any, str, Any]]:
+    patches: list[tuple[Any, str, Any]] = [
+        (_select, "select", select),
+        (_select, "poll", poll),
+        (_selectors, "DefaultSelector", DefaultSelector),
+        (_selectors.SelectSelector, "_select", staticmethod(select)),
+        # The stock PollSelector too (subprocess.communicate, socket.sendfile,
+        # socketserver): the parking poll is the stock one outside intercepting virtual
+        # threads.
+        (_selectors.PollSelector, "_selector_cls", poll),
+    ]
     if stock_epoll_select is not None:
-        _selectors.EpollSelector.select = _epoll_select  # type: ignore[attr-defined,method-assign]
+        patches.append((_selectors.EpollSelector, "select", _epoll_select))  # type: ignore[attr-defined]
+    return patches
+
+
+def patch() -> None:
+    for target, name, value in _patches():
+        monkey.replace(target, name, value)
 
 
 def unpatch() -> None:
-    _select.select = stock_select
-    _select.poll = stock_poll
-    _selectors.DefaultSelector = stock_default_selector  # type: ignore[misc]
-    _selectors.SelectSelector._select = stock_select_selector_select  # type: ignore[method-assign]
-    _selectors.PollSelector._selector_cls = stock_poll_selector_cls  # type: ignore[assignment]
-    if stock_epoll_select is not None:
-        _selectors.EpollSelector.select = stock_epoll_select  # type: ignore[attr-defined,method-assign]
+    for target, name, _ in _patches():
+        monkey.restore(target, name)

@@ -34,7 +34,7 @@ import threading
 from time import monotonic
 from typing import Any, Callable
 
-from ringloom import _native
+from ringloom import _native, monkey
 from ringloom.green._common import dress_as_stock, intercepting
 
 _sock = _socket.socket
@@ -406,16 +406,13 @@ dress_as_stock(_methods, stock, "socket")
 
 def patch() -> None:
     for name, method in _methods.items():
-        setattr(_socket_mod.socket, name, method)
+        monkey.replace(_socket_mod.socket, name, method)
     for name, resolve in _resolvers.items():
-        setattr(_socket_mod, name, resolve)
+        monkey.replace(_socket_mod, name, resolve)
 
 
 def unpatch() -> None:
     for name in _methods:
-        if name in ("accept", "sendfile"):
-            setattr(_socket_mod.socket, name, stock[name])
-        elif name in vars(_socket_mod.socket):
-            delattr(_socket_mod.socket, name)
-    for name, original in stock_resolvers.items():
-        setattr(_socket_mod, name, original)
+        monkey.restore(_socket_mod.socket, name)
+    for name in _resolvers:
+        monkey.restore(_socket_mod, name)

@@ -18,7 +18,7 @@ import ssl as _ssl
 from time import monotonic
 from typing import Any, Callable
 
-from ringloom import _native
+from ringloom import _native, monkey
 from ringloom.green._common import dress_as_stock, intercepting
 from ringloom.green.socket import _nonblocking
 
@@ -107,9 +107,9 @@ dress_as_stock(_methods, stock, "SSLSocket")
 
 def patch() -> None:
     for name, method in _methods.items():
-        setattr(_SSLSocket, name, method)
+        monkey.replace(_SSLSocket, name, method)
 
 
 def unpatch() -> None:
-    for name, original in stock.items():
-        setattr(_SSLSocket, name, original)
+    for name in _methods:
+        monkey.restore(_SSLSocket, name)

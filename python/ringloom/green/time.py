@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 import time as _time
 
-from ringloom import _native
+from ringloom import _native, monkey
 from ringloom.green._common import intercepting
 
 stock_sleep = _time.sleep
@@ -42,8 +42,8 @@ sleep.__wrapped__ = stock_sleep  # type: ignore[attr-defined]
 
 
 def patch() -> None:
-    _time.sleep = sleep
+    monkey.replace(_time, "sleep", sleep)
 
 
 def unpatch() -> None:
-    _time.sleep = stock_sleep
+    monkey.restore(_time, "sleep")

@@ -1,0 +1,108 @@
+"""Runs CPython's own test suites under ``ringloom.monkey.patch_all()``.
+
+    python tests/stdlib/run_suites.py [--where main|vthread] [--skip-file F] TEST ...
+
+Each TEST is a dotted unittest name (``test.test_queue``, ``test.test_threading.LockTests``).
+``--where vthread`` runs each test (setUp, body, tearDown) inside a virtual thread of a
+``VirtualThreadPool``; ``main`` on the main OS thread. Tests named in the skip file (one
+``id: reason`` per line) are skipped with that reason. Prints one JSON line: counts and
+the ids of failures and errors.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import unittest
+
+from ringloom import monkey
+
+monkey.patch_all()
+
+from ringloom.virtual_thread import VirtualThreadPool  # noqa: E402 - after the patch
+
+
+def _cases(suite: unittest.TestSuite):
+    for item in suite:
+        if isinstance(item, unittest.TestSuite):
+            yield from _cases(item)
+        else:
+            yield item
+
+
+def _skips(path: str | None) -> dict[str, str]:
+    skips: dict[str, str] = {}
+    if path:
+        with open(path) as f:
+            for line in f:
+                line = line.strip()
+                if line and not line.startswith("#"):
+                    test_id, _, reason = line.partition(":")
+                    skips[test_id.strip()] = reason.strip()
+    return skips
+
+
+class _InVirtualThread:
+    """A test case run inside a virtual thread (its result object is used by one
+    virtual thread at a time)."""
+
+    def __init__(self, case: unittest.TestCase, pool: VirtualThreadPool) -> None:
+        self.case = case
+        self.pool = pool
+
+    def __call__(self, result: unittest.TestResult) -> None:
+        self.pool.submit(self.case.run, result).result()
+
+    def countTestCases(self) -> int:  # noqa: N802 (unittest's name)
+        return 1
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--where", choices=("main", "vthread"), default="main")
+    parser.add_argument("--skip-file")
+    parser.add_argument("--verbose", action="store_true")
+    parser.add_argument("tests", nargs="+")
+    args = parser.parse_args()
+    skips = _skips(args.skip_file)
+    loaded = unittest.defaultTestLoader.loadTestsFromNames(args.tests)
+    cases = list(_cases(loaded))
+    for case in cases:
+        reason = skips.get(case.id())
+        if reason:
+            setattr(
+                case,
+                case._testMethodName,
+                unittest.skip(reason)(getattr(case, case._testMethodName)),
+            )
+    stream = unittest.runner._WritelnDecorator(sys.stderr)  # type: ignore[attr-defined]
+    verbosity = 2 if args.verbose else 1
+    result = unittest.TextTestResult(stream, descriptions=False, verbosity=verbosity)
+    if args.where == "main":
+        for case in cases:
+            case.run(result)
+    else:
+        with VirtualThreadPool(max_platform_threads=2) as pool:
+            for case in cases:
+                _InVirtualThread(case, pool)(result)
+    print()
+    print(
+        json.dumps(
+            {
+                "where": args.where,
+                "run": result.testsRun,
+                "skipped": len(result.skipped),
+                "failures": [test.id() for test, _ in result.failures],
+                "errors": [test.id() for test, _ in result.errors],
+                "unexpected_successes": len(result.unexpectedSuccesses),
+            }
+        )
+    )
+    for test, trace in result.failures + result.errors:
+        print(f"--- {test.id()}\n{trace}", file=sys.stderr)
+    return 0 if result.wasSuccessful() else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
