@@ -28,8 +28,8 @@ use pyo3::types::PyTuple;
 use crate::batch::Sink;
 use crate::gil::with_gil;
 use crate::greenlet;
-use crate::stats::Counters;
 use crate::running_loop;
+use crate::stats::Counters;
 use crate::watchdog;
 
 /// What a parked virtual thread waits for. Polled only by its hub, on its worker.
@@ -431,7 +431,10 @@ impl VThread {
         };
         if let Some(outcome) = finished {
             // The call ended; its greenlet waits, idle, for another, or has ended too.
-            for object in [self.state.take(), self.running_loop.take()].into_iter().flatten() {
+            for object in [self.state.take(), self.running_loop.take()]
+                .into_iter()
+                .flatten()
+            {
                 object.drop_ref(py);
             }
             self.deliver(py, outcome.map(|value| value.into_bound(py)));
