@@ -60,10 +60,10 @@ test-asan:
 # failure, not a skip.
 PYTHON ?= python3
 VENV ?= .venv
-PYTEST = RINGLOOM_REQUIRE_REDIS=1 $(VENV)/bin/python -m pytest -q --durations=10 tests
+PYTEST = RINGLOOM_REQUIRE_REDIS=1 RINGLOOM_REQUIRE_DASK=1 $(VENV)/bin/python -m pytest -q --durations=10 tests
 test-python: redis-server
 	@test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
-	$(VENV)/bin/pip install -q maturin greenlet pytest requests redis ruff
+	$(VENV)/bin/pip install -q maturin greenlet pytest requests redis ruff distributed
 	$(VENV)/bin/ruff check python tests benches
 	$(VENV)/bin/ruff format --check python tests benches
 	$(VENV)/bin/maturin develop -q --release

@@ -11,6 +11,7 @@ use pyo3::prelude::*;
 mod batch;
 mod blocking;
 mod file;
+mod frames;
 mod gil;
 mod greenlet;
 mod hub;
@@ -43,6 +44,8 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(file::file_open, m)?)?;
     m.add_function(wrap_pyfunction!(vthread::intercepting, m)?)?;
     m.add_function(wrap_pyfunction!(vthread::get_ident, m)?)?;
+    m.add_function(wrap_pyfunction!(frames::track_vthreads, m)?)?;
+    m.add_function(wrap_pyfunction!(frames::vthread_frames, m)?)?;
     m.add_function(wrap_pyfunction!(running_loop::isolate_running_loops, m)?)?;
     m.add_function(wrap_pyfunction!(vthread::vthread_ident, m)?)?;
     m.add_function(wrap_pyfunction!(vthread::vthread_state, m)?)?;

@@ -26,6 +26,7 @@ use pyo3::prelude::*;
 use pyo3::types::PyTuple;
 
 use crate::batch::Sink;
+use crate::frames;
 use crate::gil::with_gil;
 use crate::greenlet;
 use crate::running_loop;
@@ -370,6 +371,7 @@ impl VThread {
         }
         let greenlet = idle.take(py)?;
         self.greenlet = Some(greenlet.clone().unbind());
+        frames::track(py, self.ident, &greenlet);
         Counters::add(&self.counters.started);
         let args = PyTuple::new(py, [func.into_any(), args.into_any()])?;
         Ok(Some((greenlet, args)))
@@ -439,6 +441,7 @@ impl VThread {
             }
             self.deliver(py, outcome.map(|value| value.into_bound(py)));
             if let Some(greenlet) = self.greenlet.take() {
+                frames::untrack(py, self.ident);
                 Counters::add(&self.counters.finished);
                 if may_idle {
                     idle.keep(greenlet);
@@ -489,6 +492,7 @@ impl VThread {
             running.drop_ref(py);
         }
         if let Some(greenlet) = self.greenlet.take() {
+            frames::untrack(py, self.ident);
             Counters::add(&self.counters.finished);
             greenlet.drop_ref(py);
         }
@@ -594,7 +598,9 @@ impl Drop for VThread {
             self.call = None;
             self.state = None;
             self.running_loop = None;
-            self.greenlet = None;
+            if self.greenlet.take().is_some() {
+                frames::untrack(py, self.ident);
+            }
         });
     }
 }

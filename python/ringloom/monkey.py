@@ -17,7 +17,8 @@ that code synchronizing with stock locks, queues and events, keeping
   ``Barrier`` and ``queue.Queue`` built on them; ``get_ident()``, ``current_thread()``
   and ``threading.local`` are per virtual thread; ``Thread.start()`` and
   ``_thread.start_new_thread`` start virtual threads (``ringloom.threads.OSThread`` is
-  the escape hatch).
+  the escape hatch); ``sys._current_frames()`` shows each virtual thread's stack under
+  its identity.
 - ``patch_queue()``: ``queue.SimpleQueue`` (the C one cannot park) becomes the
   pure-Python one, over the patched locks.
 - ``patch_logging()``: ``logging``'s module lock and every existing handler's lock are
@@ -184,6 +185,8 @@ def patch_thread() -> None:
         replace(threading, "current_thread", threads.current_thread)
         replace(threading, "currentThread", _current_thread_alias)
         replace(_threading_local, "current_thread", threads.current_thread)
+        _native.track_vthreads()
+        replace(sys, "_current_frames", threads.current_frames)
 
 
 def _current_thread_alias() -> threading.Thread:

@@ -42,6 +42,7 @@ __all__ = [
     "DEFAULT_WORKERS",
     "FIRST_IDENT",
     "OSThread",
+    "current_frames",
     "current_thread",
     "get_ident",
     "live_count",
@@ -268,6 +269,21 @@ def current_thread() -> threading.Thread:
             _native.set_vthread_state(thread)
         return thread  # type: ignore[no-any-return]
     return _stock_current_thread()
+
+
+_stock_current_frames = sys._current_frames
+
+
+def current_frames() -> dict[int, Any]:
+    """``sys._current_frames()`` with each live virtual thread's frame under its own
+    identity too (a running one's is its worker's current frame)."""
+    frames = _stock_current_frames()
+    for ident, (frame, worker) in _native.vthread_frames().items():
+        if frame is None:
+            frame = frames.get(worker)
+        if frame is not None:
+            frames[ident] = frame
+    return frames
 
 
 def _local_class() -> type:
