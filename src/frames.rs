@@ -14,8 +14,11 @@ use pyo3::types::PyDict;
 
 static TRACKING: AtomicBool = AtomicBool::new(false);
 
-/// Identity of each live virtual thread -> its greenlet and its worker's thread ident.
-static LIVE: Mutex<Option<HashMap<u64, (Py<PyAny>, u64)>>> = Mutex::new(None);
+/// A live virtual thread's greenlet and its worker's thread ident.
+type Entry = (Py<PyAny>, u64);
+
+/// Identity of each live virtual thread -> its entry.
+static LIVE: Mutex<Option<HashMap<u64, Entry>>> = Mutex::new(None);
 
 /// Notes a virtual thread that starts on this worker, in `greenlet`.
 pub(crate) fn track(py: Python<'_>, ident: u64, greenlet: &Bound<'_, PyAny>) {
