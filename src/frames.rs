@@ -77,3 +77,13 @@ pub(crate) fn vthread_frames<'py>(py: Python<'py>) -> PyResult<Bound<'py, PyDict
     }
     Ok(frames)
 }
+
+/// In a forked child: the parent's virtual threads are not there. Their greenlets are
+/// leaked, not dropped: they belong to worker threads that do not exist in the child.
+pub(crate) fn forget_after_fork() {
+    if let Ok(mut live) = LIVE.try_lock() {
+        if let Some(map) = live.take() {
+            std::mem::forget(map);
+        }
+    }
+}

@@ -7,7 +7,9 @@ accept loop and one virtual thread per connection, ``recv``/``sendall``), ``thre
 (the same code, one OS thread per connection), ``gevent`` (``gevent.server.StreamServer``
 with the same handler on gevent sockets), ``asyncio`` and ``uvloop-streams``
 (``asyncio.start_server``, ``read``/``write``/``drain``), ``uvloop-protocol`` (a raw
-Protocol: ``transport.write`` in ``data_received``).
+Protocol: ``transport.write`` in ``data_received``); ``tcpserver-ringloom``,
+``tcpserver-gevent``, ``tcpserver-threads``: the stock ``socketserver.ThreadingTCPServer``
+after ringloom's, gevent's or no monkey-patching.
 """
 
 from __future__ import annotations
@@ -160,7 +162,58 @@ def _uvloop(streams: bool) -> Callable[[], None]:
     return serve
 
 
+def _tcpserver(patch: str) -> Callable[[], None]:
+    """``socketserver.ThreadingTCPServer`` with a ``StreamRequestHandler`` echo: stock
+    code, after ``patch``'s monkey-patching (``ringloom``, ``gevent``, or none: one OS
+    thread per connection)."""
+
+    def serve() -> None:
+        if patch == "ringloom":
+            from ringloom import monkey
+
+            monkey.patch_all()
+        elif patch == "gevent":
+            from gevent import monkey as gevent_monkey
+
+            gevent_monkey.patch_all()
+        import socketserver
+        import threading
+
+        class Echo(socketserver.StreamRequestHandler):
+            def handle(self) -> None:
+                self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                try:
+                    while data := self.request.recv(65536):
+                        self.request.sendall(data)
+                except ConnectionError:
+                    pass
+
+        class Server(socketserver.ThreadingTCPServer):
+            daemon_threads = True
+            allow_reuse_address = True
+            request_queue_size = BACKLOG
+
+        server = Server(("127.0.0.1", 0), Echo)
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        print(server.server_address[1], flush=True)
+        if patch == "gevent":
+            # The main greenlet must wait cooperatively, or the server never runs.
+            import gevent.os
+
+            fd = sys.stdin.fileno()
+            gevent.os.make_nonblocking(fd)
+            while gevent.os.nb_read(fd, 65536):
+                pass
+        else:
+            sys.stdin.buffer.read()
+
+    return serve
+
+
 PEERS: dict[str, Callable[[], None]] = {
+    "tcpserver-ringloom": _tcpserver("ringloom"),
+    "tcpserver-gevent": _tcpserver("gevent"),
+    "tcpserver-threads": _tcpserver("threads"),
     "ringloom": serve_ringloom,
     "threads": serve_threads,
     "gevent": serve_gevent,

@@ -116,6 +116,41 @@ WORKLOADS: dict[str, Workload] = {
         "(one worker ran every call; medians of 5 alternating runs)",
         goals=(Goal("hashes_per_s", ">=", 1.6, kind="ratio", peer="sequential"),),
     ),
+    "py.lock.uncontended": Workload(
+        title="Python: threading.Lock uncontended, `with lock: pass` on the main thread "
+        "(after each peer's monkey-patching)",
+        primary="ns_per_op",
+        higher_is_better=False,
+        metrics={"ns_per_op": "ns", "peak_rss_mib": "MiB"},
+        target="<= 1.3x the stock lock",
+        goals=(Goal("ns_per_op", "<=", 1.3, kind="ratio", peer="threads"),),
+    ),
+    "py.lock.handoff": Workload(
+        title="Python: one threading.Lock handed between 100 threads (virtual, greenlets, "
+        "OS), each holding it across time.sleep(0)",
+        primary="ops_per_s",
+        higher_is_better=True,
+        metrics={"ops_per_s": "acquisitions/s", "peak_rss_mib": "MiB"},
+    ),
+    "py.queue": Workload(
+        title="Python: queue.Queue(maxsize=100), one producer and one consumer thread",
+        primary="items_per_s",
+        higher_is_better=True,
+        metrics={"items_per_s": "items/s", "peak_rss_mib": "MiB"},
+        target=">= 1.5x gevent",
+        seen="gevent replaces queue.Queue with its own compiled queue",
+        goals=(Goal("items_per_s", ">=", 1.5, kind="ratio", peer="gevent"),),
+    ),
+    "py.tcpserver": Workload(
+        title="Python: stock socketserver.ThreadingTCPServer echo, 1,000 connections, 1 KiB "
+        "(ringloom's and gevent's monkey-patching, or OS threads)",
+        primary="req_per_s",
+        higher_is_better=True,
+        metrics={"req_per_s": "req/s", "peak_rss_mib": "MiB", "os_threads": "threads"},
+        target=">= 1.2x gevent",
+        ours="tcpserver-ringloom",
+        goals=(Goal("req_per_s", ">=", 1.2, kind="ratio", peer="tcpserver-gevent"),),
+    ),
     "py.echo": Workload(
         title="Python: echo server, 1,000 connections, 1 KiB round trips (server on one CPU, "
         "load generator on the other)",
@@ -273,7 +308,42 @@ def cases(quick: bool) -> list[Case]:
                 timeout=300,
             )
         )
+    for mode, n in (("uncontended", 1_000_000), ("handoff", 20_000), ("queue", 200_000)):
+        workload = "py.queue" if mode == "queue" else f"py.lock.{mode}"
+        for peer in ("ringloom", "gevent", "threads"):
+            out.append(
+                Case(
+                    workload,
+                    peer,
+                    _script("locks.py", peer, mode, "--n", n // 4 if quick else n, "--cpu", main),
+                    timeout=300,
+                )
+            )
     seconds, warmup = (0.6, 0.2) if quick else (5, 1)
+    for peer in ("tcpserver-ringloom", "tcpserver-gevent", "tcpserver-threads"):
+        out.append(
+            Case(
+                "py.tcpserver",
+                peer,
+                _script(
+                    "echo.py",
+                    peer,
+                    "--conns",
+                    1_000,
+                    "--size",
+                    1024,
+                    "--seconds",
+                    seconds,
+                    "--warmup",
+                    warmup,
+                    "--server-cpu",
+                    main,
+                    "--load-cpu",
+                    other,
+                ),
+                timeout=120,
+            )
+        )
     for peer in ("ringloom", "uvloop-protocol", "uvloop-streams", "asyncio", "gevent", "threads"):
         out.append(
             Case(

@@ -52,7 +52,7 @@ __all__ = [
 ]
 
 #: Runtime workers (OS threads) that run the threads started after patching.
-DEFAULT_WORKERS = 2
+DEFAULT_WORKERS = int(os.environ.get("RINGLOOM_THREAD_WORKERS", "2"))
 
 #: Virtual thread identities start here, above any OS thread's (see ``src/vthread.rs``).
 FIRST_IDENT = 1 << 62
