@@ -133,3 +133,32 @@ def test_threshold_validation_and_env(monkeypatch: pytest.MonkeyPatch) -> None:
     assert default_threshold() is None
     monkeypatch.setenv("RINGLOOM_WATCHDOG_MS", "0")
     assert VirtualThreadPool()._watchdog_threshold is None
+
+
+class _Holder:
+    def __init__(self) -> None:
+        self._lock = threading.Lock()  # stock: this test process is not patched
+
+    def use(self) -> None:
+        with self._lock:
+            pass
+
+
+def test_a_wait_on_a_stock_lock_is_named(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.WARNING, logger="ringloom")
+    holder = _Holder()
+    holder._lock.acquire()
+    with VirtualThreadPool(max_platform_threads=2, watchdog_threshold=0.1) as pool:
+        waiting = pool.submit(holder.use)
+        deadline = time.monotonic() + 30
+        while not warnings_of(caplog) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        holder._lock.release()
+        waiting.result(30)
+    records = warnings_of(caplog)
+    assert records, "nothing was logged"
+    record = records[0]
+    assert record.vt_stock_lock == "self._lock"  # type: ignore[attr-defined]
+    message = record.getMessage()
+    assert "stock lock" in message and "patch_all" in message
+    assert "in use" in message  # the stack names the function waiting

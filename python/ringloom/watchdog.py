@@ -26,10 +26,17 @@ Each record carries the details as attributes too: ``vt_function``, ``vt_file``,
 
 from __future__ import annotations
 
+import _thread
+import builtins
+import inspect
+import linecache
 import logging
 import os
+import re
 import sys
 import threading
+import traceback
+import types
 import weakref
 from types import FrameType
 from typing import Any
@@ -86,6 +93,37 @@ def _user_frame(frame: FrameType) -> FrameType:
     while found is not None and found.f_code.co_filename.startswith(_PACKAGE_DIR):
         found = found.f_back
     return found if found is not None else frame
+
+
+_STOCK_LOCKS = (type(_thread.allocate_lock()), type(_thread.RLock()))
+_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*")
+
+
+def _stock_lock_on_line(frame: types.FrameType) -> tuple[str, Any] | None:
+    """A stock lock, held by someone, that the frame's current line names (``with
+    lock:``, ``self._lock.acquire()``): most likely what a held worker waits on."""
+    line = linecache.getline(frame.f_code.co_filename, frame.f_lineno)
+    scopes = (frame.f_locals, frame.f_globals, vars(builtins))
+    for name in _NAME.findall(line):
+        head, *rest = name.split(".")
+        for scope in scopes:
+            if head in scope:
+                value: Any = scope[head]
+                break
+        else:
+            continue
+        for part in rest:
+            if isinstance(value, _STOCK_LOCKS):
+                break
+            try:
+                value = inspect.getattr_static(value, part)
+            except AttributeError:
+                value = None
+                break
+        # (3.11's C RLock has no locked(): its repr says.)
+        if isinstance(value, _STOCK_LOCKS) and repr(value).startswith("<locked"):
+            return name, value
+    return None
 
 
 class Watchdog:
@@ -164,18 +202,30 @@ class Watchdog:
             reported[ident] = episode
             frame = _user_frame(frame)
             code = frame.f_code
+            stock = _stock_lock_on_line(frame)
+            hint = ""
+            if stock is not None:
+                hint = (
+                    f"; it waits on a stock lock, {stock[0]} = {stock[1]!r}, which a virtual "
+                    "thread cannot park on (ringloom.monkey.patch_all() before that lock is "
+                    "made turns it into one that parks)"
+                )
             logger.warning(
-                "a virtual thread has held its worker for %.3f s without parking, in %s (%s:%d)",
+                "a virtual thread has held its worker for %.3f s without parking, in %s "
+                "(%s:%d)%s\n%s",
                 held,
                 code.co_name,
                 code.co_filename,
                 frame.f_lineno,
+                hint,
+                "".join(traceback.format_stack(frame)).rstrip(),
                 extra={
                     "vt_function": code.co_name,
                     "vt_file": code.co_filename,
                     "vt_line": frame.f_lineno,
                     "vt_held": held,
                     "vt_thread": ident,
+                    "vt_stock_lock": None if stock is None else stock[0],
                 },
             )
         del frames
