@@ -30,7 +30,9 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<loom::Loom>()?;
     m.add_class::<parker::Parker>()?;
     m.add_class::<batch::Batch>()?;
+    m.add_class::<sync::Condition>()?;
     m.add_class::<sync::Event>()?;
+    m.add_class::<sync::QueueCore>()?;
     m.add_class::<sync::Lock>()?;
     m.add_class::<sync::RLock>()?;
     m.add_function(wrap_pyfunction!(park::sleep, m)?)?;

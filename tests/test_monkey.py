@@ -569,6 +569,32 @@ def test_cpython_lock_queue_and_local_suites_pass_patched(where: str) -> None:
     assert summary["skipped"] == 4, summary
 
 
+@pytest.mark.parametrize("where", ["main", "vthread"])
+def test_cpython_queue_suite_passes_on_ringloom_queues(where: str) -> None:
+    # test_queue imports fresh copies of `queue`, which no patch reaches: this run puts
+    # ringloom.queues' classes in them, so the suite tests those (the run above tests
+    # the stock classes over the patched locks).
+    proc = subprocess.run(
+        [
+            sys.executable,
+            str(HERE / "stdlib" / "run_suites.py"),
+            "--ringloom-queues",
+            "--where",
+            where,
+            "--skip-file",
+            str(HERE / "stdlib" / "skips.txt"),
+            "test.test_queue",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=HANG_LIMIT,
+        env={**os.environ, "PYTHONFAULTHANDLER": "1"},
+    )
+    summary = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert proc.returncode == 0, proc.stderr[-6000:]
+    assert summary["run"] == 54 and summary["skipped"] == 3, summary
+
+
 def test_cpython_threading_suite_passes_patched_but_for_documented_cases() -> None:
     proc = subprocess.run(
         [

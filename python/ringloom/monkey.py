@@ -11,16 +11,17 @@ What changes the whole process is explicit, as in gevent: ``patch_all()`` (or
 that code synchronizing with stock locks, queues and events, keeping
 ``threading.local`` state or starting threads runs unmodified on virtual threads:
 
-- ``patch_thread()``: ``_thread.allocate_lock``/``threading.Lock`` and the C RLock become
-  ringloom's (a wait parks a virtual thread and blocks an OS thread, GIL released; both
-  kinds may share one), and so every stock ``Condition``, ``Semaphore``, ``Event``,
-  ``Barrier`` and ``queue.Queue`` built on them; ``get_ident()``, ``current_thread()``
-  and ``threading.local`` are per virtual thread; ``Thread.start()`` and
-  ``_thread.start_new_thread`` start virtual threads (``ringloom.threads.OSThread`` is
-  the escape hatch); ``sys._current_frames()`` shows each virtual thread's stack under
-  its identity.
-- ``patch_queue()``: ``queue.SimpleQueue`` (the C one cannot park) becomes the
-  pure-Python one, over the patched locks.
+- ``patch_thread()``: ``_thread.allocate_lock``/``threading.Lock``, the C RLock and
+  ``threading.Condition`` become ringloom's native ones (a wait parks a virtual thread
+  and blocks an OS thread, GIL released; both kinds may share one), and so every stock
+  ``Semaphore``, ``Event``, ``Barrier`` built on them; ``get_ident()``,
+  ``current_thread()`` and ``threading.local`` are per virtual thread;
+  ``Thread.start()`` and ``_thread.start_new_thread`` start virtual threads
+  (``ringloom.threads.OSThread`` is the escape hatch); ``sys._current_frames()`` shows
+  each virtual thread's stack under its identity.
+- ``patch_queue()``: ``queue.Queue``, ``LifoQueue`` and ``PriorityQueue`` become
+  ``ringloom.queues``' (the stock interface and hooks, the waiting native);
+  ``queue.SimpleQueue`` (the C one cannot park) becomes the pure-Python one.
 - ``patch_logging()``: ``logging``'s module lock and every existing handler's lock are
   made again (they were stock locks made at import).
 - ``patch_asyncio()``: each virtual thread has its own running loop, so
@@ -179,6 +180,7 @@ def patch_thread() -> None:
         replace(threading, "Lock", lock_type)
         replace(threading, "_allocate_lock", lock_type)
         replace(threading, "_CRLock", _native.RLock)
+        replace(threading, "Condition", _native.Condition)
         replace(threading, "_start_new_thread", threads.start_new_thread)
         replace(threading, "_set_sentinel", threads.set_sentinel)
         replace(threading, "local", threads.local)
@@ -204,12 +206,18 @@ def _current_thread_alias() -> threading.Thread:
 
 
 def patch_queue() -> None:
-    """``queue.SimpleQueue`` becomes the pure-Python one, whose waits go through the
-    (patched) ``threading`` locks. Idempotent."""
+    """``queue.Queue``, ``LifoQueue`` and ``PriorityQueue`` become ``ringloom.queues``'
+    (native waiting, stock interface); ``queue.SimpleQueue`` becomes the pure-Python
+    one, whose waits go through the (patched) ``threading`` locks. Idempotent."""
     import queue
+
+    from ringloom import queues
 
     with _registry_lock:
         replace(queue, "SimpleQueue", queue._PySimpleQueue)  # type: ignore[attr-defined]
+        replace(queue, "Queue", queues.Queue)
+        replace(queue, "LifoQueue", queues.LifoQueue)
+        replace(queue, "PriorityQueue", queues.PriorityQueue)
 
 
 def patch_logging() -> None:

@@ -129,6 +129,21 @@ impl LockCore {
         }
     }
 
+    /// Acquires without a timeout, through Ctrl-C: the interrupt is raised once the
+    /// lock is held. A virtual thread killed meanwhile (`GreenletExit`) gives up.
+    pub(crate) fn acquire_uninterrupted(&self, py: Python<'_>) -> PyResult<()> {
+        let mut interrupted = None;
+        while !self.try_acquire() {
+            match self.acquire(py, None) {
+                Ok(true) => break,
+                Ok(false) => {}
+                Err(err) if crate::greenlet::is_exit(py, &err) => return Err(err),
+                Err(err) => interrupted = Some(err),
+            }
+        }
+        interrupted.map_or(Ok(()), Err)
+    }
+
     /// Releases a lock that the caller knows to be locked.
     fn release_held(&self) {
         if self
@@ -246,6 +261,40 @@ pub(crate) struct Lock {
     core: LockCore,
 }
 
+impl Lock {
+    pub(crate) fn new_unlocked() -> Lock {
+        Lock {
+            core: LockCore::default(),
+        }
+    }
+
+    pub(crate) fn is_locked(&self) -> bool {
+        self.core.is_locked()
+    }
+
+    /// `with lock:`'s acquire: no timeout.
+    pub(crate) fn enter(&self, py: Python<'_>) -> PyResult<bool> {
+        if self.core.try_acquire() {
+            return Ok(true);
+        }
+        self.core.acquire(py, None)
+    }
+
+    pub(crate) fn release_checked(&self) -> PyResult<()> {
+        if self.core.release() {
+            Ok(())
+        } else {
+            Err(PyRuntimeError::new_err("release unlocked lock"))
+        }
+    }
+
+    /// Acquires even through Ctrl-C (raised once the lock is held), as a condition's
+    /// wait takes its lock back; gives up only when a virtual thread is killed.
+    pub(crate) fn acquire_uninterrupted(&self, py: Python<'_>) -> PyResult<()> {
+        self.core.acquire_uninterrupted(py)
+    }
+}
+
 #[pymethods]
 impl Lock {
     #[new]
@@ -283,19 +332,12 @@ impl Lock {
     }
 
     fn __enter__(&self, py: Python<'_>) -> PyResult<bool> {
-        if self.core.try_acquire() {
-            return Ok(true);
-        }
-        self.core.acquire(py, None)
+        self.enter(py)
     }
 
     /// Releases the lock (from any thread); RuntimeError if it is not locked.
     fn release(&self) -> PyResult<()> {
-        if self.core.release() {
-            Ok(())
-        } else {
-            Err(PyRuntimeError::new_err("release unlocked lock"))
-        }
+        self.release_checked()
     }
 
     /// `release` under `_thread`'s old name.
@@ -359,9 +401,71 @@ pub(crate) struct RLock {
     count: AtomicU64,
 }
 
+impl Default for RLock {
+    fn default() -> RLock {
+        RLock {
+            core: LockCore::default(),
+            owner: AtomicU64::new(0),
+            count: AtomicU64::new(0),
+        }
+    }
+}
+
 impl RLock {
     fn owned_by(&self, me: u64) -> bool {
         self.owner.load(Ordering::Relaxed) == me
+    }
+
+    pub(crate) fn is_owned(&self, py: Python<'_>) -> PyResult<bool> {
+        Ok(self.owned_by(vthread::ident(py)?))
+    }
+
+    pub(crate) fn enter(&self, py: Python<'_>) -> PyResult<bool> {
+        self.take(py, vthread::ident(py)?, None)
+    }
+
+    /// Releases one level; RuntimeError unless the caller owns it.
+    pub(crate) fn release_owned(&self, py: Python<'_>) -> PyResult<()> {
+        let me = vthread::ident(py)?;
+        if !self.owned_by(me) {
+            return Err(PyRuntimeError::new_err("cannot release un-acquired lock"));
+        }
+        let count = self.count.load(Ordering::Relaxed) - 1;
+        self.count.store(count, Ordering::Relaxed);
+        if count == 0 {
+            self.owner.store(0, Ordering::Relaxed);
+            self.core.release();
+        }
+        Ok(())
+    }
+
+    /// Frees it whatever the count; `(count, owner)` for [`Self::acquire_restore`].
+    pub(crate) fn release_save(&self, py: Python<'_>) -> PyResult<(u64, u64)> {
+        let me = vthread::ident(py)?;
+        let count = self.count.load(Ordering::Relaxed);
+        if count == 0 || !self.owned_by(me) {
+            return Err(PyRuntimeError::new_err("cannot release un-acquired lock"));
+        }
+        self.count.store(0, Ordering::Relaxed);
+        self.owner.store(0, Ordering::Relaxed);
+        self.core.release();
+        Ok((count, me))
+    }
+
+    /// Takes it back as `release_save` left it, through Ctrl-C (see
+    /// `LockCore::acquire_uninterrupted`).
+    pub(crate) fn acquire_restore(&self, py: Python<'_>, state: (u64, u64)) -> PyResult<()> {
+        let (count, owner) = state;
+        let acquired = self.core.acquire_uninterrupted(py);
+        if acquired
+            .as_ref()
+            .is_err_and(|err| crate::greenlet::is_exit(py, err))
+        {
+            return acquired;
+        }
+        self.owner.store(owner, Ordering::Relaxed);
+        self.count.store(count, Ordering::Relaxed);
+        acquired
     }
 
     fn take(&self, py: Python<'_>, me: u64, timeout: Option<Duration>) -> PyResult<bool> {
@@ -386,11 +490,7 @@ impl RLock {
 impl RLock {
     #[new]
     fn new() -> RLock {
-        RLock {
-            core: LockCore::default(),
-            owner: AtomicU64::new(0),
-            count: AtomicU64::new(0),
-        }
+        RLock::default()
     }
 
     /// Acquires the lock (again, if the caller owns it); with `blocking`, waits up to
@@ -407,23 +507,13 @@ impl RLock {
     }
 
     fn __enter__(&self, py: Python<'_>) -> PyResult<bool> {
-        self.take(py, vthread::ident(py)?, None)
+        self.enter(py)
     }
 
     /// Releases one level; the last one frees the lock. RuntimeError unless the caller
     /// owns it.
     fn release(&self, py: Python<'_>) -> PyResult<()> {
-        let me = vthread::ident(py)?;
-        if !self.owned_by(me) {
-            return Err(PyRuntimeError::new_err("cannot release un-acquired lock"));
-        }
-        let count = self.count.load(Ordering::Relaxed) - 1;
-        self.count.store(count, Ordering::Relaxed);
-        if count == 0 {
-            self.owner.store(0, Ordering::Relaxed);
-            self.core.release();
-        }
-        Ok(())
+        self.release_owned(py)
     }
 
     #[pyo3(signature = (*_args))]
@@ -433,21 +523,13 @@ impl RLock {
 
     /// Whether the caller owns it (for `threading.Condition`).
     fn _is_owned(&self, py: Python<'_>) -> PyResult<bool> {
-        Ok(self.owned_by(vthread::ident(py)?))
+        self.is_owned(py)
     }
 
     /// Frees it whatever the count; returns `(count, owner)` for `_acquire_restore`
     /// (for `threading.Condition.wait`).
     fn _release_save(&self, py: Python<'_>) -> PyResult<(u64, u64)> {
-        let me = vthread::ident(py)?;
-        let count = self.count.load(Ordering::Relaxed);
-        if count == 0 || !self.owned_by(me) {
-            return Err(PyRuntimeError::new_err("cannot release un-acquired lock"));
-        }
-        self.count.store(0, Ordering::Relaxed);
-        self.owner.store(0, Ordering::Relaxed);
-        self.core.release();
-        Ok((count, me))
+        self.release_save(py)
     }
 
     /// Takes it back as `_release_save` left it. Like the stock one it is not given up
@@ -455,19 +537,7 @@ impl RLock {
     /// the interrupt is raised once the lock is back. A virtual thread killed meanwhile
     /// (its runtime closing) gives up.
     fn _acquire_restore(&self, py: Python<'_>, state: (u64, u64)) -> PyResult<()> {
-        let (count, owner) = state;
-        let mut interrupted = None;
-        while !self.core.try_acquire() {
-            match self.core.acquire(py, None) {
-                Ok(true) => break,
-                Ok(false) => {}
-                Err(err) if crate::greenlet::is_exit(py, &err) => return Err(err),
-                Err(err) => interrupted = Some(err),
-            }
-        }
-        self.owner.store(owner, Ordering::Relaxed);
-        self.count.store(count, Ordering::Relaxed);
-        interrupted.map_or(Ok(()), Err)
+        self.acquire_restore(py, state)
     }
 
     /// Times the caller holds it (0 if it does not own it).

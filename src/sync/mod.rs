@@ -7,8 +7,12 @@
 //! could be interrupted between taking their internal lock and queueing their waiter,
 //! and the next `set()` from a worker then blocked that worker for ever.
 
+mod condition;
 mod event;
 mod lock;
+mod queue;
 
+pub(crate) use condition::Condition;
 pub(crate) use event::Event;
 pub(crate) use lock::{Lock, RLock};
+pub(crate) use queue::QueueCore;
