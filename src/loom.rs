@@ -253,6 +253,10 @@ static LIVE: Mutex<Vec<Weak<Slot>>> = Mutex::new(Vec::new());
 /// that can no longer take the GIL.
 #[pyfunction]
 pub(crate) fn close_all(py: Python<'_>) {
+    // Virtual threads still running now are left as they stand, as daemon threads are:
+    // unwinding them would run their code (and report their `GreenletExit`) while the
+    // interpreter is on its way out.
+    crate::vthread::leave_at_exit();
     let slots: Vec<Arc<Slot>> = std::mem::take(&mut *LIVE.lock().unwrap())
         .into_iter()
         .filter_map(|slot| slot.upgrade())

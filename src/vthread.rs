@@ -575,9 +575,63 @@ impl Drop for Unstarted {
     }
 }
 
+/// Set at interpreter exit (`close_all`): virtual threads still running then are left
+/// where they stand, as daemon threads are, instead of being unwound.
+static EXITING: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// From now on, a virtual thread dropped unfinished is leaked without running any of
+/// its code: the interpreter is exiting.
+pub(crate) fn leave_at_exit() {
+    EXITING.store(true, Ordering::Release);
+}
+
+impl VThread {
+    /// Unwinds a started virtual thread that will not be resumed (its runtime is
+    /// closing): `GreenletExit` thrown in at its park, with its identity, its state and
+    /// its park in place, so its `finally` blocks and `with` exits run as itself
+    /// (`get_ident()`, `threading.local`, `current_thread()` are its own). A virtual
+    /// thread that parks again while unwinding is dropped there (greenlet kills it).
+    fn unwind(&mut self, py: Python<'_>) {
+        let Some(greenlet) = self.greenlet.take() else {
+            return;
+        };
+        frames::untrack(py, self.ident);
+        let Ok(hub) = greenlet::current(py) else {
+            greenlet.drop_ref(py);
+            return;
+        };
+        CURRENT.with(|c| {
+            *c.borrow_mut() = Some(Slot {
+                hub: hub.unbind(),
+                greenlet: greenlet.as_ptr(),
+                wait: None,
+                finished: None,
+                may_idle: false,
+                intercept: self.intercept,
+                ident: self.ident,
+                state: self.state.take(),
+            })
+        });
+        // What the virtual thread raises while unwinding is its own business: it was
+        // being stopped.
+        let _ = greenlet.bind(py).call_method0(intern!(py, "throw"));
+        if let Some(slot) = CURRENT.with(|c| c.borrow_mut().take()) {
+            slot.hub.drop_ref(py);
+            for object in [slot.state, slot.finished.and_then(Result::ok)]
+                .into_iter()
+                .flatten()
+            {
+                object.drop_ref(py);
+            }
+        }
+        greenlet.drop_ref(py);
+    }
+}
+
 impl Drop for VThread {
-    /// A virtual thread dropped unfinished (runtime shut down) fails its call, so no
-    /// caller waits forever; dropping the greenlet then kills it (`GreenletExit`).
+    /// A virtual thread dropped unfinished (runtime shut down) is unwound as itself
+    /// (`unwind`), then fails its call, so no caller waits forever. At interpreter
+    /// exit it is leaked as it stands instead, as a daemon thread is.
     fn drop(&mut self) {
         self.set_parked(false);
         if self.sink.is_none()
@@ -588,7 +642,27 @@ impl Drop for VThread {
         {
             return;
         }
+        if EXITING.load(Ordering::Acquire) {
+            for object in [
+                self.greenlet.take(),
+                self.state.take(),
+                self.running_loop.take(),
+            ]
+            .into_iter()
+            .flatten()
+            {
+                std::mem::forget(object);
+            }
+            if let Some(sink) = self.sink.take() {
+                std::mem::forget(sink);
+            }
+            if let Some(call) = self.call.take() {
+                std::mem::forget(call);
+            }
+            return;
+        }
         with_gil(|py| {
+            self.unwind(py);
             if self.sink.is_some() {
                 let err = pyo3::exceptions::PyRuntimeError::new_err(
                     "the ringloom runtime shut down before this virtual thread finished",
@@ -598,9 +672,6 @@ impl Drop for VThread {
             self.call = None;
             self.state = None;
             self.running_loop = None;
-            if self.greenlet.take().is_some() {
-                frames::untrack(py, self.ident);
-            }
         });
     }
 }

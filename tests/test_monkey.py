@@ -670,3 +670,74 @@ def test_dask_workers_run_tasks_in_virtual_threads(tmp_path: Path) -> None:
     assert out["most_at_once"] >= 1000
     # No worker logged an error (the profiler looking virtual threads up, say).
     assert "Traceback" not in proc.stderr, proc.stderr[-4000:]
+
+
+def test_daemon_threads_parked_at_exit_stop_quietly(tmp_path: Path) -> None:
+    # As daemon OS threads: left where they stand, nothing of theirs runs or is
+    # reported (unwinding them once printed a GreenletExit per thread, and a KeyError
+    # from threading's bookkeeping run under the worker's identity).
+    script = tmp_path / "daemons.py"
+    script.write_text(
+        textwrap.dedent(
+            """
+            import socket, socketserver, time
+            from ringloom.threads import OSThread
+
+            class Echo(socketserver.BaseRequestHandler):
+                def handle(self):
+                    while data := self.request.recv(1024):
+                        self.request.sendall(data)
+
+            class Server(socketserver.ThreadingTCPServer):
+                daemon_threads = True
+
+            server = Server(("127.0.0.1", 0), Echo)
+            OSThread(target=server.serve_forever, daemon=True).start()
+            conns = [socket.create_connection(server.server_address) for _ in range(50)]
+            for c in conns:
+                c.sendall(b"x")
+                assert c.recv(1) == b"x"
+            print("done", flush=True)
+            """
+        )
+    )
+    for _ in range(3):
+        proc = subprocess.run(
+            [sys.executable, "-m", "ringloom", "run", str(script)],
+            capture_output=True,
+            text=True,
+            timeout=HANG_LIMIT,
+        )
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        assert proc.stdout.split() == ["done"]
+        assert proc.stderr == ""
+
+
+def test_virtual_threads_unwound_at_close_run_as_themselves(tmp_path: Path) -> None:
+    out = run_patched(
+        """
+        import json, threading, time
+        from ringloom import VirtualThreadPool
+
+        seen = []
+        local = threading.local()
+        started = threading.Barrier(21)
+        def task(i):
+            local.i = i
+            ident = threading.get_ident()
+            try:
+                started.wait()
+                time.sleep(60)
+            finally:
+                seen.append(threading.get_ident() == ident and local.i == i)
+        pool = VirtualThreadPool()
+        for i in range(20):
+            pool.submit(task, i)
+        started.wait()  # every task is inside its try block
+        # Ctrl-C leaving a `with` block: the running tasks are stopped.
+        pool.__exit__(KeyboardInterrupt, KeyboardInterrupt(), None)
+        print(json.dumps(seen))
+        """,
+        tmp_path=tmp_path,
+    )
+    assert out == [True] * 20
