@@ -100,8 +100,8 @@ class SafeCondition(Condition):
     :class:`SafeRLock` unless given a lock; ``wait(timeout)`` returns False on timeout
     and a negative timeout is a ValueError."""
 
-    def __init__(self, lock: Lock | RLock | None = None) -> None:
-        super().__init__(lock if lock is not None else SafeRLock())
+    def __new__(cls, lock: Lock | RLock | None = None) -> SafeCondition:
+        return super().__new__(cls, lock if lock is not None else SafeRLock())  # type: ignore[no-any-return]
 
 
 # Non-daemon threads still running, joined at interpreter exit as threading does.

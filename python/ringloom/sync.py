@@ -104,106 +104,20 @@ Lock = _native.Lock
 RLock = _native.RLock
 
 
-class Condition:
+class Condition(_native.Condition):  # type: ignore[misc]
     """A condition variable, like ``threading.Condition`` (default lock: an ``RLock``).
-    ``wait`` parks a virtual thread; ``notify`` wakes the longest waiting."""
-
-    def __init__(self, lock: Any = None) -> None:
-        if lock is None:
-            lock = RLock()
-        self._lock = lock
-        self.acquire = lock.acquire
-        self.release = lock.release
-        self._mutex = _thread.allocate_lock()
-        self._waiters: collections.deque[_Waiter] = collections.deque()
-
-    def __enter__(self) -> bool:
-        return self._lock.__enter__()
-
-    def __exit__(
-        self,
-        ty: type[BaseException] | None,
-        value: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self._lock.__exit__(ty, value, tb)
-
-    def _is_owned(self) -> bool:
-        is_owned = getattr(self._lock, "_is_owned", None)
-        if is_owned is not None:
-            return bool(is_owned())
-        if self._lock.acquire(False):
-            self._lock.release()
-            return False
-        return True
-
-    def _release_save(self) -> Any:
-        release_save = getattr(self._lock, "_release_save", None)
-        if release_save is not None:
-            return release_save()
-        self._lock.release()
-        return None
-
-    def _acquire_restore(self, state: Any) -> None:
-        acquire_restore = getattr(self._lock, "_acquire_restore", None)
-        if acquire_restore is not None:
-            acquire_restore(state)
-        else:
-            self._lock.acquire()
+    ``wait`` parks a virtual thread; ``notify`` wakes the longest waiting. Native
+    (``src/sync/condition.rs``), but for this module's rule: a negative timeout is a
+    ValueError."""
 
     def wait(self, timeout: float | None = None) -> bool:
         """Releases the lock, waits for a notify (True) or ``timeout`` (False), and
         takes the lock back."""
-        if not self._is_owned():
-            raise RuntimeError("cannot wait on un-acquired lock")
-        _check_timeout(timeout)
-        self._mutex.acquire()
-        try:
-            state = self._release_save()
-        except BaseException:
-            self._mutex.release()
-            raise
-        try:
-            return _wait(self._mutex, self._waiters, timeout)
-        finally:
-            self._acquire_restore(state)
+        return bool(super().wait(_check_timeout(timeout)))
 
     def wait_for(self, predicate: Callable[[], T], timeout: float | None = None) -> T:
-        endtime = None
-        waittime = _check_timeout(timeout)
-        result = predicate()
-        while not result:
-            if waittime is not None:
-                if endtime is None:
-                    endtime = _monotonic() + waittime
-                else:
-                    waittime = endtime - _monotonic()
-                    if waittime <= 0:
-                        break
-            self.wait(waittime)
-            result = predicate()
-        return result
-
-    def notify(self, n: int = 1) -> None:
-        self._notify(n)
-
-    def _notify(self, n: int | None) -> None:
-        """Wakes ``n`` waiters, or all (None): counted under the internal lock, which a
-        waiter holds from releasing the lock until it is queued."""
-        if not self._is_owned():
-            raise RuntimeError("cannot notify on un-acquired lock")
-        granted = []
-        with self._mutex:
-            while self._waiters and (n is None or len(granted) < n):
-                waiter = self._waiters.popleft()
-                waiter.granted = True
-                granted.append(waiter)
-        _wake(granted)
-
-    def notify_all(self) -> None:
-        self._notify(None)
-
-    notifyAll = notify_all  # noqa: N815 (the threading alias)
+        """Waits until ``predicate()`` is true (its value) or ``timeout`` passes."""
+        return super().wait_for(predicate, _check_timeout(timeout))  # type: ignore[no-any-return]
 
 
 class Semaphore:
