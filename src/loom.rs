@@ -215,11 +215,34 @@ impl Loom {
         Ok(dict)
     }
 
-    /// Stops the workers; unfinished virtual threads fail their futures.
-    fn close(&self, py: Python<'_>) {
-        let runtime = self.runtime.lock().unwrap().take();
+    /// Stops the workers; unfinished virtual threads fail their futures. RuntimeError
+    /// on one of the Loom's own workers (in a virtual thread, or a future's done callback,
+    /// which runs there): it would wait for its own thread to stop.
+    fn close(&self, py: Python<'_>) -> PyResult<()> {
+        let runtime = {
+            let mut slot = self.runtime.lock().unwrap();
+            if slot.as_ref().is_some_and(Runtime::is_worker_thread) {
+                return Err(PyRuntimeError::new_err(
+                    "Loom.close() on one of the Loom's own workers (a virtual thread, or a \
+                     done callback running there) would wait for itself: close it from \
+                     another thread",
+                ));
+            }
+            slot.take()
+        };
         // The workers need the GIL to finish their turn and drop their tasks.
         py.detach(|| drop(runtime));
+        Ok(())
+    }
+
+    /// Whether the caller runs on one of this Loom's workers (a virtual thread, or a
+    /// callback run there), where `close` is refused.
+    fn on_worker(&self) -> bool {
+        self.runtime
+            .lock()
+            .unwrap()
+            .as_ref()
+            .is_some_and(Runtime::is_worker_thread)
     }
 
     fn __enter__(slf: Py<Self>) -> Py<Self> {
@@ -232,8 +255,8 @@ impl Loom {
         _ty: Bound<'_, PyAny>,
         _value: Bound<'_, PyAny>,
         _tb: Bound<'_, PyAny>,
-    ) {
-        self.close(py);
+    ) -> PyResult<()> {
+        self.close(py)
     }
 }
 

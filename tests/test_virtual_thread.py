@@ -601,3 +601,41 @@ def test_submit_from_many_os_threads() -> None:
         assert sorted(r[0] for r in results) == [0, 1000, 2000, 3000]
         # a future wakes its waiters before it runs its done callbacks (the counting)
         wait_until(lambda: pool.get_stats()["completed_threads"] == 400)
+
+
+def test_shutdown_from_a_done_callback_returns_and_the_pool_stops() -> None:
+    # A done callback runs on one of the pool's workers: a shutdown there cannot wait
+    # for the workers to stop (it used to wait the whole shutdown timeout for itself).
+    pool = VirtualThreadPool()
+    called = threading.Event()
+
+    def stop(_: object) -> None:
+        pool.shutdown()
+        called.set()
+
+    pool.submit(time.sleep, 0.01).add_done_callback(stop)
+    assert called.wait(30)
+    with pytest.raises(RuntimeError, match="after shutdown"):
+        pool.submit(abs, 1)
+    deadline = time.monotonic() + 30
+    while pool.get_stats()["driver"] != "closed" and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert pool.get_stats()["driver"] == "closed"
+
+
+def test_loom_close_on_its_own_worker_is_refused() -> None:
+    loom = ringloom.Loom()
+    refused: list[str] = []
+
+    def close_here() -> None:
+        try:
+            loom.close()
+        except RuntimeError as err:
+            refused.append(str(err))
+
+    done: concurrent.futures.Future[None] = concurrent.futures.Future()
+    loom.spawn(close_here, done)
+    done.result(30)
+    assert refused and "own workers" in refused[0]
+    loom.close()  # from here it closes
+    assert loom.stats()["driver"] == "closed"

@@ -30,7 +30,10 @@ class Loom:
     def holding(self) -> list[tuple[int, int, float]]:
         """``(thread_ident, episode, seconds)`` per worker running a virtual thread
         now, for the watchdog."""
-    def close(self) -> None: ...
+    def close(self) -> None:
+        """Stops the workers; RuntimeError on one of them (it would wait for itself)."""
+    def on_worker(self) -> bool:
+        """Whether the caller runs on one of this Loom's workers."""
     def __enter__(self) -> Loom: ...
     def __exit__(
         self,

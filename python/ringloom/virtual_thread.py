@@ -498,7 +498,9 @@ class VirtualThreadPool(concurrent.futures.Executor):
 
         With ``wait`` it returns once every accepted task is done and the workers are
         stopped; without, the workers stop in the background once the tasks are done.
-        Calling it again is harmless.
+        Called from one of the pool's own workers (a task, or a future's done callback,
+        which runs there), it cannot wait for them: it returns at once, as without
+        ``wait``. Calling it again is harmless.
 
         Example: ``pool.shutdown(wait=True, cancel_futures=True)``
         """
@@ -510,7 +512,8 @@ class VirtualThreadPool(concurrent.futures.Executor):
             item.future.cancel()  # refused (False) by the ones already running
         for batch in batches:
             batch.cancel()
-        if wait:
+        loom = self._loom
+        if wait and not (loom is not None and loom.on_worker()):
             self._close()
         else:
             threading.Thread(target=self._close, name="ringloom-pool-shutdown", daemon=True).start()
@@ -547,7 +550,11 @@ class VirtualThreadPool(concurrent.futures.Executor):
         if watchdog is not None:
             watchdog.stop()
         if loom is not None:
-            loom.close()
+            if loom.on_worker():
+                # Closing waits for the workers, this one included: from another thread.
+                threading.Thread(target=loom.close, name="ringloom-pool-close").start()
+            else:
+                loom.close()
 
     def __enter__(self) -> VirtualThreadPool:
         return self

@@ -544,3 +544,46 @@ fn shutdown_waits_release_an_embedders_lock() {
         assert!(rt.shutdown_timeout(Duration::from_secs(60)));
     });
 }
+
+#[test]
+fn a_runtime_dropped_on_its_own_worker_stops_detached() {
+    // The drop cannot wait for the worker it runs on: it used to wait the whole
+    // shutdown timeout for itself, while the other workers, their barrier timed out,
+    // dropped tasks that this worker's queue could still run.
+    hang_guard(Duration::from_secs(30), || {
+        let rt = ringloom::Runtime::builder()
+            .workers(2)
+            .shutdown_timeout(Duration::from_secs(120))
+            .build()
+            .unwrap();
+        struct Counted(Arc<AtomicUsize>);
+        impl Drop for Counted {
+            fn drop(&mut self) {
+                self.0.fetch_add(1, Ordering::SeqCst);
+            }
+        }
+        let dropped = Arc::new(AtomicUsize::new(0));
+        for _ in 0..16 {
+            let guard = Counted(dropped.clone());
+            drop(rt.spawn(async move {
+                let _guard = guard;
+                std::future::pending::<()>().await;
+            }));
+        }
+        let slot = Arc::new(Mutex::new(Some(rt)));
+        let (done_tx, done_rx) = std::sync::mpsc::channel();
+        let owner = slot.clone();
+        let handle = slot.lock().unwrap().as_ref().unwrap().spawn(async move {
+            let rt = owner.lock().unwrap().take();
+            drop(rt);
+            done_tx.send(()).unwrap();
+        });
+        done_rx.recv().unwrap();
+        drop(handle);
+        // The workers stop on their own and drop each parked task once.
+        while dropped.load(Ordering::SeqCst) < 16 {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        assert_eq!(dropped.load(Ordering::SeqCst), 16);
+    });
+}

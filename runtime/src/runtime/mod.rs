@@ -181,9 +181,17 @@ impl Builder {
 }
 
 /// Stops the workers and waits up to `limit` for their threads.
+///
+/// On one of the runtime's own workers (a task dropping its runtime) the wait could only
+/// time out, since this worker cannot stop while it runs this: the workers are told to
+/// stop, and left to do so after the current poll (detached).
 fn stop(pool: &Arc<Pool>, threads: Vec<ThreadHandle<()>>, limit: Duration) -> bool {
     pool.shutdown.store(true, Ordering::Release);
     pool.unpark_all();
+    if pool.current_worker().is_some() {
+        log::warn!("ringloom: runtime dropped on one of its own workers; they stop detached");
+        return false;
+    }
     let all_exited = pool.exited.wait_until(Instant::now() + limit);
     if all_exited {
         for thread in threads {
@@ -232,6 +240,12 @@ impl Runtime {
         F::Output: Send + 'static,
     {
         self.pool.clone().spawn_on(worker, future)
+    }
+
+    /// Whether the calling thread is one of this runtime's workers (where dropping or
+    /// shutting the runtime down would wait for itself).
+    pub fn is_worker_thread(&self) -> bool {
+        self.pool.current_worker().is_some()
     }
 
     /// Counters of every worker and the driver in use.

@@ -168,7 +168,7 @@ impl Pool {
     }
 
     /// The index of the current thread's worker, if it is one of this pool's.
-    fn current_worker(&self) -> Option<usize> {
+    pub(crate) fn current_worker(&self) -> Option<usize> {
         let (pool, index) = FAST_CONTEXT.get();
         (std::ptr::eq(pool, self) && index != usize::MAX).then_some(index)
     }

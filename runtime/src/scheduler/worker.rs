@@ -71,6 +71,11 @@ impl Worker {
             }
             let mut ran = 0;
             while ran < BATCH {
+                // Checked per task: once shutdown starts, other workers may claim this
+                // one's tasks (see `shut_down`).
+                if ran > 0 && self.pool.shutdown.load(Ordering::Acquire) {
+                    return;
+                }
                 let Some(task) = self.next_task() else {
                     break;
                 };
@@ -210,14 +215,22 @@ impl Worker {
         let deadline = Instant::now() + limit;
         self.pool.stopped.arrive();
         let hooks = self.pool.hooks.clone();
-        if !hooks.around_park(|| self.pool.stopped.wait_until(deadline)) {
+        let all_stopped = hooks.around_park(|| self.pool.stopped.wait_until(deadline));
+        if !all_stopped {
             log::warn!(
-                "ringloom worker {}: other workers did not stop in time",
+                "ringloom worker {}: other workers did not stop in time; their tasks are \
+                 leaked, not dropped",
                 self.index
             );
         }
         for task in self.executor.take_registry() {
-            task.shut_down();
+            if all_stopped {
+                task.shut_down();
+            } else {
+                // A worker still running may poll or drop this task (it may sit in that
+                // worker's queue): dropping its future here could race with that.
+                std::mem::forget(task);
+            }
         }
         while self.executor.run_queue.pop().is_some() {}
         while self.executor.local_queue.pop().is_some() {}

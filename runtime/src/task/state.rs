@@ -55,12 +55,13 @@ impl State {
         }
     }
 
-    /// Claims the task for a poll. Returns `None` if it is already complete; otherwise
-    /// whether an abort was requested.
+    /// Claims the task for a poll. Returns `None` if it is complete or someone else
+    /// holds it (shutdown claims tasks still sitting in run queues: the queue's copy
+    /// must then not run it); otherwise whether an abort was requested.
     pub(crate) fn start_run(&self) -> Option<bool> {
         let mut current = self.0.load(Ordering::Acquire);
         loop {
-            if current & COMPLETE != 0 {
+            if current & (COMPLETE | RUNNING) != 0 {
                 return None;
             }
             let next = (current & !SCHEDULED) | RUNNING;
