@@ -9,25 +9,25 @@ use pyo3::exceptions::{PyRuntimeError, PyTypeError};
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyTuple};
 
-use crate::gil::with_gil;
+use crate::gil::{with_gil, GilDrop};
 use crate::vthread;
 
-/// What the pool sends back.
-type Outcome = Result<PyResult<Py<PyAny>>, ringloom::JoinError>;
+/// What the pool sends back: its Python objects are let go of with the GIL wherever the
+/// runtime drops them (a result nobody waits for any more is dropped on a worker).
+type Outcome = Result<GilDrop<PyResult<Py<PyAny>>>, ringloom::JoinError>;
 
-/// The call, carried to a pool thread.
+/// The call, carried to a pool thread; dropped unrun (the pool shut down), it lets go of
+/// its objects with the GIL.
 struct Job {
-    func: Py<PyAny>,
-    args: Py<PyTuple>,
-    kwargs: Option<Py<PyDict>>,
+    call: GilDrop<(Py<PyAny>, Py<PyTuple>, Option<Py<PyDict>>)>,
 }
 
 impl Job {
-    fn run(self) -> PyResult<Py<PyAny>> {
+    fn run(self) -> GilDrop<PyResult<Py<PyAny>>> {
         // The pool thread is no Python thread: the bridge's GIL helper gives it a thread
         // state for the call. The objects are let go of while it is held.
         with_gil(|py| {
-            let Job { func, args, kwargs } = self;
+            let (func, args, kwargs) = self.call.into_inner();
             let result = func
                 .bind(py)
                 .call(args.bind(py), kwargs.as_ref().map(|k| k.bind(py)))
@@ -37,7 +37,7 @@ impl Job {
             if let Some(kwargs) = kwargs {
                 kwargs.drop_ref(py);
             }
-            result
+            GilDrop::new(result)
         })
     }
 }
@@ -60,9 +60,7 @@ pub(crate) fn blocking(
         return func.call(&args, kwargs.as_ref()).map(Bound::unbind);
     }
     let job = Job {
-        func: func.unbind(),
-        args: args.unbind(),
-        kwargs: kwargs.map(Bound::unbind),
+        call: GilDrop::new((func.unbind(), args.unbind(), kwargs.map(Bound::unbind))),
     };
     let handle = ringloom::spawn_blocking(move || job.run());
     let done: Rc<RefCell<Option<Outcome>>> = Rc::default();
@@ -81,7 +79,8 @@ pub(crate) fn blocking(
     }
     let outcome = done.borrow_mut().take();
     match outcome {
-        Some(Ok(result)) => result,
+        // The GIL is held here: the result is handed to Python as it is.
+        Some(Ok(result)) => result.into_inner(),
         Some(Err(err)) => Err(PyRuntimeError::new_err(format!(
             "the blocking call failed in the pool: {err}"
         ))),

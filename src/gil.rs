@@ -35,3 +35,29 @@ pub(crate) fn with_gil<R>(f: impl for<'py> FnOnce(Python<'py>) -> R) -> R {
     drop(release);
     result
 }
+
+/// A value holding Python references that is let go of with the GIL held wherever it is
+/// dropped. For what the runtime owns (a task's output, a job on the blocking pool): it
+/// may be dropped on a worker whose greenlets wait inside `#[pyfunction]` frames, where
+/// PyO3's attach count is above zero even with the GIL released, so `Py`'s own drop
+/// would decref without the GIL.
+pub(crate) struct GilDrop<T>(Option<T>);
+
+impl<T> GilDrop<T> {
+    pub(crate) fn new(value: T) -> GilDrop<T> {
+        GilDrop(Some(value))
+    }
+
+    /// The value, for a caller that holds the GIL and takes over letting go of it.
+    pub(crate) fn into_inner(mut self) -> T {
+        self.0.take().expect("taken only once")
+    }
+}
+
+impl<T> Drop for GilDrop<T> {
+    fn drop(&mut self) {
+        if let Some(value) = self.0.take() {
+            with_gil(|_py| drop(value));
+        }
+    }
+}

@@ -344,8 +344,10 @@ struct RunFn<'a>(&'a mut dyn FnMut());
 
 // SAFETY: `detach` runs the closure on the calling thread, so nothing crosses threads.
 // The worker body runs without the GIL; every place in it that touches a Python object
-// (a hub's poll and drop, a starter's drop) takes the GIL first through
-// `gil::with_gil`, and no GIL-bound reference is created outside those places.
+// (a hub's poll and drop, a starter's drop, a virtual thread's drop) takes the GIL first
+// through `gil::with_gil`, no GIL-bound reference is created outside those places, and
+// what the runtime owns that holds Python objects (a blocking call's job and result)
+// is wrapped in `gil::GilDrop`, which takes the GIL to let go of them.
 unsafe impl Send for RunFn<'_> {}
 
 impl<'a> RunFn<'a> {
