@@ -316,6 +316,7 @@ pub(crate) fn forget_after_fork() -> usize {
     use std::sync::TryLockError;
 
     crate::frames::forget_after_fork();
+    crate::parker::after_fork();
     let slots = match LIVE.try_lock() {
         Ok(mut live) => std::mem::take(&mut *live),
         Err(TryLockError::Poisoned(poisoned)) => std::mem::take(&mut *poisoned.into_inner()),

@@ -8,6 +8,7 @@
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
@@ -23,14 +24,42 @@ struct State {
     waker: Option<Waker>,
 }
 
+/// Forks survived by this process: bumped in a forked child, before any of its code runs.
+static FORK_EPOCH: AtomicU64 = AtomicU64::new(0);
+
+/// In a forked child: every waiter made before the fork is stale (it waited in a thread
+/// of the parent, which the child does not have).
+pub(crate) fn after_fork() {
+    FORK_EPOCH.fetch_add(1, Ordering::AcqRel);
+}
+
 /// One waiter's wake-up slot, shared by the waiting side and whoever wakes it.
-#[derive(Default)]
 pub(crate) struct Inner {
     state: Mutex<State>,
     cond: Condvar,
+    /// `FORK_EPOCH` when it was made.
+    epoch: u64,
+}
+
+impl Default for Inner {
+    fn default() -> Inner {
+        Inner {
+            state: Mutex::default(),
+            cond: Condvar::new(),
+            epoch: FORK_EPOCH.load(Ordering::Acquire),
+        }
+    }
 }
 
 impl Inner {
+    /// Made before a fork this process is the child of: its waiter exists only in the
+    /// parent. A lock must not be handed to it, and waking it would touch the parent's
+    /// runtime structures (copied, perhaps mid-update) and the eventfd the child shares
+    /// with the parent.
+    pub(crate) fn is_stale(&self) -> bool {
+        self.epoch != FORK_EPOCH.load(Ordering::Acquire)
+    }
+
     fn lock(&self) -> MutexGuard<'_, State> {
         self.state
             .lock()
@@ -91,11 +120,22 @@ impl Parker {
     pub(crate) fn unpark(&self) {
         self.inner.unpark();
     }
+
+    /// Whether it was made before a fork this process is the child of (its waiter is
+    /// in the parent): a permit or a lock must not be handed to it.
+    #[getter]
+    fn stale(&self) -> bool {
+        self.inner.is_stale()
+    }
 }
 
 impl Inner {
-    /// Wakes the wait in progress, or makes the next one return true at once.
+    /// Wakes the wait in progress, or makes the next one return true at once; nothing
+    /// for a stale waiter (see `is_stale`).
     pub(crate) fn unpark(&self) {
+        if self.is_stale() {
+            return;
+        }
         let waker = {
             let mut state = self.lock();
             state.notified = true;

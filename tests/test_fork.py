@@ -212,6 +212,46 @@ def test_fork_with_a_live_pool_child_exits_with_os_exit() -> None:
         pool.shutdown(wait=True, cancel_futures=True)
 
 
+@pytest.mark.parametrize("kind", ["lock", "semaphore"])
+def test_a_lock_waited_on_in_the_parent_works_in_the_child(kind: str) -> None:
+    # The main thread holds it while a virtual thread waits for it, and forks. In the
+    # child that waiter does not exist: the release must not hand it the lock (it
+    # would stay taken for ever), nor wake it (its hub is the parent's).
+    pool = VirtualThreadPool(max_platform_threads=2)
+    lock = ringloom.Lock() if kind == "lock" else ringloom.Semaphore(1)
+    cond = ringloom.Condition(ringloom.Lock())
+    assert lock.acquire()
+    waiting = pool.submit(lock.acquire)
+    waiting_cond = pool.submit(lambda: cond.acquire() and cond.wait(WAIT))
+    deadline = time.monotonic() + WAIT
+    while time.monotonic() < deadline and not (
+        len(getattr(lock, "_waiters", ())) or getattr(lock, "_waiting", 0)
+    ):
+        time.sleep(0.001)
+    while time.monotonic() < deadline and not len(cond._waiters):
+        time.sleep(0.001)
+
+    def child() -> dict[str, Any]:
+        lock.release()
+        took = lock.acquire(timeout=5)
+        with cond:
+            cond.notify()  # only the parent's waiter: nothing to wake here
+        return {"took": took}
+
+    try:
+        code, report = fork_child(child, os._exit)
+        assert code == 0, report
+        assert report == {"took": True}
+    finally:
+        lock.release()  # the parent's waiter gets it
+        assert waiting.result(timeout=WAIT)
+        lock.release()
+        with cond:
+            cond.notify()
+        assert waiting_cond.result(timeout=WAIT)
+        pool.shutdown(wait=True)
+
+
 def test_fork_in_a_virtual_thread_is_refused() -> None:
     with VirtualThreadPool(max_platform_threads=2) as pool:
         for fork in (os.fork, os.forkpty):

@@ -157,6 +157,9 @@ class Semaphore:
         with self._mutex:
             self._check_release(n)
             for _ in range(n):
+                # Waiters of the parent of this forked child get no permit.
+                while self._waiters and self._waiters[0].parker.stale:
+                    self._waiters.popleft()
                 if self._waiters:
                     waiter = self._waiters.popleft()
                     waiter.granted = True

@@ -172,6 +172,8 @@ impl Condition {
         }
         let woken: Vec<Arc<Inner>> = {
             let mut queue = self.queue();
+            // Waiters from before a fork (in a forked child) neither count nor stay.
+            queue.retain(|waiter| !waiter.is_stale());
             let take = n.min(queue.len());
             let woken = queue.drain(..take).collect();
             self.waiting.store(queue.len(), Ordering::Relaxed);

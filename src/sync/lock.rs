@@ -155,6 +155,10 @@ impl LockCore {
         }
         let next = {
             let mut queue = self.queue();
+            // Waiters from before a fork (in a forked child) are not handed the lock.
+            while queue.front().is_some_and(|waiter| waiter.is_stale()) {
+                queue.pop_front();
+            }
             let next = queue.pop_front();
             match &next {
                 // Handed over: it stays locked.
