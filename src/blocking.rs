@@ -19,8 +19,11 @@ type Outcome = Result<GilDrop<PyResult<Py<PyAny>>>, ringloom::JoinError>;
 /// The call, carried to a pool thread; dropped unrun (the pool shut down), it lets go of
 /// its objects with the GIL.
 struct Job {
-    call: GilDrop<(Py<PyAny>, Py<PyTuple>, Option<Py<PyDict>>)>,
+    call: GilDrop<Call>,
 }
+
+/// The callable, its positional and its keyword arguments.
+type Call = (Py<PyAny>, Py<PyTuple>, Option<Py<PyDict>>);
 
 impl Job {
     fn run(self) -> GilDrop<PyResult<Py<PyAny>>> {
