@@ -50,12 +50,40 @@ fn os_error(err: io::Error) -> PyErr {
     }
 }
 
-/// A duplicate of `fd` for an op to own until its completion arrives.
-fn dup_for_op(fd: RawFd) -> io::Result<OpFd> {
+/// The descriptor an op on `fd` names, and whether it is lent (see `submit_lent`).
+///
+/// Under io_uring the number is lent: the kernel resolves it to the file when it takes
+/// the entry, which `submit_lent` makes happen at once, and holds the file from then on.
+/// A duplicate would cost a descriptor per op and, worse, closing it when the op ends
+/// drops every `fcntl`/`lockf` lock the process holds on the file (POSIX releases them
+/// on the close of any descriptor of the file). The fallback driver runs the call later,
+/// on another thread, so there the op owns a duplicate (and the locks caveat holds; the
+/// README says so).
+fn op_fd(fd: RawFd) -> io::Result<(OpFd, bool)> {
+    let lend = matches!(
+        ringloom::driver::current_shared().map(|driver| driver.kind()),
+        Some(ringloom::driver::DriverKind::Uring(_))
+    );
+    if lend {
+        // SAFETY: `borrowed` wants the number open until the op completes. The kernel
+        // takes the file at submission, which `submit_lent` does before this virtual
+        // thread parks: from then on closing or reusing the number does not reach the
+        // op. Until then the window is that of a plain syscall on a number another thread
+        // may close (the caller's own file object stays open while it waits here).
+        return Ok((unsafe { OpFd::borrowed(fd) }, true));
+    }
     // SAFETY: the borrow lasts only for the dup call; an fd that is not open makes the dup
     // fail with EBADF.
     let own = unsafe { BorrowedFd::borrow_raw(fd) }.try_clone_to_owned()?;
-    Ok(OpFd::from(own))
+    Ok((OpFd::from(own), false))
+}
+
+/// After queuing an op on a lent descriptor: hands it to the kernel now.
+fn submit_lent(lent: bool) -> PyResult<()> {
+    if lent {
+        ringloom::driver::submit_now().map_err(os_error)?;
+    }
+    Ok(())
 }
 
 /// Whether `fd` is in non-blocking mode, where stock Python reports EAGAIN instead of
@@ -277,11 +305,13 @@ pub(crate) fn file_read<'py>(
 }
 
 fn ring_read(py: Python<'_>, fd: RawFd, len: usize, at: u64) -> PyResult<Vec<u8>> {
-    let op_fd = dup_for_op(fd).map_err(os_error)?;
+    let (op_fd, lent) = op_fd(fd).map_err(os_error)?;
     let mut buf: Vec<u8> = Vec::new();
     buf.try_reserve_exact(len)
         .map_err(|_| PyMemoryError::new_err(format!("cannot allocate {len} bytes")))?;
-    let parked = park_for(py, Read::submit(op_fd, buf, at)).expect("checked: a virtual thread");
+    let op = Read::submit(op_fd, buf, at);
+    submit_lent(lent)?;
+    let parked = park_for(py, op).expect("checked: a virtual thread");
     let (result, buf) = parked?;
     result.map_err(os_error)?;
     Ok(buf)
@@ -325,10 +355,12 @@ pub(crate) fn file_write(
             raw_write(fd, addr as *const u8, len, offset)
         });
     }
-    let op_fd = dup_for_op(fd).map_err(os_error)?;
+    let (op_fd, lent) = op_fd(fd).map_err(os_error)?;
     // SAFETY: the export describes `len` readable bytes, held while this copies them.
     let owned = unsafe { std::slice::from_raw_parts(ptr as *const u8, len) }.to_vec();
-    let parked = park_for(py, Write::submit(op_fd, owned, at)).expect("checked: a virtual thread");
+    let op = Write::submit(op_fd, owned, at);
+    submit_lent(lent)?;
+    let parked = park_for(py, op).expect("checked: a virtual thread");
     let (result, _buf) = parked?;
     result.map_err(os_error)
 }

@@ -359,3 +359,45 @@ def test_print_to_a_file_in_a_virtual_thread(loom: Loom, tmp_path: pathlib.Path)
 
     run(loom, write)
     assert path.read_text() == "printed 42\n"
+
+
+LOCK_PROBE = """
+import fcntl, sys
+with open(sys.argv[1], "r+b") as f:
+    try:
+        fcntl.lockf(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        print("held")
+    else:
+        print("free")
+"""
+
+
+@pytest.mark.skipif(
+    os.environ.get("RINGLOOM_DRIVER") == "fallback",
+    reason="the fallback driver runs a parked write on another thread with a duplicate "
+    "descriptor, whose close drops the process's POSIX locks (documented in the README)",
+)
+def test_a_ring_write_keeps_the_process_posix_locks(loom: Loom, tmp_path: pathlib.Path) -> None:
+    import fcntl
+
+    path = tmp_path / "locked.bin"
+    path.write_bytes(b"\0" * 16)
+
+    def probe() -> str:
+        out = subprocess.run(
+            [sys.executable, "-c", LOCK_PROBE, str(path)], capture_output=True, text=True
+        )
+        return out.stdout.strip()
+
+    with open(path, "r+b", buffering=0) as f:
+        fcntl.lockf(f, fcntl.LOCK_EX)
+        assert probe() == "held"
+        # A buffered write to a regular file always goes to the ring (ext4 refuses
+        # RWF_NOWAIT for it): with a duplicate descriptor, its close at the end of the
+        # op dropped the lock.
+        written = run(loom, lambda: [os.write(f.fileno(), b"x" * 8) for _ in range(20)])
+        assert written == [8] * 20
+        assert probe() == "held"
+        assert run(loom, lambda: os.pread(f.fileno(), 8, 0)) == b"x" * 8
+        assert probe() == "held"

@@ -427,6 +427,20 @@ pub(crate) fn submit<T: OpCode>(data: &mut T) -> io::Result<Submitted> {
     })
 }
 
+/// Hands the ops queued so far on this thread's ring to the kernel now, instead of at
+/// the worker's next turn; nothing under the fallback driver, or outside a runtime.
+///
+/// For an op that names a descriptor it only borrows (`OpFd::borrowed`): the kernel
+/// resolves the number when it takes the entry, so submitting at once leaves no longer
+/// a window for the number to be closed and reused than a plain syscall would.
+pub fn submit_now() -> io::Result<()> {
+    with_current(|driver| match &mut driver.backend {
+        Backend::Uring(ring) => ring.submit_now(),
+        Backend::Fallback(_) => Ok(()),
+    })
+    .unwrap_or(Ok(()))
+}
+
 /// Runs `f` with the current thread's driver, if it has one.
 pub(crate) fn with_current<R>(f: impl FnOnce(&mut Driver) -> R) -> Option<R> {
     CURRENT.with(|current| current.try_borrow_mut().ok()?.as_mut().map(f))

@@ -149,6 +149,14 @@ impl UringBackend {
         }
     }
 
+    /// Submits what is queued now, rather than at the next turn.
+    pub(crate) fn submit_now(&mut self) -> io::Result<()> {
+        if self.queued == 0 {
+            return Ok(());
+        }
+        self.flush()
+    }
+
     /// Submits what is queued, to make room in a full submission queue.
     fn flush(&mut self) -> io::Result<()> {
         match self.ring.submit() {
