@@ -15,6 +15,8 @@ const WAKE_TOKEN: u64 = u64::MAX;
 const TIMEOUT_TOKEN: u64 = u64::MAX - 1;
 /// user_data of ASYNC_CANCEL requests; their completions carry no news.
 const CANCEL_TOKEN: u64 = u64::MAX - 2;
+/// Completion queue entries per submission queue entry.
+const CQ_PER_SQ_ENTRY: u32 = 16;
 
 pub(crate) struct UringBackend {
     ring: IoUring,
@@ -82,7 +84,19 @@ fn build_ring(entries: u32) -> io::Result<(IoUring, RingFeatures)> {
     for (name, configure) in attempts {
         let mut builder = IoUring::builder();
         configure(&mut builder);
+        // In-flight ops are not bounded by the submission queue (a parked socket is one
+        // POLL_ADD each), so the completion queue gets room for bursts: past it, the
+        // kernel keeps completions on its overflow list, which costs more.
+        builder.setup_cqsize(entries.saturating_mul(CQ_PER_SQ_ENTRY));
         match builder.build(entries) {
+            Ok(ring) if !ring.params().is_feature_nodrop() => {
+                // Without NODROP a full completion queue loses completions: their ops
+                // would wait for ever. The fallback driver is taken instead.
+                last_err = Some(io::Error::other(
+                    "io_uring without IORING_FEAT_NODROP (kernel older than 5.5)",
+                ));
+                break;
+            }
             Ok(ring) => {
                 let params = ring.params();
                 let features = RingFeatures {
@@ -161,7 +175,7 @@ impl UringBackend {
     fn flush(&mut self) -> io::Result<()> {
         match self.ring.submit() {
             Ok(_) => {
-                self.queued = 0;
+                self.queued = self.ring.submission().len() as u32;
                 Ok(())
             }
             Err(err) if err.raw_os_error() == Some(libc::EBUSY) => {
@@ -262,9 +276,20 @@ impl UringBackend {
                     err.raw_os_error(),
                     Some(libc::ETIME) | Some(libc::EINTR) | Some(libc::EBUSY) | Some(libc::EAGAIN)
                 ) => {}
+            Err(err) if err.raw_os_error() == Some(libc::EBADR) => {
+                // The completion queue overflowed and the kernel could not keep the
+                // overflow (its allocation failed): those completions are gone, and
+                // their ops will not finish. Reap what is there; say so loudly.
+                log::error!(
+                    "ringloom: io_uring dropped completions (EBADR: the overflow list could \
+                     not grow); some operations will never complete"
+                );
+            }
             Err(err) => return Err(err),
         }
-        self.queued = 0;
+        // What the kernel did not take (an enter refused with EBUSY or EAGAIN submits
+        // nothing) stays queued for the next enter to pass on.
+        self.queued = self.ring.submission().len() as u32;
         self.reap(completions);
         Ok(true)
     }
