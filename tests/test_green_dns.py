@@ -89,3 +89,30 @@ def test_numeric_hosts_need_no_pool_thread(loom: Loom, monkeypatch: pytest.Monke
     assert calls == []
     ringloom.submit(loom, socket.getaddrinfo, "localhost", "80").result(10)
     assert calls == [("localhost", "80")]
+
+
+@pytest.mark.parametrize("call", ["connect", "connect_ex"])
+def test_connect_to_a_host_name_resolves_it_the_parking_way(
+    loom: Loom, monkeypatch: pytest.MonkeyPatch, call: str
+) -> None:
+    # The stock connect resolves a host name in C, on the calling thread: in a virtual
+    # thread that held its worker for the whole lookup. It goes through the patched
+    # resolver first (which parks), so the connect itself does no lookup.
+    looked_up: list[str] = []
+    resolver = socket.getaddrinfo
+
+    def recording(host: str, *args: object, **kwargs: object) -> object:
+        looked_up.append(host)
+        return resolver(host, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", recording)
+    server = socket.create_server(("127.0.0.1", 0))
+    port = server.getsockname()[1]
+
+    def dial() -> object:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            return getattr(sock, call)(("localhost", port))
+
+    with server:
+        assert ringloom.submit(loom, dial).result(timeout=30) in (None, 0)
+    assert looked_up == ["localhost"]

@@ -162,3 +162,44 @@ def test_https_client_from_virtual_threads(loom: Loom, cert: Path) -> None:
     finally:
         srv.shutdown()
         srv.server_close()
+
+
+def test_a_tls_callback_that_parks_holds_back_no_other_socket(cert: Path) -> None:
+    # The TLS engine runs Python callbacks (here the message callback, on every
+    # handshake record) inside the call ringloom makes at timeout 0. A callback that
+    # parks must not leave anything held that another virtual thread's TLS call on the
+    # same worker then blocks the worker on (one worker: that would be a deadlock).
+    listener = server_context(cert).wrap_socket(
+        socket.create_server(("127.0.0.1", 0), backlog=64), server_side=True
+    )
+    port = listener.getsockname()[1]
+
+    def serve() -> None:
+        for _ in range(4):
+            conn, _ = listener.accept()
+            with conn:
+                conn.sendall(conn.recv(64))
+
+    server = threading.Thread(target=serve, daemon=True)
+    server.start()
+    parked = [0]
+
+    def on_message(*_args: object) -> None:
+        parked[0] += 1
+        ringloom.sleep(0.001)
+
+    def client(i: int) -> bytes:
+        ctx = client_context(cert)
+        ctx._msg_callback = on_message  # type: ignore[attr-defined]
+        with socket.create_connection(("127.0.0.1", port)) as raw:
+            with ctx.wrap_socket(raw, server_hostname="localhost") as tls:
+                tls.sendall(b"%d" % i)
+                return tls.recv(64)
+
+    with Loom(workers=1) as one_worker:
+        futures = [ringloom.submit(one_worker, client, i) for i in range(4)]
+        replies = [f.result(timeout=60) for f in futures]
+    assert sorted(replies) == [b"0", b"1", b"2", b"3"]
+    assert parked[0] > 0
+    server.join(timeout=60)
+    listener.close()

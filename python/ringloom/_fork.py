@@ -117,7 +117,7 @@ def _after_fork_in_child() -> None:
     from ringloom.green import socket as green_socket
 
     green._lock = threading.Lock()
-    green_socket._mode_lock = threading.Lock()
+    green_socket._mode_locks = green_socket._DescriptorLocks()
     virtual_thread._default_lock = threading.Lock()
     virtual_thread._default_pool = None
     safe_thread._live.clear()  # else the child's exit would join them for ever

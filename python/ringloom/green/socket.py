@@ -26,11 +26,11 @@ Outside intercepting virtual threads every method is the stock one.
 from __future__ import annotations
 
 import _socket
+import _thread
 import errno
 import os
 import select as _select
 import socket as _socket_mod
-import threading
 from time import monotonic
 from typing import Any, Callable
 
@@ -66,9 +66,56 @@ stock_resolvers = {
     )
 }
 
-# Held while a socket is switched to timeout 0 for one non-blocking syscall: never across
-# a park, so a waiter is kept for one syscall at most.
-_mode_lock = threading.Lock()
+
+class _DescriptorLocks:
+    """One ringloom lock per descriptor, held while that socket is switched to timeout 0
+    (or O_NONBLOCK) for one engine call or syscall, and made only while someone uses it.
+
+    Per descriptor, so one socket's call never holds back another's; ringloom's lock, so
+    a TLS callback that parks while its call holds it makes the next user of that socket
+    park too, never block its worker (with one global stock lock, that blocked the
+    worker the callback needed to resume on: a deadlock)."""
+
+    def __init__(self) -> None:
+        self._guard = _thread.allocate_lock()  # held for the table only
+        self._locks: dict[int, list[Any]] = {}  # fd -> [lock, users]
+
+    def hold(self, fd: int) -> _HeldDescriptor:
+        with self._guard:
+            entry = self._locks.get(fd)
+            if entry is None:
+                entry = self._locks[fd] = [_native.Lock(), 0]
+            entry[1] += 1
+        return _HeldDescriptor(self, fd, entry)
+
+    def _leave(self, fd: int, entry: list[Any]) -> None:
+        with self._guard:
+            entry[1] -= 1
+            if entry[1] == 0 and self._locks.get(fd) is entry:
+                del self._locks[fd]
+
+
+class _HeldDescriptor:
+    __slots__ = ("table", "fd", "entry")
+
+    def __init__(self, table: _DescriptorLocks, fd: int, entry: list[Any]) -> None:
+        self.table = table
+        self.fd = fd
+        self.entry = entry
+
+    def __enter__(self) -> None:
+        try:
+            self.entry[0].acquire()
+        except BaseException:
+            self.table._leave(self.fd, self.entry)
+            raise
+
+    def __exit__(self, *exc_info: Any) -> None:
+        self.entry[0].release()
+        self.table._leave(self.fd, self.entry)
+
+
+_mode_locks = _DescriptorLocks()
 
 
 def _timed_out() -> OSError:
@@ -131,7 +178,7 @@ def _nonblocking(sock: Any, call: Callable[[], Any]) -> Any:
 
     Another OS thread sees the socket at timeout 0 meanwhile: only the TLS layer uses
     this, for one engine call at a time."""
-    with _mode_lock:
+    with _mode_locks.hold(sock.fileno()):
         timeout = sock.gettimeout()
         sock.settimeout(0)
         try:
@@ -146,7 +193,7 @@ def _shadow_call(sock: Any, name: str, *args: Any) -> Any:
     virtual threads read) is never touched. The descriptor is in O_NONBLOCK only for the
     call, under a lock, so concurrent callers cannot leave it in the wrong mode."""
     fd = sock.fileno()
-    with _mode_lock:
+    with _mode_locks.hold(fd):
         shadow = _sock(sock.family, sock.type, sock.proto, fileno=fd)
         was_blocking = os.get_blocking(fd)
         try:
@@ -277,8 +324,27 @@ def accept(self: Any) -> Any:
         return conn, address
 
 
+def _resolved(sock: Any, address: Any) -> Any:
+    """``address`` with its host name resolved the parking way (on the blocking pool),
+    as the stock connect would resolve it in C: the first address of the socket's
+    family. The syscall then made under the socket's mode lock does no lookup."""
+    if (
+        sock.family not in (_socket_mod.AF_INET, _socket_mod.AF_INET6)
+        or not isinstance(address, tuple)
+        or len(address) < 2
+        or _numeric_host(address[0])
+    ):
+        return address
+    infos = _socket_mod.getaddrinfo(address[0], address[1], sock.family, sock.type)
+    if not infos:
+        return address  # let the stock call report what is wrong
+    resolved = infos[0][4]
+    return (resolved[0], *address[1:]) if len(address) > 2 else resolved
+
+
 def _connect(self: Any, address: Any) -> int:
     """Connects the parking way; returns the error number (0 when connected)."""
+    address = _resolved(self, address)
     timeout = self.gettimeout()
     deadline = None if timeout is None else monotonic() + timeout
     while True:
@@ -301,10 +367,11 @@ def _connect(self: Any, address: Any) -> int:
 def connect(self: Any, *args: Any, **kwargs: Any) -> None:
     if not intercepting() or kwargs or len(args) != 1 or self.gettimeout() == 0:
         return stock["connect"](self, *args, **kwargs)
+    address = _resolved(self, args[0])
     timeout = self.gettimeout()
     deadline = None if timeout is None else monotonic() + timeout
     while True:
-        err = _shadow_call(self, "connect_ex", args[0])
+        err = _shadow_call(self, "connect_ex", address)
         if err == 0 or err == errno.EISCONN:
             return None
         if err == errno.EAGAIN:
