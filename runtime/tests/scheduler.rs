@@ -454,6 +454,26 @@ fn ops_outside_a_runtime_are_errors() {
 }
 
 #[test]
+fn a_close_that_cannot_be_submitted_still_closes_its_fd() {
+    use std::os::fd::{FromRawFd, OwnedFd};
+    // A high number nobody else in this test process is handed (numbers are given out
+    // lowest first), so checking it after the close is not fooled by reuse.
+    let (read_end, _write_end) = std::os::unix::net::UnixStream::pair().unwrap();
+    let high = 1000 + (std::process::id() % 1000) as i32;
+    // SAFETY: dup2 onto a number this test owns from here on.
+    let fd = unsafe { libc::dup2(std::os::fd::AsRawFd::as_raw_fd(&read_end), high) };
+    assert_eq!(fd, high);
+    // SAFETY: `fd` is open and owned by nothing else.
+    let owned = unsafe { OwnedFd::from_raw_fd(fd) };
+    // Polled without a runtime: the op fails to submit, and must close the fd anyway.
+    let result = futures_lite_block_on(ringloom::op::Close::submit(owned));
+    assert!(result.is_err());
+    // SAFETY: F_GETFD only asks about the number.
+    let still_open = unsafe { libc::fcntl(high, libc::F_GETFD) } != -1;
+    assert!(!still_open, "the fd of a failed close was leaked");
+}
+
+#[test]
 fn shutdown_timeout_returns() {
     let rt = runtime(2);
     rt.spawn(async {
