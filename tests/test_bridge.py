@@ -164,3 +164,36 @@ def test_open_loom_is_closed_at_exit() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.split() == ["3", "closed"]
+
+
+def _epoll_registrations() -> int:
+    """Items registered in this process's epoll instances (/proc fdinfo "tfd:" lines)."""
+    count = 0
+    for name in os.listdir("/proc/self/fd"):
+        try:
+            if os.readlink(f"/proc/self/fd/{name}") != "anon_inode:[eventpoll]":
+                continue
+            with open(f"/proc/self/fdinfo/{name}") as info:
+                count += sum(line.startswith("tfd:") for line in info)
+        except OSError:
+            continue
+    return count
+
+
+@pytest.mark.skipif(
+    os.environ.get("RINGLOOM_DRIVER") != "fallback",
+    reason="epoll registrations belong to the fallback driver",
+)
+def test_timed_out_waits_leave_no_epoll_registration_behind() -> None:
+    # A wait that times out is cancelled: its registration must go with it (closing the
+    # driver's duplicate of the descriptor does not remove it from epoll).
+    left, right = socket.socketpair()
+    with left, right, Loom(workers=1) as loom:
+
+        def waits() -> None:
+            for _ in range(200):
+                _native.wait_fd(left.fileno(), select.POLLIN, 0.001)
+
+        before = _epoll_registrations()
+        ringloom.submit(loom, waits).result(timeout=60)
+        assert _epoll_registrations() <= before

@@ -179,7 +179,20 @@ impl FallbackBackend {
             mask |= libc::EPOLLOUT as u32;
         }
         if mask == libc::EPOLLONESHOT as u32 {
+            // Nobody waits on it any more: take it out of epoll now, while the number
+            // still names the waiters' file (closing a duplicate later would not remove
+            // the item, and a reused number would get its readiness).
             self.fds.remove(&fd);
+            // SAFETY: epfd is ours; DEL takes no event. ENOENT (a fired one-shot that
+            // was never re-armed is still registered, so it is rare) is harmless.
+            unsafe {
+                libc::epoll_ctl(
+                    self.epoll.as_raw_fd(),
+                    libc::EPOLL_CTL_DEL,
+                    fd,
+                    std::ptr::null_mut(),
+                )
+            };
             return Ok(());
         }
         let mut event = libc::epoll_event {
@@ -217,6 +230,9 @@ impl FallbackBackend {
                 fd_waiters.readers.retain(|&ud| ud != user_data);
                 fd_waiters.writers.retain(|&ud| ud != user_data);
             }
+            // Registered for what is left, or removed: the op still holds its
+            // descriptor, so the number still names its file here.
+            let _ = self.arm(waiter.fd);
             self.ready.push((user_data, cancelled()));
             return;
         }
