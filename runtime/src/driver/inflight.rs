@@ -56,6 +56,9 @@ pub(crate) struct InFlight {
 pub(crate) struct InFlightTable {
     slots: Slab<InFlight>,
     next_generation: u32,
+    /// The ring was drained (its owner stopped): no completion will be reaped any
+    /// more, so an op that has none yet keeps its data for ever (see `Op`'s drop).
+    closed: bool,
 }
 
 /// user_data values at or above this are the driver's own, never a slab entry.
@@ -119,6 +122,14 @@ impl InFlightTable {
 
     pub(crate) fn len(&self) -> usize {
         self.slots.len()
+    }
+
+    pub(crate) fn close(&mut self) {
+        self.closed = true;
+    }
+
+    pub(crate) fn is_closed(&self) -> bool {
+        self.closed
     }
 
     /// user_data of every op still in flight (for shutdown).

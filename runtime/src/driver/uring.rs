@@ -115,6 +115,19 @@ fn build_ring(entries: u32) -> io::Result<(IoUring, RingFeatures)> {
     Err(last_err.unwrap_or_else(|| io::Error::other("io_uring setup failed")))
 }
 
+impl Drop for UringBackend {
+    /// The ring's teardown in the kernel is asynchronous, and the read armed on the
+    /// wake-up eventfd (or a park timeout) may still complete into these two after the
+    /// ring's fd is closed: they are leaked, not freed (a few bytes per ring).
+    fn drop(&mut self) {
+        Box::leak(std::mem::replace(&mut self.wake_buf, Box::new(0)));
+        Box::leak(std::mem::replace(
+            &mut self.park_timeout,
+            Box::new(types::Timespec::new()),
+        ));
+    }
+}
+
 impl UringBackend {
     pub(crate) fn new(entries: u32, wake_fd: RawFd) -> io::Result<UringBackend> {
         let (ring, mut features) = build_ring(entries)?;

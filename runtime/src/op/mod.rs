@@ -13,7 +13,7 @@ use std::io;
 use std::os::fd::RawFd;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, Waker};
 use std::time::Instant;
 
 use io_uring::squeue;
@@ -222,22 +222,33 @@ impl<T: OpCode> Future for Op<T> {
             }
             State::Done(completion) => *completion,
             State::InFlight { driver, user_data } => {
-                let mut ops = driver.ops.lock().unwrap();
-                let slot = ops
-                    .get_mut(*user_data)
-                    .expect("in-flight op missing from its ring's table");
-                match &mut slot.lifecycle {
-                    Lifecycle::Completed(completion) => {
-                        let completion = *completion;
-                        ops.remove(*user_data);
-                        completion
-                    }
-                    Lifecycle::Waiting(waker) if waker.will_wake(cx.waker()) => {
-                        return Poll::Pending
-                    }
-                    lifecycle => {
-                        *lifecycle = Lifecycle::Waiting(cx.waker().clone());
-                        return Poll::Pending;
+                // A waker is cloned with the table unlocked: a clone that panics must not
+                // poison the table every op of the ring goes through.
+                let mut clone: Option<Waker> = None;
+                loop {
+                    let mut ops = driver.ops.lock().unwrap();
+                    let slot = ops
+                        .get_mut(*user_data)
+                        .expect("in-flight op missing from its ring's table");
+                    match &mut slot.lifecycle {
+                        Lifecycle::Completed(completion) => {
+                            let completion = *completion;
+                            ops.remove(*user_data);
+                            break completion;
+                        }
+                        Lifecycle::Waiting(waker) if waker.will_wake(cx.waker()) => {
+                            return Poll::Pending
+                        }
+                        lifecycle => match clone.take() {
+                            Some(waker) => {
+                                *lifecycle = Lifecycle::Waiting(waker);
+                                return Poll::Pending;
+                            }
+                            None => {
+                                drop(ops);
+                                clone = Some(cx.waker().clone());
+                            }
+                        },
                     }
                 }
             }
@@ -257,6 +268,7 @@ impl<T: OpCode> Drop for Op<T> {
             State::Failed(err) => data.discard(Err(err)),
             State::InFlight { driver, user_data } => {
                 let mut ops = driver.ops.lock().unwrap();
+                let closed = ops.is_closed();
                 let Some(slot) = ops.get_mut(user_data) else {
                     return;
                 };
@@ -264,6 +276,13 @@ impl<T: OpCode> Drop for Op<T> {
                     ops.remove(user_data);
                     drop(ops);
                     data.discard(completion.io_result());
+                    return;
+                }
+                if closed {
+                    // The ring was drained without this op's completion: the kernel may
+                    // still hold its buffers, and nobody will reap it. Leak, never free.
+                    drop(ops);
+                    std::mem::forget(data);
                     return;
                 }
                 slot.lifecycle = Lifecycle::Ignored(Box::new(Ignored(data)));

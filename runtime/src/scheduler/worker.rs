@@ -48,7 +48,16 @@ pub(crate) fn run_worker(
     };
     // Tasks run, and are dropped at shutdown, inside the embedder's wrapper.
     pool.hooks.around_worker(|| {
-        worker.run();
+        // A task's panic is caught around its poll; one out here (the driver, a waker)
+        // leaves the worker unsure of its state. The runtime then stops, and this
+        // worker still drops its tasks on its own thread (some are not `Send`) and
+        // reports to the shutdown barriers, rather than dying without them.
+        let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| worker.run()));
+        if ran.is_err() {
+            log::error!("ringloom worker {index} panicked outside a task; the runtime stops");
+            pool.shutdown.store(true, Ordering::Release);
+            pool.unpark_all();
+        }
         worker.shut_down(shutdown_limit);
     });
     drop(context);
