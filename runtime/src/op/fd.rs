@@ -42,6 +42,14 @@ impl OpFd {
     /// returned, or, for an op whose future was dropped, until the driver has reaped its
     /// completion (`ops_completed` has caught up with `ops_submitted`). Dropping the
     /// futures is not enough: a dropped op still runs, or is cancelled, later.
+    ///
+    /// What the contract protects is the file the number names when the op acts. Under
+    /// io_uring the kernel resolves the number once, when it takes the entry, and holds
+    /// the file from then on: a caller that submits at once (`driver::submit_now`), or
+    /// whose op acts on no memory and whose result is only a hint (a POLL_ADD, whose
+    /// readiness callers re-check with their own syscall), may keep the number open only
+    /// until the submission; the Python bindings rely on this, and say so where they
+    /// lend. The fallback driver uses the number for as long as the op waits.
     pub unsafe fn borrowed(fd: RawFd) -> OpFd {
         OpFd(Form::Borrowed(fd))
     }
