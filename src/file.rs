@@ -22,8 +22,8 @@ use pyo3::prelude::*;
 use pyo3::types::PyBytes;
 use ringloom::op::{OpFd, OpenAt, Read, Write};
 
-use crate::park::{self, park_for};
 use crate::vthread;
+use crate::waits::{self, park_for};
 
 /// `-1` (the file position, as `os.read` uses) or a non-negative offset, as the ring
 /// takes it (`u64::MAX` is "the file position").
@@ -166,7 +166,7 @@ fn without_blocking(
                 }
                 polled = true;
                 let events = if write { libc::POLLOUT } else { libc::POLLIN };
-                park::wait(py, &[(fd, events as u32)], None, true)?;
+                waits::wait(py, &[(fd, events as u32)], None, true)?;
             }
         }
     }

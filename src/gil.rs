@@ -4,8 +4,8 @@
 //! (see `loom.rs`). PyO3 counts GIL acquisitions per OS thread, and a greenlet parked
 //! inside a `#[pyfunction]` (such as `sleep`) leaves its call's +1 on that count while
 //! other code runs on the thread: after such a switch `Python::attach` believes the GIL
-//! is held when it is not, skips taking it, and the next Python call crashes (seen:
-//! segfault on the first resumed sleeper). So the worker takes the GIL itself, through
+//! is held when it is not, skips taking it, and the next Python call crashes. So the
+//! worker takes the GIL itself, through
 //! the interpreter's own counted API, which greenlet switches do not disturb.
 
 use pyo3::ffi;

@@ -3,7 +3,7 @@
 //! A [`Loom`](loom::Loom) owns a ringloom runtime whose worker threads stay attached to
 //! the interpreter for their whole life. Each virtual thread is a greenlet that its
 //! worker's hub (one task per worker, `hub.rs`) switches into; when the greenlet blocks
-//! ([`park::sleep`]) it hands a ringloom future to the hub and switches back, and the
+//! ([`waits::sleep`]) it hands a ringloom future to the hub and switches back, and the
 //! hub runs other virtual threads until that future completes.
 
 use pyo3::prelude::*;
@@ -16,29 +16,29 @@ mod gil;
 mod greenlet;
 mod hub;
 mod loom;
-mod park;
-mod parker;
 mod ready;
 mod running_loop;
 mod stats;
 mod sync;
 mod vthread;
+mod waiter;
+mod waits;
 mod watchdog;
 
 #[pymodule]
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<loom::Loom>()?;
-    m.add_class::<parker::Parker>()?;
+    m.add_class::<waiter::Parker>()?;
     m.add_class::<batch::Batch>()?;
     m.add_class::<sync::Condition>()?;
     m.add_class::<sync::Event>()?;
     m.add_class::<sync::QueueCore>()?;
     m.add_class::<sync::Lock>()?;
     m.add_class::<sync::RLock>()?;
-    m.add_function(wrap_pyfunction!(park::sleep, m)?)?;
-    m.add_function(wrap_pyfunction!(park::in_virtual_thread, m)?)?;
-    m.add_function(wrap_pyfunction!(park::wait_fd, m)?)?;
-    m.add_function(wrap_pyfunction!(park::wait_fds, m)?)?;
+    m.add_function(wrap_pyfunction!(waits::sleep, m)?)?;
+    m.add_function(wrap_pyfunction!(vthread::is_virtual_thread, m)?)?;
+    m.add_function(wrap_pyfunction!(waits::wait_fd, m)?)?;
+    m.add_function(wrap_pyfunction!(waits::wait_fds, m)?)?;
     m.add_function(wrap_pyfunction!(blocking::blocking, m)?)?;
     m.add_function(wrap_pyfunction!(file::file_readinto, m)?)?;
     m.add_function(wrap_pyfunction!(file::file_read, m)?)?;

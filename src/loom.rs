@@ -25,7 +25,7 @@ use crate::watchdog::Watch;
 /// others need the GIL to get there: every close took the full 10 s shutdown timeout.
 #[pyclass(module = "ringloom._native", weakref)]
 pub(crate) struct Loom {
-    runtime: Arc<Slot>,
+    runtime: Arc<RuntimeSlot>,
     workers: usize,
     counters: Arc<Counters>,
     /// The workers' clocks, for the watchdog.
@@ -266,10 +266,10 @@ fn check_priority(priority: i64) -> PyResult<u8> {
 }
 
 /// Where a `Loom` keeps its runtime; `None` once closed.
-type Slot = Mutex<Option<Runtime>>;
+type RuntimeSlot = Mutex<Option<Runtime>>;
 
 /// Every open `Loom`'s runtime, for [`close_all`].
-static LIVE: Mutex<Vec<Weak<Slot>>> = Mutex::new(Vec::new());
+static LIVE: Mutex<Vec<Weak<RuntimeSlot>>> = Mutex::new(Vec::new());
 
 /// Closes every `Loom` still open; registered with `atexit`. A runtime dropped during
 /// interpreter finalization would wait its whole shutdown timeout (10 s) for workers
@@ -280,7 +280,7 @@ pub(crate) fn close_all(py: Python<'_>) {
     // unwinding them would run their code (and report their `GreenletExit`) while the
     // interpreter is on its way out.
     crate::vthread::leave_at_exit();
-    let slots: Vec<Arc<Slot>> = std::mem::take(&mut *LIVE.lock().unwrap())
+    let slots: Vec<Arc<RuntimeSlot>> = std::mem::take(&mut *LIVE.lock().unwrap())
         .into_iter()
         .filter_map(|slot| slot.upgrade())
         .collect();
@@ -316,7 +316,7 @@ pub(crate) fn forget_after_fork() -> usize {
     use std::sync::TryLockError;
 
     crate::frames::forget_after_fork();
-    crate::parker::after_fork();
+    crate::waiter::after_fork();
     let slots = match LIVE.try_lock() {
         Ok(mut live) => std::mem::take(&mut *live),
         Err(TryLockError::Poisoned(poisoned)) => std::mem::take(&mut *poisoned.into_inner()),

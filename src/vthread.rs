@@ -4,7 +4,7 @@
 //! A started greenlet cannot move between OS threads, so a virtual thread stays on the
 //! worker whose hub took it. Each resume switches into the greenlet; the greenlet runs
 //! until it returns, raises, or parks ([`park`]): it leaves the ringloom future it waits
-//! for in the thread's [`Slot`] and switches back to the worker's main greenlet, where
+//! for in the thread's [`Running`] and switches back to the worker's main greenlet, where
 //! the hub runs. The hub then polls that future with the virtual thread's own waker, so
 //! the completion marks this one virtual thread ready again.
 //!
@@ -38,7 +38,7 @@ pub(crate) type Wait = Pin<Box<dyn Future<Output = ()>>>;
 
 /// The virtual thread running now on this worker: set by [`VThread::resume`] for exactly
 /// the time it is switched into the greenlet.
-struct Slot {
+struct Running {
     /// The worker's main greenlet, which the hub runs in.
     hub: Py<PyAny>,
     /// The virtual thread's own greenlet, so a greenlet that user code started inside
@@ -62,7 +62,7 @@ struct Slot {
 }
 
 thread_local! {
-    static CURRENT: RefCell<Option<Slot>> = const { RefCell::new(None) };
+    static CURRENT: RefCell<Option<Running>> = const { RefCell::new(None) };
 }
 
 /// Identities of virtual threads start here: above any OS thread's ident (a pthread_t,
@@ -140,6 +140,14 @@ pub(crate) fn set_vthread_state(py: Python<'_>, state: Py<PyAny>) -> PyResult<bo
         old.drop_ref(py);
     }
     Ok(true)
+}
+
+/// `in_virtual_thread()`: whether the caller runs in a virtual thread (its blocking
+/// calls park it).
+#[pyfunction]
+#[pyo3(name = "in_virtual_thread")]
+pub(crate) fn is_virtual_thread(py: Python<'_>) -> PyResult<bool> {
+    in_virtual_thread(py)
 }
 
 /// Whether the caller is a virtual thread's own greenlet (so it may park).
@@ -402,7 +410,7 @@ impl VThread {
             },
         };
         CURRENT.with(|c| {
-            *c.borrow_mut() = Some(Slot {
+            *c.borrow_mut() = Some(Running {
                 hub: hub.clone().unbind(),
                 greenlet: greenlet.as_ptr(),
                 wait: None,
@@ -601,7 +609,7 @@ impl VThread {
             return;
         };
         CURRENT.with(|c| {
-            *c.borrow_mut() = Some(Slot {
+            *c.borrow_mut() = Some(Running {
                 hub: hub.unbind(),
                 greenlet: greenlet.as_ptr(),
                 wait: None,

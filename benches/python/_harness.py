@@ -55,6 +55,14 @@ def peak_rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+def body_for(i: int) -> bytes:
+    """The body the HTTP servers answer for ``/item/<i>`` (the scrape benchmark's and the
+    demo's): 256..4095 bytes that depend on ``i``, so each reply can be checked."""
+    length = 256 + (i * 7919) % 3840
+    unit = b"%08d|" % i
+    return (unit * (length // len(unit) + 1))[:length]
+
+
 def raise_nofile(wanted: int) -> int:
     """Raises the soft RLIMIT_NOFILE toward ``wanted`` (within the hard limit)."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)

@@ -19,13 +19,7 @@ import sys
 from typing import cast
 
 import _harness as h
-
-
-def body_for(i: int) -> bytes:
-    """256..4095 bytes that depend on ``i``."""
-    length = 256 + (i * 7919) % 3840
-    unit = b"%08d|" % i
-    return (unit * (length // len(unit) + 1))[:length]
+from _harness import body_for
 
 
 class HttpProtocol(asyncio.Protocol):

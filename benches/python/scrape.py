@@ -37,12 +37,12 @@ HERE = Path(__file__).resolve().parent
 
 
 def body_length(i: int) -> int:
-    return 256 + (i * 7919) % 3840  # http_server.body_for(i)'s length
+    return 256 + (i * 7919) % 3840  # body_for(i)'s length
 
 
 def make_fetch(base: str) -> Callable[[int], str | None]:
     import requests
-    from http_server import body_for
+    from _harness import body_for
 
     def fetch(i: int) -> str | None:
         """None when the response is right, else what was wrong."""

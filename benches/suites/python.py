@@ -1,4 +1,4 @@
-"""The Python suite (issue 5, Python workloads 1-7): ringloom's virtual threads beside
+"""The Python suite: ringloom's virtual threads beside
 ThreadPoolExecutor, gevent, asyncio and uvloop.
 
 Each case is one fresh process running ``benches/python/<script>.py`` (see their

@@ -1,14 +1,20 @@
 """ringloom: virtual threads (greenlets run by io_uring workers) for blocking Python code.
 
-This is the bridge prototype: ``Loom`` runs callables as virtual threads, and
-``sleep`` parks a virtual thread on a ring timer (outside one it is ``time.sleep``),
-``wait_fd`` on an io_uring poll of a descriptor (outside one it is ``poll(2)``).
-``ringloom.virtual_thread`` (re-exported here) holds the executor API:
-``VirtualThreadPool``, ``AsyncVirtualThreadPool``, ``run_in_virtual_thread``,
-``virtual_map``, ``virtual_thread_benchmark``; ``ringloom.safe_thread`` (also re-exported)
-the thread API: ``SafeThread``, ``SafeThreadPool``, ``safe_parallel_map``,
-``safe_thread_decorator``, ``SafeLock``, ``SafeRLock``, ``SafeCondition``,
-``create_safe_shared_data``.
+The core:
+
+- ``VirtualThreadPool`` (a ``concurrent.futures.Executor``) and
+  ``AsyncVirtualThreadPool`` run callables as virtual threads; ``run_in_virtual_thread``
+  and ``virtual_map`` use a shared pool;
+- ``Lock``, ``RLock``, ``Condition``, ``Semaphore``, ``BoundedSemaphore``, ``Event`` and
+  ``Queue`` park a virtual thread (``ringloom.sync``);
+- ``Loom``, ``sleep``, ``wait_fd``, ``blocking``: the native bridge, for building on;
+- ``ringloom.monkey`` patches the standard library's threading, queues and locks
+  (explicitly: ``patch_all()`` or ``python -m ringloom run``).
+
+``import ringloom`` installs the I/O interception (``ringloom.green``: ``time.sleep``,
+sockets, files, ... park a virtual thread, and behave as stock outside one); set
+``RINGLOOM_NO_PATCH=1`` to skip it. The pyferris-compatible modules
+``ringloom.virtual_thread`` and ``ringloom.safe_thread`` are re-exported here.
 
 Example::
 
@@ -25,7 +31,8 @@ import functools
 import os
 from typing import Any, Callable, TypeVar
 
-from ringloom import _fork  # noqa: F401 - a forked child resets ringloom (os.register_at_fork)
+from ringloom import _fork  # noqa: F401 - the fork guard, and the child's reset point
+from ringloom._aio import AsyncVirtualThreadPool
 from ringloom._native import (
     Loom,
     blocking,
@@ -35,6 +42,8 @@ from ringloom._native import (
     wait_fd,
     wait_fds,
 )
+from ringloom._pool import VirtualThreadPool
+from ringloom._shared import run_in_virtual_thread, virtual_map
 from ringloom.safe_thread import (
     SafeCondition,
     SafeLock,
@@ -54,13 +63,7 @@ from ringloom.sync import (
     RLock,
     Semaphore,
 )
-from ringloom.virtual_thread import (
-    AsyncVirtualThreadPool,
-    VirtualThreadPool,
-    run_in_virtual_thread,
-    virtual_map,
-    virtual_thread_benchmark,
-)
+from ringloom.virtual_thread import virtual_thread_benchmark
 
 __all__ = [
     "AsyncVirtualThreadPool",

@@ -1,6 +1,5 @@
 """``python -m ringloom run app.py [args]`` (or ``run -m module [args]``): runs a program
-with ``ringloom.monkey.patch_all()`` done before its first import; ``python -m ringloom
-demo [options]``: the demo (see ``ringloom.demo``)."""
+with ``ringloom.monkey.patch_all()`` done before its first import."""
 
 from __future__ import annotations
 
@@ -10,15 +9,11 @@ import sys
 
 USAGE = """usage: python -m ringloom run app.py [args ...]
        python -m ringloom run -m module [args ...]
-       python -m ringloom demo [--requests N] [--concurrency N] [--files N] [--quick]
 
 commands:
   run     runs a Python program (a script, or a module as `python -m` does) after
           ringloom.monkey.patch_all(): its threads are virtual threads, and its stock
           locks, queues, events and threading.local work on them
-  demo    unmodified `requests` from 10,000 virtual threads against a loopback HTTP
-          server, then a batch of files read with open() and hashed in virtual threads;
-          every response and hash is verified (`python -m ringloom demo --help`)
 """
 
 
@@ -30,9 +25,8 @@ def main(argv: list[str] | None = None) -> int:
     if args[0] == "run":
         return run(args[1:])
     if args[0] == "demo":
-        from ringloom.demo import main as demo_main
-
-        return demo_main(args[1:])
+        print("the demo is not part of the package: run `make demo` (examples/demo.py)")
+        return 2
     print(f"unknown command {args[0]!r}\n{USAGE}", end="", file=sys.stderr)
     return 2
 

@@ -6,15 +6,14 @@ watchdog), and any lock one of those threads held at that instant stays locked. 
 right after a fork, in the child only (``os.register_at_fork(after_in_child=...)``):
 
 - ``_native.forget_after_fork()`` leaks each open Loom's runtime (see ``src/loom.rs``:
-  dropping it would wait for the missing workers) and leaves the Loom closed;
-- each inherited ``VirtualThreadPool`` (tracked here through a weak set) gets fresh
-  locks and is marked as inherited: ``submit``, ``map`` and ``starmap`` raise
-  RuntimeError saying so, ``shutdown`` returns at once, and its futures that were not
-  done fail with that RuntimeError (their tasks run only in the parent);
-- the module-level locks of ringloom and the shared pool of ``run_in_virtual_thread``,
-  ``virtual_map`` and ``SafeThread`` start over;
-- the parent's SafeThreads are not waited for at the child's exit (they run only
-  in the parent; as ``threading`` forgets the parent's threads).
+  dropping it would wait for the missing workers) and leaves the Loom closed, and marks
+  every waiter of ringloom's locks made before the fork as stale;
+- then every reset registered with ``on_child(fn)`` runs, in registration order: each
+  module resets its own state there (``ringloom._pool`` its pools, which then refuse
+  work and fail their unfinished futures with ``INHERITED``; ``ringloom._shared`` its
+  shared pool; ``ringloom.green`` and ``green.socket`` their locks; ``ringloom.threads``
+  its runtime; ``ringloom.safe_thread`` its list of threads to join at exit, as
+  ``threading`` forgets the parent's threads). Nobody writes another module's state.
 
 The parent is untouched and its pools keep working.
 
@@ -39,16 +38,19 @@ from __future__ import annotations
 
 import concurrent.futures
 import os
-import threading
-import weakref
-from typing import TYPE_CHECKING
+from typing import Callable
 
-from ringloom import _native
+from ringloom import _native, monkey
 
-if TYPE_CHECKING:
-    from ringloom.virtual_thread import VirtualThreadPool
-
-__all__ = ["IN_VIRTUAL_THREAD", "INHERITED", "closed_message", "fork", "forkpty", "track"]
+__all__ = [
+    "IN_VIRTUAL_THREAD",
+    "INHERITED",
+    "closed_message",
+    "fail_inherited",
+    "fork",
+    "forkpty",
+    "on_child",
+]
 
 #: Why os.fork() refuses to run in a virtual thread.
 IN_VIRTUAL_THREAD = (
@@ -63,24 +65,24 @@ INHERITED = (
     "parent process; create a new VirtualThreadPool in the child"
 )
 
-# Every VirtualThreadPool of this process, and those of them inherited through a fork.
-_pools: weakref.WeakSet[VirtualThreadPool] = weakref.WeakSet()
-_inherited: weakref.WeakSet[VirtualThreadPool] = weakref.WeakSet()
+_resets: list[Callable[[], None]] = []
 
 
-def track(pool: VirtualThreadPool) -> None:
-    """Called by each new ``VirtualThreadPool``: reset in a forked child."""
-    _pools.add(pool)
+def on_child(reset: Callable[[], None]) -> Callable[[], None]:
+    """Registers ``reset`` to run in a forked child, after the runtimes are let go of:
+    the one place a module resets its own state (locks a vanished thread may hold,
+    objects that belong to the parent's threads). Returns ``reset`` (a decorator)."""
+    _resets.append(reset)
+    return reset
 
 
-def closed_message(pool: VirtualThreadPool) -> str:
-    """Why ``pool``, whose runtime is gone, refuses a task."""
-    if pool in _inherited:
-        return INHERITED
-    return "the VirtualThreadPool's runtime is closed"
+def closed_message(inherited: bool) -> str:
+    """Why a pool whose runtime is gone refuses a task (``inherited``: through a fork)."""
+    return INHERITED if inherited else "the VirtualThreadPool's runtime is closed"
 
 
-def _fail(future: concurrent.futures.Future[object]) -> None:
+def fail_inherited(future: concurrent.futures.Future[object]) -> None:
+    """Fails an unfinished future of a pool inherited through a fork."""
     # A thread that is gone may have held the future's lock at the fork: only this
     # thread exists now, so a fresh lock takes nothing from anyone.
     future._condition._at_fork_reinit()  # type: ignore[attr-defined]
@@ -91,38 +93,15 @@ def _fail(future: concurrent.futures.Future[object]) -> None:
             pass
 
 
-def _reset_pool(pool: VirtualThreadPool) -> None:
-    _inherited.add(pool)
-    pool._lock = threading.Lock()
-    pool._idle = threading.Condition(pool._lock)
-    pool._broken = True  # no dispatching from the done callbacks below
-    pool._loom = None
-    pool._watchdog = None  # its thread is gone with the rest
-    live = list(pool._live)
-    pool._queue.clear()
-    pool._batches.clear()  # their calls ran in the parent's workers, gone here
-    for item in live:
-        _fail(item.future)  # each one's done callback takes it out of pool._live
-
-
 def _after_fork_in_child() -> None:
     if _native.in_virtual_thread():  # a fork that went around `fork` below
-        write = os.write
-        while hasattr(write, "__wrapped__"):  # the stock write: the patched one parks
-            write = write.__wrapped__
-        write(2, f"ringloom: {IN_VIRTUAL_THREAD}; the child exits\n".encode())
+        monkey.get_original("os", "write")(
+            2, f"ringloom: {IN_VIRTUAL_THREAD}; the child exits\n".encode()
+        )
         os._exit(70)
     _native.forget_after_fork()
-    from ringloom import green, safe_thread, virtual_thread
-    from ringloom.green import socket as green_socket
-
-    green._lock = threading.Lock()
-    green_socket._mode_locks = green_socket._DescriptorLocks()
-    virtual_thread._default_lock = threading.Lock()
-    virtual_thread._default_pool = None
-    safe_thread._live.clear()  # else the child's exit would join them for ever
-    for pool in list(_pools):
-        _reset_pool(pool)
+    for reset in _resets:
+        reset()
 
 
 os.register_at_fork(after_in_child=_after_fork_in_child)
@@ -145,6 +124,6 @@ def forkpty() -> tuple[int, int]:
 
 for _patched, _stock in ((fork, stock_fork), (forkpty, stock_forkpty)):
     _patched.__doc__ = f"{_stock.__doc__}\n\nIn a virtual thread: RuntimeError (ringloom)."
-    _patched.__wrapped__ = _stock  # type: ignore[attr-defined]
-os.fork = fork
-os.forkpty = forkpty
+    _patched.__wrapped__ = _stock  # type: ignore[attr-defined,union-attr]
+monkey.replace(os, "fork", fork)
+monkey.replace(os, "forkpty", forkpty)

@@ -56,7 +56,7 @@ class Queue(_native.QueueCore):  # type: ignore[misc]
     def _get(self) -> Any:
         return self.queue.popleft()
 
-    __class_getitem__ = classmethod(types.GenericAlias)
+    __class_getitem__ = classmethod(types.GenericAlias)  # type: ignore[var-annotated]
 
 
 class PriorityQueue(Queue):

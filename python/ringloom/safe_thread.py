@@ -40,7 +40,9 @@ from typing import Any, Callable, TypeVar
 
 import greenlet
 
-from ringloom import _native
+from ringloom import _fork, _native
+from ringloom._pool import VirtualThreadPool
+from ringloom._shared import shared_pool
 from ringloom.shared_data import (
     SharedArray,
     SharedCounter,
@@ -49,7 +51,6 @@ from ringloom.shared_data import (
     create_safe_shared_data,
 )
 from ringloom.sync import Condition, Event, Lock, RLock
-from ringloom.virtual_thread import VirtualThreadPool, _shared_pool
 
 __all__ = [
     "SafeCondition",
@@ -101,11 +102,18 @@ class SafeCondition(Condition):
     and a negative timeout is a ValueError."""
 
     def __new__(cls, lock: Lock | RLock | None = None) -> SafeCondition:
-        return super().__new__(cls, lock if lock is not None else SafeRLock())  # type: ignore[no-any-return]
+        return super().__new__(cls, lock if lock is not None else SafeRLock())  # type: ignore[return-value]
 
 
 # Non-daemon threads still running, joined at interpreter exit as threading does.
 _live: weakref.WeakSet[SafeThread] = weakref.WeakSet()
+
+
+@_fork.on_child
+def _forget_parent_threads() -> None:
+    """In a forked child the parent's SafeThreads do not run: its exit must not wait
+    for them (as ``threading`` forgets the parent's threads)."""
+    _live.clear()
 
 
 class SafeThread:
@@ -154,7 +162,7 @@ class SafeThread:
         if not self._daemon:
             _live.add(self)
         try:
-            self._future = _shared_pool().submit(self._bootstrap)
+            self._future = shared_pool().submit(self._bootstrap)
         except BaseException:
             _live.discard(self)
             self._finished.set()

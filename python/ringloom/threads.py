@@ -36,7 +36,7 @@ from typing import Any, Callable
 
 import greenlet
 
-from ringloom import _native
+from ringloom import _fork, _native
 
 __all__ = [
     "DEFAULT_WORKERS",
@@ -92,7 +92,7 @@ def _reset_after_fork() -> None:
     _started_raw.clear()
 
 
-os.register_at_fork(after_in_child=_reset_after_fork)
+_fork.on_child(_reset_after_fork)
 
 
 class _Ended:
@@ -229,7 +229,7 @@ class _VirtualThread(threading.Thread):
         self._target = None
         self._name = f"VirtualThread-{next(_names)}"
         self._args = ()
-        self._kwargs = {}
+        self._kwargs: dict[str, Any] = {}
         self._daemonic = True
         self._ident = ident
         self._native_id = threading.get_native_id()

@@ -20,7 +20,7 @@ use pyo3::PyTraverseError;
 use pyo3::PyVisit;
 
 use super::lock::{Lock, RLock, TIMEOUT_MAX};
-use crate::parker::{self, Inner};
+use crate::waiter::{self, Waiter};
 
 /// The lock under a condition, as far as the fast paths care.
 enum Kind {
@@ -43,13 +43,13 @@ enum Kind {
 pub(crate) struct Condition {
     lock: Py<PyAny>,
     kind: Kind,
-    waiters: Mutex<VecDeque<Arc<Inner>>>,
+    waiters: Mutex<VecDeque<Arc<Waiter>>>,
     /// `waiters.len()`, readable without the mutex (a notify with nobody waiting).
     waiting: AtomicUsize,
 }
 
 impl Condition {
-    fn queue(&self) -> MutexGuard<'_, VecDeque<Arc<Inner>>> {
+    fn queue(&self) -> MutexGuard<'_, VecDeque<Arc<Waiter>>> {
         self.waiters
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
@@ -118,7 +118,7 @@ impl Condition {
     }
 
     /// Takes `waiter` out of the queue; false if a notify took it out first.
-    fn leave(&self, waiter: &Arc<Inner>) -> bool {
+    fn leave(&self, waiter: &Arc<Waiter>) -> bool {
         let mut queue = self.queue();
         match queue.iter().position(|other| Arc::ptr_eq(other, waiter)) {
             Some(at) => {
@@ -138,7 +138,7 @@ impl Condition {
         if !self.is_owned(py)? {
             return Err(PyRuntimeError::new_err("cannot wait on un-acquired lock"));
         }
-        let waiter = Arc::new(Inner::default());
+        let waiter = Arc::new(Waiter::default());
         {
             let mut queue = self.queue();
             queue.push_back(waiter.clone());
@@ -151,7 +151,7 @@ impl Condition {
                 return Err(err);
             }
         };
-        let woken = parker::wait(py, &waiter, timeout);
+        let woken = waiter::wait(py, &waiter, timeout);
         // The lock comes back whatever happened, as the stock wait's `finally` does.
         let restored = self.acquire_restore(py, saved.bind(py));
         let notified = match woken {
@@ -170,7 +170,7 @@ impl Condition {
         if n == 0 || self.waiting.load(Ordering::Relaxed) == 0 {
             return;
         }
-        let woken: Vec<Arc<Inner>> = {
+        let woken: Vec<Arc<Waiter>> = {
             let mut queue = self.queue();
             // Waiters from before a fork (in a forked child) neither count nor stay.
             queue.retain(|waiter| !waiter.is_stale());

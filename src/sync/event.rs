@@ -4,13 +4,13 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use pyo3::prelude::*;
 
-use crate::parker::{self, Inner};
+use crate::waiter::{self, Waiter};
 
 #[derive(Default)]
 struct State {
     flag: bool,
     /// Waiting now, in arrival order; `set` wakes them all.
-    waiters: Vec<Arc<Inner>>,
+    waiters: Vec<Arc<Waiter>>,
 }
 
 /// An event flag with `threading.Event`'s interface: `wait` parks a virtual thread and
@@ -79,7 +79,7 @@ impl Event {
     /// False unless it was set meanwhile). A negative timeout is a ValueError.
     #[pyo3(signature = (timeout = None))]
     fn wait(&self, py: Python<'_>, timeout: Option<f64>) -> PyResult<bool> {
-        let timeout = parker::check_timeout(timeout)?;
+        let timeout = waiter::check_timeout(timeout)?;
         let waiter = {
             let mut state = self.lock();
             if state.flag {
@@ -88,11 +88,11 @@ impl Event {
             if timeout.is_some_and(|t| t.is_zero()) {
                 return Ok(false);
             }
-            let waiter = Arc::new(Inner::default());
+            let waiter = Arc::new(Waiter::default());
             state.waiters.push(waiter.clone());
             waiter
         };
-        let woken = parker::wait(py, &waiter, timeout);
+        let woken = waiter::wait(py, &waiter, timeout);
         if !matches!(woken, Ok(true)) {
             // Timed out or interrupted: leave the queue (a `set` may have taken us out).
             let mut state = self.lock();

@@ -17,8 +17,8 @@ use pyo3::exceptions::{PyOverflowError, PyRuntimeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyFloat, PyTuple};
 
-use crate::parker::{self, Inner};
 use crate::vthread;
+use crate::waiter::{self, Waiter};
 
 const UNLOCKED: u8 = 0;
 /// Locked, no waiter queued.
@@ -35,11 +35,11 @@ pub(crate) struct LockCore {
     state: AtomicU8,
     /// Waiting acquirers, first come first served. A waiter taken out of it by a
     /// release owns the lock (it was handed over).
-    waiters: Mutex<VecDeque<Arc<Inner>>>,
+    waiters: Mutex<VecDeque<Arc<Waiter>>>,
 }
 
 impl LockCore {
-    fn queue(&self) -> MutexGuard<'_, VecDeque<Arc<Inner>>> {
+    fn queue(&self) -> MutexGuard<'_, VecDeque<Arc<Waiter>>> {
         self.waiters
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
@@ -90,11 +90,11 @@ impl LockCore {
                     _ => break,
                 }
             }
-            let waiter = Arc::new(Inner::default());
+            let waiter = Arc::new(Waiter::default());
             queue.push_back(waiter.clone());
             waiter
         };
-        let woken = parker::wait(py, &waiter, timeout);
+        let woken = waiter::wait(py, &waiter, timeout);
         if matches!(woken, Ok(true)) {
             return Ok(true);
         }

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import threading
 
+from ringloom import _fork
 from ringloom.green import file as _file
 from ringloom.green import futures as _futures
 from ringloom.green import os as _os
@@ -34,6 +35,12 @@ __all__ = ["intercepting", "patch_all", "unpatch_all", "patched"]
 
 _lock = threading.Lock()
 _patched = False
+
+
+@_fork.on_child
+def _reset_after_fork() -> None:
+    global _lock
+    _lock = threading.Lock()  # a vanished thread may have held it
 
 
 def patch_all() -> None:

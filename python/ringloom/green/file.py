@@ -92,7 +92,7 @@ class RingFileIO(io.FileIO):
         except BlockingIOError:
             return None
 
-    def read(self, size: int | None = -1, /) -> bytes | None:
+    def read(self, size: int | None = -1, /) -> bytes | None:  # type: ignore[override]
         if not intercepting():
             return super().read(size)
         if size is None:
@@ -211,7 +211,7 @@ def open(  # noqa: A001 - it is the builtin it replaces
         elif creating or writing or appending:
             buffer = io.BufferedWriter(raw, buffering)
         else:
-            buffer = io.BufferedReader(raw, buffering)
+            buffer = io.BufferedReader(raw, buffering)  # type: ignore[type-var]
         result = buffer
         if binary:
             return buffer

@@ -56,7 +56,7 @@ def waitpid(pid: int, options: int, /) -> tuple[int, int]:
 
 for _patched, _stock in ((read, stock_read), (write, stock_write), (waitpid, stock_waitpid)):
     _patched.__doc__ = _stock.__doc__
-    _patched.__wrapped__ = _stock  # type: ignore[attr-defined]
+    _patched.__wrapped__ = _stock  # type: ignore[attr-defined,union-attr]
 
 
 def patch() -> None:

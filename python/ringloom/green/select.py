@@ -25,9 +25,9 @@ POLLNVAL = _select.POLLNVAL
 stock_select = _select.select
 stock_poll = _select.poll
 stock_default_selector = _selectors.DefaultSelector
-stock_select_selector_select = _selectors.SelectSelector._select
-stock_poll_selector_cls = _selectors.PollSelector._selector_cls
-stock_epoll_select = getattr(_selectors, "EpollSelector", None) and _selectors.EpollSelector.select  # type: ignore[attr-defined]
+stock_select_selector_select = _selectors.SelectSelector._select  # type: ignore[attr-defined]
+stock_poll_selector_cls = _selectors.PollSelector._selector_cls  # type: ignore[attr-defined]
+stock_epoll_select: Any = getattr(getattr(_selectors, "EpollSelector", None), "select", None)
 
 
 def _fileno(obj: Any) -> int:

@@ -26,7 +26,6 @@ Outside intercepting virtual threads every method is the stock one.
 from __future__ import annotations
 
 import _socket
-import _thread
 import errno
 import os
 import select as _select
@@ -35,14 +34,14 @@ from time import monotonic
 from typing import Any, Callable
 
 from ringloom import _native, monkey
-from ringloom.green._common import dress_as_stock, intercepting
+from ringloom.green._common import dress_as_stock, intercepting, mode_locks
 
 _sock = _socket.socket
 _MSG_DONTWAIT = int(_socket_mod.MSG_DONTWAIT)  # a plain int: IntFlag arithmetic is slow
 _POLLIN = _select.POLLIN
 _POLLOUT = _select.POLLOUT
 
-stock = {
+stock: dict[str, Callable[..., Any]] = {
     "connect": _sock.connect,
     "connect_ex": _sock.connect_ex,
     "recv": _sock.recv,
@@ -65,57 +64,6 @@ stock_resolvers = {
         "getnameinfo",
     )
 }
-
-
-class _DescriptorLocks:
-    """One ringloom lock per descriptor, held while that socket is switched to timeout 0
-    (or O_NONBLOCK) for one engine call or syscall, and made only while someone uses it.
-
-    Per descriptor, so one socket's call never holds back another's; ringloom's lock, so
-    a TLS callback that parks while its call holds it makes the next user of that socket
-    park too, never block its worker (with one global stock lock, that blocked the
-    worker the callback needed to resume on: a deadlock)."""
-
-    def __init__(self) -> None:
-        self._guard = _thread.allocate_lock()  # held for the table only
-        self._locks: dict[int, list[Any]] = {}  # fd -> [lock, users]
-
-    def hold(self, fd: int) -> _HeldDescriptor:
-        with self._guard:
-            entry = self._locks.get(fd)
-            if entry is None:
-                entry = self._locks[fd] = [_native.Lock(), 0]
-            entry[1] += 1
-        return _HeldDescriptor(self, fd, entry)
-
-    def _leave(self, fd: int, entry: list[Any]) -> None:
-        with self._guard:
-            entry[1] -= 1
-            if entry[1] == 0 and self._locks.get(fd) is entry:
-                del self._locks[fd]
-
-
-class _HeldDescriptor:
-    __slots__ = ("table", "fd", "entry")
-
-    def __init__(self, table: _DescriptorLocks, fd: int, entry: list[Any]) -> None:
-        self.table = table
-        self.fd = fd
-        self.entry = entry
-
-    def __enter__(self) -> None:
-        try:
-            self.entry[0].acquire()
-        except BaseException:
-            self.table._leave(self.fd, self.entry)
-            raise
-
-    def __exit__(self, *exc_info: Any) -> None:
-        self.entry[0].release()
-        self.table._leave(self.fd, self.entry)
-
-
-_mode_locks = _DescriptorLocks()
 
 
 def _timed_out() -> OSError:
@@ -173,27 +121,13 @@ class _at_timeout_zero:  # noqa: N801 - used as a context manager, like a functi
         self.shadow.detach()
 
 
-def _nonblocking(sock: Any, call: Callable[[], Any]) -> Any:
-    """Runs ``call()`` with ``sock`` at timeout 0 (its TLS engine reads that timeout).
-
-    Another OS thread sees the socket at timeout 0 meanwhile: only the TLS layer uses
-    this, for one engine call at a time."""
-    with _mode_locks.hold(sock.fileno()):
-        timeout = sock.gettimeout()
-        sock.settimeout(0)
-        try:
-            return call()
-        finally:
-            sock.settimeout(timeout)
-
-
 def _shadow_call(sock: Any, name: str, *args: Any) -> Any:
     """Runs the ``_socket.socket`` method ``name`` once, non-blocking, on a throwaway
     socket object over the same descriptor: ``sock`` itself (its timeout, what other
     virtual threads read) is never touched. The descriptor is in O_NONBLOCK only for the
     call, under a lock, so concurrent callers cannot leave it in the wrong mode."""
     fd = sock.fileno()
-    with _mode_locks.hold(fd):
+    with mode_locks().hold(fd):
         shadow = _sock(sock.family, sock.type, sock.proto, fileno=fd)
         was_blocking = os.get_blocking(fd)
         try:

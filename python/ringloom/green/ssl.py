@@ -19,14 +19,13 @@ from time import monotonic
 from typing import Any, Callable
 
 from ringloom import _native, monkey
-from ringloom.green._common import dress_as_stock, intercepting
-from ringloom.green.socket import _nonblocking
+from ringloom.green._common import dress_as_stock, intercepting, run_nonblocking
 
 _POLLIN = _select.POLLIN
 _POLLOUT = _select.POLLOUT
 _SSLSocket = _ssl.SSLSocket
 
-stock = {
+stock: dict[str, Callable[..., Any]] = {
     "read": _SSLSocket.read,
     "write": _SSLSocket.write,
     "send": _SSLSocket.send,
@@ -39,7 +38,7 @@ def _call(sock: Any, timeout: float | None, call: Callable[[], Any], what: str) 
     deadline = None if timeout is None else monotonic() + timeout
     while True:
         try:
-            return _nonblocking(sock, call)
+            return run_nonblocking(sock, call)
         except _ssl.SSLWantReadError:
             events = _POLLIN
         except _ssl.SSLWantWriteError:

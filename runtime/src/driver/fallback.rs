@@ -7,9 +7,9 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::sync::Arc;
 use std::time::Duration;
 
+use super::op::{Fallback, Interest, Submitted, Syscall};
 use super::{Completion, DriverShared, Lifecycle, Remote};
 use crate::blocking::BlockingPool;
-use crate::op::{Fallback, Interest, Submitted, Syscall};
 
 struct Waiter {
     fd: RawFd,

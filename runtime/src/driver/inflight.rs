@@ -31,6 +31,24 @@ pub(crate) trait Discard: Send {
     fn discard(self: Box<Self>, completion: Completion);
 }
 
+/// What [`InFlightTable::poll`] found.
+pub(crate) enum Polled {
+    Ready(Completion),
+    Pending,
+    /// A waker must be stored and the caller has not cloned one yet.
+    NeedsWaker,
+}
+
+/// What [`InFlightTable::abandon`] did with a dropped op's data.
+pub(crate) enum Abandoned {
+    /// Its completion had come: here is the data back, to discard.
+    Completed(Box<dyn Discard>, Completion),
+    /// Kept until the completion: cancel the op.
+    Kept,
+    /// Nothing to do (the slot is gone, or the ring was drained and the data leaked).
+    Gone,
+}
+
 /// One in-flight operation's state. Exactly one of these holds at a time.
 pub(crate) enum Lifecycle {
     /// Handed to the ring; nobody has polled its future yet.
@@ -120,16 +138,62 @@ impl InFlightTable {
         }
     }
 
+    /// An op's future asks for its result: the completion (and the op leaves the
+    /// table), or `Pending` with `waker` stored to wake it. `clone` is the caller's own
+    /// clone of `waker`, made outside the lock when `NeedsWaker` asked for one.
+    pub(crate) fn poll(
+        &mut self,
+        user_data: u64,
+        waker: &Waker,
+        clone: &mut Option<Waker>,
+    ) -> Polled {
+        let slot = self
+            .get_mut(user_data)
+            .expect("in-flight op missing from its ring's table");
+        match &mut slot.lifecycle {
+            Lifecycle::Completed(completion) => {
+                let completion = *completion;
+                self.remove(user_data);
+                Polled::Ready(completion)
+            }
+            Lifecycle::Waiting(stored) if stored.will_wake(waker) => Polled::Pending,
+            lifecycle => match clone.take() {
+                Some(waker) => {
+                    *lifecycle = Lifecycle::Waiting(waker);
+                    Polled::Pending
+                }
+                None => Polled::NeedsWaker,
+            },
+        }
+    }
+
+    /// An op's future is dropped before collecting its result: `data` stays here until
+    /// the completion (`Kept`: the caller cancels the op), goes back with the completion
+    /// that already came (`Completed`: the caller discards it outside the lock), or, on
+    /// a drained ring, is leaked (`Gone`): the kernel may still hold its buffers.
+    pub(crate) fn abandon(&mut self, user_data: u64, data: Box<dyn Discard>) -> Abandoned {
+        let closed = self.closed;
+        let Some(slot) = self.get_mut(user_data) else {
+            return Abandoned::Gone;
+        };
+        if let Lifecycle::Completed(completion) = slot.lifecycle {
+            self.remove(user_data);
+            return Abandoned::Completed(data, completion);
+        }
+        if closed {
+            std::mem::forget(data);
+            return Abandoned::Gone;
+        }
+        slot.lifecycle = Lifecycle::Ignored(data);
+        Abandoned::Kept
+    }
+
     pub(crate) fn len(&self) -> usize {
         self.slots.len()
     }
 
     pub(crate) fn close(&mut self) {
         self.closed = true;
-    }
-
-    pub(crate) fn is_closed(&self) -> bool {
-        self.closed
     }
 
     /// user_data of every op still in flight (for shutdown).
@@ -157,11 +221,127 @@ impl InFlightTable {
 }
 
 /// Lets ignored data be any `Send` value with a discard rule.
-impl<T: Any + Send> Discard for crate::op::Ignored<T>
+impl<T: Any + Send> Discard for super::op::Ignored<T>
 where
-    T: crate::op::OpCode,
+    T: super::op::OpCode,
 {
     fn discard(self: Box<Self>, completion: Completion) {
         self.0.discard(completion.io_result());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+    use std::task::{Wake, Waker};
+
+    use super::{Abandoned, Completion, Discard, InFlightTable, Lifecycle, Polled};
+
+    struct Count(AtomicUsize);
+
+    impl Wake for Count {
+        fn wake(self: Arc<Self>) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    /// Ignored data that counts its discards.
+    struct Data(Arc<AtomicUsize>);
+
+    impl Discard for Data {
+        fn discard(self: Box<Self>, _completion: Completion) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    fn done(result: i32) -> Completion {
+        Completion { result, flags: 0 }
+    }
+
+    #[test]
+    fn a_waiting_op_is_woken_and_then_collects_its_completion() {
+        let mut table = InFlightTable::default();
+        let ud = table.insert(Lifecycle::Submitted);
+        let count = Arc::new(Count(AtomicUsize::new(0)));
+        let waker = Waker::from(count.clone());
+        let mut clone = None;
+        assert!(matches!(
+            table.poll(ud, &waker, &mut clone),
+            Polled::NeedsWaker
+        ));
+        clone = Some(waker.clone());
+        assert!(matches!(
+            table.poll(ud, &waker, &mut clone),
+            Polled::Pending
+        ));
+        assert!(matches!(table.poll(ud, &waker, &mut None), Polled::Pending));
+        let (woken, discard) = table.complete(ud, done(5));
+        assert!(discard.is_none());
+        woken.expect("the stored waker").wake();
+        assert_eq!(count.0.load(Ordering::SeqCst), 1);
+        match table.poll(ud, &waker, &mut None) {
+            Polled::Ready(c) => assert_eq!(c.result, 5),
+            _ => panic!("completed"),
+        }
+        assert_eq!(table.len(), 0);
+    }
+
+    #[test]
+    fn a_late_completion_never_reaches_a_reused_slot() {
+        let mut table = InFlightTable::default();
+        let first = table.insert(Lifecycle::Submitted);
+        table.remove(first);
+        let second = table.insert(Lifecycle::Submitted);
+        assert_ne!(first, second, "same slot, new generation");
+        assert!(matches!(table.complete(first, done(1)), (None, None)));
+        assert!(matches!(
+            table.get_mut(second).map(|s| &s.lifecycle),
+            Some(Lifecycle::Submitted)
+        ));
+    }
+
+    #[test]
+    fn abandoned_data_is_kept_until_its_completion_then_discarded_once() {
+        let mut table = InFlightTable::default();
+        let discards = Arc::new(AtomicUsize::new(0));
+        let ud = table.insert(Lifecycle::Submitted);
+        assert!(matches!(
+            table.abandon(ud, Box::new(Data(discards.clone()))),
+            Abandoned::Kept
+        ));
+        let (waker, discard) = table.complete(ud, done(0));
+        assert!(waker.is_none());
+        discard.expect("the kept data").discard(done(0));
+        assert_eq!(discards.load(Ordering::SeqCst), 1);
+        assert_eq!(table.len(), 0);
+    }
+
+    #[test]
+    fn abandoning_after_the_completion_hands_the_data_back() {
+        let mut table = InFlightTable::default();
+        let discards = Arc::new(AtomicUsize::new(0));
+        let ud = table.insert(Lifecycle::Submitted);
+        let _ = table.complete(ud, done(3));
+        match table.abandon(ud, Box::new(Data(discards.clone()))) {
+            Abandoned::Completed(data, completion) => data.discard(completion),
+            _ => panic!("its completion had come"),
+        }
+        assert_eq!(discards.load(Ordering::SeqCst), 1);
+    }
+
+    #[test]
+    fn on_a_drained_table_abandoned_data_is_leaked_not_discarded() {
+        let mut table = InFlightTable::default();
+        let discards = Arc::new(AtomicUsize::new(0));
+        let ud = table.insert(Lifecycle::Submitted);
+        table.close();
+        assert!(matches!(
+            table.abandon(ud, Box::new(Data(discards.clone()))),
+            Abandoned::Gone
+        ));
+        assert_eq!(discards.load(Ordering::SeqCst), 0);
+        // Leaked: one strong reference is held by the forgotten box for ever.
+        assert_eq!(Arc::strong_count(&discards), 2);
     }
 }

@@ -16,18 +16,20 @@ use std::time::{Duration, Instant};
 use crossbeam_queue::SegQueue;
 
 use crate::blocking::BlockingPool;
-use crate::op::{OpCode, Submitted};
-use crate::time::TimerQueue;
+use op::{OpCode, Submitted};
 
 mod fallback;
 mod inflight;
+pub(crate) mod op;
 mod probe;
+mod timers;
 mod unpark;
 mod uring;
 
 pub use inflight::Completion;
 pub(crate) use inflight::{Discard, InFlightTable, Lifecycle};
 pub use probe::{DriverKind, RingFeatures};
+pub(crate) use timers::{TimerKey, TimerQueue};
 pub(crate) use unpark::Unpark;
 
 /// Requests for a driver from other threads; its own thread carries them out.

@@ -70,7 +70,7 @@ type Setup = (&'static str, fn(&mut io_uring::Builder));
 fn build_ring(entries: u32) -> io::Result<(IoUring, RingFeatures)> {
     // Best first. SINGLE_ISSUER+DEFER_TASKRUN runs completion work only when the owner
     // asks for events, which is when it wants them; COOP_TASKRUN stops the kernel from
-    // interrupting the worker to run it. Both were measured to matter (DESIGN.md).
+    // interrupting the worker to run it.
     let attempts: [Setup; 3] = [
         ("defer", |b| {
             b.setup_single_issuer().setup_defer_taskrun();
@@ -208,7 +208,9 @@ impl UringBackend {
     }
 
     pub(crate) fn cancel(&mut self, user_data: u64) {
-        let entry = crate::op::AsyncCancel::entry(user_data).user_data(CANCEL_TOKEN);
+        let entry = opcode::AsyncCancel::new(user_data)
+            .build()
+            .user_data(CANCEL_TOKEN);
         // If the queue cannot take it even after a flush the op will still complete on
         // its own; its data stays in the table until then.
         let _ = self.push(entry);

@@ -1,9 +1,9 @@
 //! Code the embedder wraps around a worker's life and around each blocking park.
 //!
 //! An embedding such as the Python layer needs its worker threads attached to the
-//! interpreter for their whole life (attaching per task was measured to crash greenlets)
-//! and detached only while they wait in the ring: `wrap_worker` and `wrap_park` give it
-//! exactly those two places.
+//! interpreter for their whole life (attaching per task destroys the thread state a
+//! parked greenlet needs) and detached only while they wait in the ring: `wrap_worker`
+//! and `wrap_park` give it exactly those two places.
 
 use std::fmt;
 use std::sync::Arc;

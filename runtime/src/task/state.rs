@@ -167,3 +167,70 @@ impl State {
         self.0.load(Ordering::Acquire) & COMPLETE != 0
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_wake_while_running_reschedules_once_after_the_poll() {
+        let state = State::new_scheduled();
+        assert_eq!(state.start_run(), Some(false));
+        assert!(
+            !state.wake(),
+            "the poller, not the waker, queues a running task"
+        );
+        assert!(
+            !state.wake(),
+            "a second wake during the same poll adds nothing"
+        );
+        assert!(state.end_run() == AfterPoll::Reschedule);
+        assert!(!state.wake(), "already scheduled again");
+        assert_eq!(state.start_run(), Some(false));
+        assert!(state.end_run() == AfterPoll::Idle);
+        assert!(state.wake(), "an idle task is queued by its waker");
+    }
+
+    #[test]
+    fn a_running_or_complete_task_cannot_be_started_again() {
+        let state = State::new_scheduled();
+        assert_eq!(state.start_run(), Some(false));
+        assert_eq!(state.start_run(), None);
+        assert!(!state.claim_for_shutdown());
+        assert!(!state.complete());
+        assert!(state.is_complete());
+        assert_eq!(state.start_run(), None);
+        assert!(!state.wake());
+        assert!(!state.abort());
+    }
+
+    #[test]
+    fn abort_queues_an_idle_task_once_and_its_next_run_sees_it() {
+        let state = State::new_scheduled();
+        assert_eq!(state.start_run(), Some(false));
+        assert!(state.end_run() == AfterPoll::Idle);
+        assert!(state.abort());
+        assert!(!state.abort(), "a second abort queues nothing");
+        assert_eq!(state.start_run(), Some(true));
+    }
+
+    #[test]
+    fn the_join_waker_slot_is_handed_back_only_before_completion() {
+        let state = State::new_scheduled();
+        assert!(state.set_join_waker());
+        assert!(state.has_join_waker());
+        assert!(state.unset_join_waker());
+        assert!(!state.has_join_waker());
+        assert!(state.set_join_waker());
+        assert!(state.complete(), "completion reports the stored waker");
+        assert!(!state.unset_join_waker(), "the task side may be reading it");
+        assert!(!state.set_join_waker());
+    }
+
+    #[test]
+    fn shutdown_claims_a_queued_task_so_its_queue_copy_does_not_run() {
+        let state = State::new_scheduled();
+        assert!(state.claim_for_shutdown());
+        assert_eq!(state.start_run(), None);
+    }
+}

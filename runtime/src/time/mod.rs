@@ -10,11 +10,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-use crate::driver::{current_shared, DriverShared};
-
-mod queue;
-
-pub(crate) use queue::{TimerKey, TimerQueue};
+use crate::driver::{current_shared, DriverShared, TimerKey};
 
 /// Waits until `duration` has passed.
 ///
@@ -31,7 +27,7 @@ pub fn sleep(duration: Duration) -> Sleep {
             .checked_add(duration)
             .unwrap_or_else(far_future),
     );
-    // A clock read per sleep was a twentieth of the time of a million sleeps.
+    // No clock read per sleep: it showed up in the cost of a million of them.
     sleep.state = State::Idle {
         check_clock: duration.is_zero(),
     };

@@ -31,6 +31,7 @@ import ringloom
 from http_stub import handler
 from ringloom import VirtualThreadPool
 from scale_tools import LONG, Gate, ThreadBudget, all_done, os_threads, run_gated
+from support import open_fds, script_env
 
 
 def first_failure(futures: list[concurrent.futures.Future[Any]]) -> BaseException | None:
@@ -152,7 +153,7 @@ def test_requests_from_two_thousand_concurrent_virtual_threads() -> None:
 # -- 10,000 connections ---------------------------------------------------------------
 #
 # Descriptors: a virtual thread parked on a socket holds a duplicate of its descriptor
-# while the wait is in the ring (src/park.rs: the op owns it, so Python may close the
+# while the wait is in the ring (src/waits.rs: the op owns it, so Python may close the
 # socket meanwhile), so a parked connection costs two. With a hard RLIMIT_NOFILE of
 # 20,000 (here; raising it needs CAP_SYS_RESOURCE), the servers' side runs in two
 # processes of 5,000 connections each, all of them parked in recv at once; the
@@ -202,10 +203,6 @@ def read_line(proc: subprocess.Popen[bytes], deadline: float) -> str:
     return line.decode().strip()
 
 
-def open_fds() -> int:
-    return len(os.listdir("/proc/self/fd"))
-
-
 def test_ten_thousand_connection_echo(nofile: int) -> None:
     n = 10_000
     per_server = n // SERVERS
@@ -215,6 +212,7 @@ def test_ten_thousand_connection_echo(nofile: int) -> None:
     servers = [
         subprocess.Popen(
             [sys.executable, __file__, "echo-server", str(per_server)],
+            env=script_env(),
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
         )

@@ -10,7 +10,6 @@ import socket
 import ssl
 import subprocess
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -47,12 +46,6 @@ def cert(tmp_path_factory: pytest.TempPathFactory) -> Path:
         capture_output=True,
     )
     return d
-
-
-@pytest.fixture
-def loom() -> Iterator[Loom]:
-    with Loom(workers=2) as loom:
-        yield loom
 
 
 def server_context(cert: Path) -> ssl.SSLContext:

@@ -27,12 +27,6 @@ def server() -> Iterator[str]:
     srv.server_close()
 
 
-@pytest.fixture
-def loom() -> Iterator[Loom]:
-    with Loom(workers=2) as loom:
-        yield loom
-
-
 def test_http_client_from_500_virtual_threads(loom: Loom, server: str) -> None:
     def fetch(i: int) -> bytes:
         conn = http.client.HTTPConnection(server, timeout=30)
@@ -74,7 +68,7 @@ def test_keep_alive_connection(loom: Loom, server: str) -> None:
 
 
 def test_requests_from_virtual_threads(loom: Loom, server: str) -> None:
-    # 2,000 concurrent clients: tests/test_scale.py.
+    # 2,000 concurrent clients: tests/pool/test_scale.py.
     requests = pytest.importorskip("requests")
 
     def fetch(i: int) -> str:

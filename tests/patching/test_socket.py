@@ -7,21 +7,11 @@ import os
 import socket
 import threading
 import time
-from collections.abc import Iterator
 
 import pytest
 import ringloom
 from ringloom import Loom
-
-
-@pytest.fixture
-def loom() -> Iterator[Loom]:
-    with Loom(workers=2) as loom:
-        yield loom
-
-
-def os_threads() -> int:
-    return len(os.listdir("/proc/self/task"))
+from support import os_threads
 
 
 def payload(i: int) -> bytes:

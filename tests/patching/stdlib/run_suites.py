@@ -1,6 +1,6 @@
 """Runs CPython's own test suites under ``ringloom.monkey.patch_all()``.
 
-    python tests/stdlib/run_suites.py [--where main|vthread] [--skip-file F] TEST ...
+    python tests/patching/stdlib/run_suites.py [--where main|vthread] [--skip-file F] TEST ...
 
 Each TEST is a dotted unittest name (``test.test_queue``, ``test.test_threading.LockTests``).
 ``--where vthread`` runs each test (setUp, body, tearDown) inside a virtual thread of a

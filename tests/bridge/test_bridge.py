@@ -8,21 +8,11 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 
 import pytest
 import ringloom
 from ringloom import Loom, _native
-
-
-def os_threads() -> int:
-    return len(os.listdir("/proc/self/task"))
-
-
-@pytest.fixture
-def loom() -> Iterator[Loom]:
-    with Loom(workers=2) as loom:
-        yield loom
+from support import os_threads
 
 
 def test_ten_thousand_sleepers_on_two_workers(loom: Loom) -> None:

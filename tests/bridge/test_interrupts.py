@@ -138,7 +138,7 @@ print("closed")
 def test_closing_a_pool_under_a_map_never_deadlocks() -> None:
     # Each killed call hands its batch an error built lazily; two workers doing that
     # at once deadlocked (one held the batch's error lock waiting for the GIL, the
-    # other held the GIL waiting for that lock) in about one close in thirty.
+    # other held the GIL waiting for that lock).
     proc = subprocess.run(
         [sys.executable, "-c", CLOSE_UNDER_MAP, "60"],
         capture_output=True,

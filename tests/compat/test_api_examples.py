@@ -1,6 +1,7 @@
-"""Every code example of seed 000 (pyferris.virtual_thread), with only the import changed.
+"""Every code example of the pyferris.virtual_thread documentation, with only the import
+changed.
 
-Each example below is the seed's text, except ``pyferris.virtual_thread`` ->
+Each example below is the documentation's text, except ``pyferris.virtual_thread`` ->
 ``ringloom.virtual_thread``. Names an example uses without defining (``some_function``,
 ``critical_function``, ...) are stand-ins in the namespace it runs in; where it names the
 internet (httpbin.org, jsonplaceholder) the URLs point to a local HTTP server that
@@ -31,8 +32,8 @@ DELAY_UNIT = 0.05
 
 def run_example(code: str, **names: Any) -> dict[str, Any]:
     assert "pyferris" not in code
-    namespace: dict[str, Any] = {"__name__": "seed_example", **names}
-    exec(compile(code, "<seed example>", "exec"), namespace)
+    namespace: dict[str, Any] = {"__name__": "api_example", **names}
+    exec(compile(code, "<api example>", "exec"), namespace)
     return namespace
 
 

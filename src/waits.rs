@@ -29,12 +29,6 @@ pub(crate) fn sleep(py: Python<'_>, seconds: f64) -> PyResult<()> {
     py.check_signals()
 }
 
-/// Whether the caller runs in a virtual thread (its blocking calls park it).
-#[pyfunction]
-pub(crate) fn in_virtual_thread(py: Python<'_>) -> PyResult<bool> {
-    vthread::in_virtual_thread(py)
-}
-
 /// Waits until `fd` is ready for `events` (a poll(2) mask such as `select.POLLIN`) and
 /// returns the ready mask, or 0 when `timeout` (seconds; `None` waits forever) runs out
 /// first. In a virtual thread this parks it on an io_uring POLL_ADD; elsewhere it is

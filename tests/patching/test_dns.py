@@ -4,17 +4,10 @@ from __future__ import annotations
 
 import socket
 import threading
-from collections.abc import Iterator
 
 import pytest
 import ringloom
 from ringloom import Loom, _native
-
-
-@pytest.fixture
-def loom() -> Iterator[Loom]:
-    with Loom(workers=2) as loom:
-        yield loom
 
 
 def test_getaddrinfo_in_virtual_threads(loom: Loom) -> None:

@@ -1,5 +1,5 @@
-"""ringloom.safe_thread: the seed's examples, threading semantics, and correctness under
-interleaving of OS threads and virtual threads."""
+"""ringloom.safe_thread: the pyferris.safe_thread documentation's examples, threading
+semantics, and correctness under interleaving of OS threads and virtual threads."""
 
 from __future__ import annotations
 
@@ -25,8 +25,9 @@ from ringloom.safe_thread import (
 
 TIMEOUT = 60
 
-# The examples of seed 001 (pyferris.safe_thread), with only the import line changed.
-SEED_EXAMPLES = {
+# The examples of the pyferris.safe_thread documentation, with only the import line
+# changed.
+DOC_EXAMPLES = {
     "basic": """
 from ringloom.safe_thread import SafeThread
 
@@ -179,27 +180,27 @@ result = thread.get_result()  # Additional feature
 
 
 def run_example(name: str, **names: Any) -> dict[str, Any]:
-    namespace: dict[str, Any] = {"__name__": "seed_example", **names}
-    exec(compile(SEED_EXAMPLES[name], f"<seed 001 {name}>", "exec"), namespace)
+    namespace: dict[str, Any] = {"__name__": "api_example", **names}
+    exec(compile(DOC_EXAMPLES[name], f"<safe_thread example {name}>", "exec"), namespace)
     return namespace
 
 
-def test_seed_basic(capsys: pytest.CaptureFixture[str]) -> None:
+def test_example_basic(capsys: pytest.CaptureFixture[str]) -> None:
     ns = run_example("basic")
     assert ns["result"] == sum(i * i for i in range(1000000))
     assert f"Result: {ns['result']}" in capsys.readouterr().out
 
 
-def test_seed_pool() -> None:
+def test_example_pool() -> None:
     ns = run_example("pool")
     assert list(ns["results"]) == [x * x for x in range(1000)]
 
 
-def test_seed_parallel_map() -> None:
+def test_example_parallel_map() -> None:
     assert run_example("parallel_map")["results"] == [x**2 for x in range(10000)]
 
 
-def test_seed_shared(capsys: pytest.CaptureFixture[str]) -> None:
+def test_example_shared(capsys: pytest.CaptureFixture[str]) -> None:
     ns = run_example("shared")
     assert ns["shared_counter"].get() == 5
     assert ns["shared_dict"].size() == 5
@@ -207,7 +208,7 @@ def test_seed_shared(capsys: pytest.CaptureFixture[str]) -> None:
     assert "Counter: 5\nDict size: 5" in capsys.readouterr().out
 
 
-def test_seed_locks(capsys: pytest.CaptureFixture[str]) -> None:
+def test_example_locks(capsys: pytest.CaptureFixture[str]) -> None:
     ns = run_example("locks")
     ns["critical_section"]()
     waiter = SafeThread(target=ns["waiter"])
@@ -226,17 +227,17 @@ def test_seed_locks(capsys: pytest.CaptureFixture[str]) -> None:
     assert "Condition met!" in capsys.readouterr().out
 
 
-def test_seed_decorator() -> None:
+def test_example_decorator() -> None:
     assert run_example("decorator")["result"] == sum(x * x for x in range(10000))
 
 
-def test_seed_benchmark(capsys: pytest.CaptureFixture[str]) -> None:
+def test_example_benchmark(capsys: pytest.CaptureFixture[str]) -> None:
     ns = run_example("benchmark")
     assert ns["results"] == [sum(i * i for i in range(100000))] * 10
     assert "Speedup: " in capsys.readouterr().out
 
 
-def test_seed_migration() -> None:
+def test_example_migration() -> None:
     got: list[tuple[int, int]] = []
 
     def func(a: int, b: int) -> int:

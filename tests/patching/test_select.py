@@ -15,12 +15,6 @@ from ringloom.green import select as green_select
 
 
 @pytest.fixture
-def loom() -> Iterator[Loom]:
-    with Loom(workers=2) as loom:
-        yield loom
-
-
-@pytest.fixture
 def pairs() -> Iterator[list[tuple[socket.socket, socket.socket]]]:
     made = [socket.socketpair() for _ in range(4)]
     yield made

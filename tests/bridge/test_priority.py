@@ -19,15 +19,9 @@ import pytest
 import ringloom
 from ringloom import Loom, _native
 from ringloom.virtual_thread import VirtualThreadPool
+from support import wait_until
 
 TIMEOUT = 30
-
-
-def wait_until(predicate: Callable[[], bool]) -> None:
-    deadline = time.monotonic() + TIMEOUT
-    while not predicate():
-        assert time.monotonic() < deadline, "condition not reached"
-        time.sleep(0.001)
 
 
 def spawn(

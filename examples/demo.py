@@ -1,4 +1,4 @@
-"""The main job: ``python -m ringloom demo``.
+"""What ringloom is for, shown: ``python examples/demo.py`` (``make demo``).
 
 Two phases, each in its own ``VirtualThreadPool``:
 
@@ -18,6 +18,10 @@ A progress line (stderr, ``\\r``) is drawn by the main thread from ``pool.get_st
 while a helper OS thread waits in ``pool.map``. The summary (stdout) gives wall time per
 phase, requests/s and files/s, peak RSS (``ru_maxrss``), OS threads at peak
 (``/proc/self/task``) and the pools' stats. Exit status 1 on any failed check.
+
+The response bodies and the descriptor-limit helper are the benchmarks' own
+(``benches/python/_harness.py``): the demo's server answers what the scrape benchmark's
+server answers.
 """
 
 from __future__ import annotations
@@ -42,28 +46,16 @@ from typing import Any, Callable
 import ringloom  # noqa: F401 - installs the interception layer (ringloom.green)
 from ringloom.virtual_thread import DEFAULT_PLATFORM_THREADS, VirtualThreadPool
 
+sys.path.insert(
+    0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "benches", "python")
+)
+from _harness import body_for, raise_nofile  # noqa: E402 - found through the path above
+
 FULL = {"requests": 10_000, "concurrency": 10_000, "files": 2_000}
 QUICK = {"requests": 300, "concurrency": 300, "files": 60}
 
 
 # -- the bodies both sides agree on --------------------------------------------------
-
-
-def body_for(i: int) -> bytes:
-    """The body served for ``/item/<i>``: 256..4095 bytes that depend on ``i``."""
-    length = 256 + (i * 7919) % 3840
-    unit = b"%08d|" % i
-    return (unit * (length // len(unit) + 1))[:length]
-
-
-def _raise_nofile(wanted: int) -> int:
-    """Raises the soft RLIMIT_NOFILE toward ``wanted`` (within the hard limit)."""
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    target = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
-    if soft != resource.RLIM_INFINITY and soft < target:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
-        soft = target
-    return soft
 
 
 def _threads() -> list[str]:
@@ -94,7 +86,7 @@ def serve(workers: int, latency: float = 0.0) -> int:
     then (at the end) a JSON line of its own numbers. ``latency``: seconds each response
     waits (``time.sleep``, which parks the server's virtual thread), to stand for a
     remote server."""
-    _raise_nofile(1 << 20)
+    raise_nofile(1 << 20)
     listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     listener.bind(("127.0.0.1", 0))
@@ -169,9 +161,7 @@ class Server:
         self.proc = subprocess.Popen(
             [
                 sys.executable,
-                "-m",
-                "ringloom",
-                "demo",
+                __file__,
                 "--serve",
                 "--workers",
                 str(workers),
@@ -344,7 +334,7 @@ def _open_is_intercepted() -> bool:
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
-        prog="python -m ringloom demo",
+        prog="python examples/demo.py",
         description="Unmodified requests from virtual threads against a loopback HTTP "
         "server, then files read with open() and hashed in virtual threads; every "
         "response and hash is verified (exit status 1 on any failure).",
@@ -403,7 +393,7 @@ def main(argv: list[str] | None = None) -> int:
     failures: list[str] = []
     # Each in-flight request holds its socket (and, while it waits, a duplicate for the
     # ring poll): ask for room for both.
-    nofile = _raise_nofile(2 * args.concurrency + 1024)
+    nofile = raise_nofile(2 * args.concurrency + 1024)
     rss_start = _maxrss_mib()
     threads_start = len(_threads())
     print(

@@ -1,10 +1,10 @@
-//! `Parker`: one waiter's wake-up slot, for ringloom's Lock, Event, Condition, Semaphore
-//! and Queue (python/ringloom/sync.py).
+//! `Waiter`: one waiter's wake-up slot, under every native lock, event, condition and
+//! queue (`sync/`), and `Parker`, its Python face (for `python/ringloom/sync.py`).
 //!
-//! `park` parks a virtual thread on a ringloom future (its worker runs others meanwhile)
-//! and blocks a plain OS thread on a condition variable with the GIL released. `unpark`
-//! works from any thread: it sets the flag, signals the condition variable and wakes the
-//! parked task's waker (which the runtime accepts from any thread).
+//! [`wait`] parks a virtual thread on a ringloom future (its worker runs others
+//! meanwhile) and blocks a plain OS thread on a condition variable with the GIL released.
+//! `unpark` works from any thread: it sets the flag, signals the condition variable and
+//! wakes the parked task's waker (which the runtime accepts from any thread).
 
 use std::future::Future;
 use std::pin::Pin;
@@ -34,16 +34,16 @@ pub(crate) fn after_fork() {
 }
 
 /// One waiter's wake-up slot, shared by the waiting side and whoever wakes it.
-pub(crate) struct Inner {
+pub(crate) struct Waiter {
     state: Mutex<State>,
     cond: Condvar,
     /// `FORK_EPOCH` when it was made.
     epoch: u64,
 }
 
-impl Default for Inner {
-    fn default() -> Inner {
-        Inner {
+impl Default for Waiter {
+    fn default() -> Waiter {
+        Waiter {
             state: Mutex::default(),
             cond: Condvar::new(),
             epoch: FORK_EPOCH.load(Ordering::Acquire),
@@ -51,7 +51,7 @@ impl Default for Inner {
     }
 }
 
-impl Inner {
+impl Waiter {
     /// Made before a fork this process is the child of: its waiter exists only in the
     /// parent. A lock must not be handed to it, and waking it would touch the parent's
     /// runtime structures (copied, perhaps mid-update) and the eventfd the child shares
@@ -75,7 +75,7 @@ impl Inner {
 }
 
 /// Completes once the parker is notified.
-struct Notified(Arc<Inner>);
+struct Notified(Arc<Waiter>);
 
 impl Future for Notified {
     type Output = ();
@@ -96,7 +96,7 @@ impl Future for Notified {
 /// One waiter's wake-up slot: `park(timeout)` waits for `unpark()` (from any thread).
 #[pyclass(module = "ringloom._native", frozen)]
 pub(crate) struct Parker {
-    inner: Arc<Inner>,
+    inner: Arc<Waiter>,
 }
 
 #[pymethods]
@@ -129,7 +129,7 @@ impl Parker {
     }
 }
 
-impl Inner {
+impl Waiter {
     /// Wakes the wait in progress, or makes the next one return true at once; nothing
     /// for a stale waiter (see `is_stale`).
     pub(crate) fn unpark(&self) {
@@ -168,7 +168,7 @@ pub(crate) fn check_timeout(timeout: Option<f64>) -> PyResult<Option<Duration>> 
 /// the caller to take or pass on.
 pub(crate) fn wait(
     py: Python<'_>,
-    inner: &Arc<Inner>,
+    inner: &Arc<Waiter>,
     timeout: Option<Duration>,
 ) -> PyResult<bool> {
     if inner.lock().notified || timeout == Some(Duration::ZERO) {

@@ -2,25 +2,14 @@
 
 from __future__ import annotations
 
-import os
 import threading
 import time
-from collections.abc import Iterator
 
 import pytest
 import ringloom
 from ringloom import Loom
 from ringloom.green import time as green_time
-
-
-def os_threads() -> int:
-    return len(os.listdir("/proc/self/task"))
-
-
-@pytest.fixture
-def loom() -> Iterator[Loom]:
-    with Loom(workers=2) as loom:
-        yield loom
+from support import os_threads
 
 
 def test_time_sleep_is_patched() -> None:

@@ -18,6 +18,7 @@ from ringloom.virtual_thread import (
     virtual_map,
     virtual_thread_benchmark,
 )
+from support import wait_until
 
 TIMEOUT = 30
 
@@ -38,13 +39,6 @@ def gate() -> tuple[threading.Event, Callable[[], str]]:
         return "blocker"
 
     return opened, blocker
-
-
-def wait_until(predicate: Callable[[], bool]) -> None:
-    deadline = time.monotonic() + TIMEOUT
-    while not predicate():
-        assert time.monotonic() < deadline, "condition not reached"
-        time.sleep(0.001)
 
 
 # -- the basic API ---------------------------------------------------------------------
@@ -440,7 +434,7 @@ def test_run_in_virtual_thread_and_virtual_map() -> None:
         assert pool.submit(run_in_virtual_thread, abs, -4).result(timeout=TIMEOUT) == 4
 
 
-def test_benchmark_reports_the_seed_keys() -> None:
+def test_benchmark_reports_the_documented_keys() -> None:
     result = virtual_thread_benchmark(
         lambda n: sum(range(n)), [(10,), (20,), 30], max_platform_threads=2
     )

@@ -16,7 +16,6 @@ import pathlib
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -24,28 +23,13 @@ import ringloom
 from ringloom import Loom
 from ringloom.green import file as green_file
 from ringloom.green import os as green_os
+from support import open_fds
 
 TIMEOUT = 30
 
 
-@pytest.fixture
-def loom() -> Iterator[Loom]:
-    with Loom(workers=2) as loom:
-        yield loom
-
-
-@pytest.fixture
-def one_worker() -> Iterator[Loom]:
-    with Loom(workers=1) as loom:
-        yield loom
-
-
 def run(loom: Loom, fn: Any, *args: Any) -> Any:
     return ringloom.submit(loom, fn, *args).result(timeout=TIMEOUT)
-
-
-def open_fds() -> int:
-    return len(os.listdir("/proc/self/fd"))
 
 
 def test_open_io_open_and_pathlib_are_patched() -> None:

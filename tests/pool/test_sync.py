@@ -7,7 +7,6 @@ import collections
 import concurrent.futures
 import queue
 import threading
-import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -15,6 +14,7 @@ import pytest
 import ringloom
 from ringloom import _native
 from ringloom.virtual_thread import VirtualThreadPool
+from support import wait_until
 
 TIMEOUT = 60
 
@@ -29,13 +29,6 @@ def pool() -> Iterator[VirtualThreadPool]:
 def one_worker() -> Iterator[VirtualThreadPool]:
     with VirtualThreadPool(max_platform_threads=1) as pool:
         yield pool
-
-
-def wait_until(predicate: Callable[[], bool]) -> None:
-    deadline = time.monotonic() + TIMEOUT
-    while not predicate():
-        assert time.monotonic() < deadline, "condition not reached"
-        time.sleep(0.001)
 
 
 def in_os_thread(fn: Callable[[], Any]) -> concurrent.futures.Future[Any]:

@@ -1,0 +1,508 @@
+"""``VirtualThreadPool``: a ``concurrent.futures.Executor`` whose tasks are virtual
+threads on a ringloom runtime (a ``Loom``) of its own.
+
+Two dispatch paths: ``submit`` (one ``ParkingFuture`` per call, queued by priority
+behind ``max_virtual_threads``) and, for an unbounded pool's ``map``/``starmap``, one
+native ``Batch`` whose results fill one list.
+
+Example::
+
+    with VirtualThreadPool(max_virtual_threads=1000) as pool:
+        assert pool.submit(pow, 2, 10).result() == 1024
+        assert pool.map(abs, [-1, -2]) == [1, 2]
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import functools
+import heapq
+import itertools
+import threading
+import weakref
+from collections.abc import Iterable
+from typing import Any, Callable, TypeVar
+
+from ringloom import _fork, _native
+from ringloom import sync as _sync
+from ringloom import watchdog as _watchdog
+from ringloom._checks import check_callable, check_count, check_priority, intercepts
+from ringloom._future import CTRL_C_SLICE, ParkingFuture, collect
+
+__all__ = ["DEFAULT_PLATFORM_THREADS", "DEFAULT_PRIORITY", "VirtualThreadPool"]
+
+T = TypeVar("T")
+
+#: Runtime workers of a pool created without ``max_platform_threads``. One and two
+#: workers tied on throughput here (the GIL serializes the Python either way), and two
+#: keep the pool moving when one task blocks its worker without parking (a call not
+#: intercepted, ``is_blocking=False``, a C extension). See README.
+DEFAULT_PLATFORM_THREADS = 2
+
+#: The priority of a task submitted without one.
+DEFAULT_PRIORITY = 128
+
+#: ``watchdog_threshold`` not given: ``ringloom.watchdog.default_threshold()``.
+_ENV_THRESHOLD: Any = object()
+
+# Every pool of this process, reset in a forked child (see `_reset_after_fork`).
+_pools: weakref.WeakSet[VirtualThreadPool] = weakref.WeakSet()
+
+
+class _WorkItem:
+    """A submitted call: queued in the pool, then dispatched to the Loom. It is also
+    its future's done callback, so a submit makes no callback object of its own (each
+    object a submit makes is work for the cyclic GC)."""
+
+    __slots__ = ("pool", "future", "func", "args", "priority", "intercept", "dispatched")
+
+    def __init__(
+        self,
+        pool: VirtualThreadPool,
+        future: concurrent.futures.Future[Any],
+        func: Callable[..., Any],
+        args: tuple[Any, ...],
+        priority: int,
+        intercept: bool,
+    ) -> None:
+        self.pool = pool
+        self.future = future
+        self.func = func
+        self.args = args
+        self.priority = priority
+        self.intercept = intercept
+        self.dispatched = False
+
+    def __call__(self, future: concurrent.futures.Future[Any]) -> None:
+        self.pool._done(self, future)
+
+
+class VirtualThreadPool(concurrent.futures.Executor):
+    """A ``concurrent.futures.Executor`` whose tasks run as virtual threads.
+
+    ``max_platform_threads`` is the number of runtime workers (OS threads; default
+    ``DEFAULT_PLATFORM_THREADS``). ``max_virtual_threads`` bounds how many tasks run at
+    once (default: no bound); more are queued, never refused, and the queue hands out
+    the lowest ``priority`` first (0..255, FIFO within a priority).
+    ``watchdog_threshold``: seconds a task may run without parking before the watchdog
+    logs where it is (logger ``ringloom``, see ``ringloom.watchdog``); default 0.1, or
+    ``RINGLOOM_WATCHDOG_MS``; None disables it.
+
+    Example::
+
+        with VirtualThreadPool(max_virtual_threads=1000) as pool:
+            future = pool.submit(pow, 2, 10, priority=50)
+            assert future.result() == 1024
+            assert pool.map(abs, [-1, -2]) == [1, 2]   # a list, in input order
+    """
+
+    def __init__(
+        self,
+        max_platform_threads: int | None = None,
+        max_virtual_threads: int | None = None,
+        watchdog_threshold: float | None = _ENV_THRESHOLD,
+    ) -> None:
+        workers = check_count("max_platform_threads", max_platform_threads)
+        self._watchdog_threshold = (
+            _watchdog.default_threshold()
+            if watchdog_threshold is _ENV_THRESHOLD
+            else _watchdog.check_threshold(watchdog_threshold)
+        )
+        self._watchdog: _watchdog.Watchdog | None = None
+        self._workers: int = workers if workers is not None else DEFAULT_PLATFORM_THREADS
+        self._limit = check_count("max_virtual_threads", max_virtual_threads)
+        self._lock = threading.Lock()
+        self._idle = threading.Condition(self._lock)
+        self._queue: list[tuple[int, int, _WorkItem]] = []
+        self._seq = itertools.count()
+        self._live: set[_WorkItem] = set()  # submitted, not done
+        self._batches: dict[_native.Batch, int] = {}  # maps in flight: their sizes
+        self._running = 0  # dispatched, not done
+        self._created = 0
+        self._completed = 0
+        self._failed = 0
+        self._cancelled = 0
+        self._loom: _native.Loom | None = None  # created at the first submit
+        self._shutdown = False
+        self._broken = False  # the Loom was closed under us (interpreter exit)
+        self._inherited = False  # made in the parent of this forked process
+        _pools.add(self)  # reset in a forked child (`_reset_after_fork`)
+
+    # -- submitting ------------------------------------------------------------------
+
+    def submit(  # type: ignore[override]
+        self,
+        fn: Callable[..., T],
+        /,
+        *args: Any,
+        priority: int = DEFAULT_PRIORITY,
+        is_blocking: bool | None = None,
+        **kwargs: Any,
+    ) -> concurrent.futures.Future[T]:
+        """Runs ``fn(*args, **kwargs)`` in a virtual thread; returns its future.
+
+        ``priority``: 0..255, lower first: orders the tasks waiting for a free slot,
+        and the ready virtual threads of a worker (FIFO within one priority).
+        ``is_blocking``: None or True lets the interception layer turn the task's
+        blocking calls into parks; False runs it as plain code (CPU-only work).
+
+        Example: ``pool.submit(fetch, url, is_blocking=True).result()``
+        """
+        check_callable(fn)
+        priority = check_priority(priority)
+        intercept = intercepts(is_blocking)
+        if kwargs:
+            fn, args = functools.partial(fn, *args, **kwargs), ()
+        future: concurrent.futures.Future[T] = ParkingFuture()
+        item = _WorkItem(self, future, fn, args, priority, intercept)
+        start = False
+        with self._lock:
+            self._admit()
+            self._open()
+            self._created += 1
+            self._live.add(item)
+            if self._limit is None or self._running < self._limit:
+                self._running += 1
+                item.dispatched = start = True
+            else:
+                heapq.heappush(self._queue, (priority, next(self._seq), item))
+        future.add_done_callback(item)
+        if start:
+            self._start(item)
+        return future
+
+    def map(  # type: ignore[override]
+        self,
+        fn: Callable[..., T],
+        *iterables: Iterable[Any],
+        timeout: float | None = None,
+        chunksize: int = 1,
+        priority: int = DEFAULT_PRIORITY,
+        is_blocking: bool | None = None,
+    ) -> list[T]:
+        """``[fn(*args) for args in zip(*iterables)]``, run in virtual threads.
+
+        Unlike ``Executor.map`` it returns a list (in input order), once every call is
+        done. The first exception (in input order) is raised, after the calls not yet
+        started are cancelled; so are they on ``timeout`` (seconds for the whole map,
+        ``TimeoutError``) and on Ctrl-C. ``chunksize`` is accepted for compatibility.
+
+        Example: ``pool.map(pow, [2, 3], [2, 2]) == [4, 9]``
+        """
+        if chunksize < 1:
+            raise ValueError("chunksize must be >= 1")
+        return self._map_calls(fn, zip(*iterables), timeout, priority, is_blocking)
+
+    def starmap(
+        self,
+        fn: Callable[..., T],
+        iterable: Iterable[Iterable[Any]],
+        *,
+        timeout: float | None = None,
+        priority: int = DEFAULT_PRIORITY,
+        is_blocking: bool | None = None,
+    ) -> list[T]:
+        """``[fn(*args) for args in iterable]``, run in virtual threads; a list.
+
+        Example: ``pool.starmap(pow, [(2, 2), (3, 2)]) == [4, 9]``
+        """
+        return self._map_calls(
+            fn, (tuple(args) for args in iterable), timeout, priority, is_blocking
+        )
+
+    def _map_calls(
+        self,
+        fn: Callable[..., T],
+        calls: Iterable[tuple[Any, ...]],
+        timeout: float | None,
+        priority: int,
+        is_blocking: bool | None,
+    ) -> list[T]:
+        """``map`` and ``starmap``: a native batch for an unbounded pool, else a future
+        per call behind the bound."""
+        check_callable(fn)
+        priority = check_priority(priority)
+        if self._limit is None:
+            return self._map_batch(fn, list(calls), timeout, priority, is_blocking)
+        futures = [
+            self.submit(fn, *args, priority=priority, is_blocking=is_blocking) for args in calls
+        ]
+        return collect(futures, timeout)
+
+    def _map_batch(
+        self,
+        fn: Callable[..., T],
+        calls: list[tuple[Any, ...]],
+        timeout: float | None,
+        priority: int,
+        is_blocking: bool | None,
+    ) -> list[T]:
+        """``map`` of a pool without a bound: the calls go out as one native batch,
+        whose results fill one list, without a future per call (the futures' locks and
+        callbacks cost more than a trivial call's virtual thread)."""
+        if timeout is not None and timeout < 0:
+            raise ValueError("timeout must be non-negative")
+        if not calls:
+            return []
+        results: list[Any] = [None] * len(calls)
+        finished = _sync.Event()
+        batch = _native.Batch(results, functools.partial(self._batch_done, finished))
+        with self._lock:
+            self._admit()
+            loom = self._open()
+            self._created += len(calls)
+            self._running += len(calls)
+            self._batches[batch] = len(calls)
+        intercept = intercepts(is_blocking)
+        try:
+            loom.spawn_batch(fn, calls, batch, intercept, priority)
+        except BaseException as err:
+            # Nothing was started: the batch is counted out here, or a shutdown would
+            # wait for it for ever. A RuntimeError is the Loom closed under us
+            # (interpreter exit).
+            with self._lock:
+                self._broken = self._broken or isinstance(err, RuntimeError)
+                self._batches.pop(batch, None)
+                self._running -= len(calls)
+                self._cancelled += len(calls)
+                self._notify_if_idle()
+            raise
+        try:
+            if not finished.wait(timeout):
+                raise TimeoutError(f"map did not finish within {timeout} s")
+        except BaseException:
+            batch.cancel()  # the calls not started yet; Ctrl-C or timeout
+            raise
+        error = batch.error
+        if error is not None:
+            raise error[1]
+        return results
+
+    def _batch_done(self, finished: _sync.Event, batch: _native.Batch) -> None:
+        """A batch's last call is over (on a worker): counts, then wakes its map."""
+        with self._lock:
+            size = self._batches.pop(batch, 0)
+            self._running -= size
+            self._completed += size - batch.skipped
+            self._failed += batch.failed
+            self._cancelled += batch.skipped
+            self._notify_if_idle()
+        finished.set()
+
+    def _admit(self) -> None:
+        """Refuses work after shutdown or once the runtime is gone. Lock held."""
+        if self._shutdown:
+            raise RuntimeError("cannot submit to a VirtualThreadPool after shutdown")
+        if self._broken:
+            raise RuntimeError(_fork.closed_message(self._inherited))
+
+    def _notify_if_idle(self) -> None:
+        """Wakes a waiting shutdown once nothing is in flight. Lock held."""
+        if not self._live and not self._batches:
+            self._idle.notify_all()
+
+    def _reset_after_fork(self) -> None:
+        """In a forked child: fresh locks, no runtime (its workers stayed in the
+        parent), work refused with the message that says why, unfinished futures
+        failed the same way (their tasks run only in the parent)."""
+        self._inherited = True
+        self._lock = threading.Lock()
+        self._idle = threading.Condition(self._lock)
+        self._broken = True  # no dispatching from the done callbacks below
+        self._loom = None
+        self._watchdog = None  # its thread is gone with the rest
+        live = list(self._live)
+        self._queue.clear()
+        self._batches.clear()  # their calls ran in the parent's workers
+        for item in live:
+            _fork.fail_inherited(item.future)  # its done callback takes it out of _live
+
+    def _open(self) -> _native.Loom:
+        """The Loom, created (with the watchdog) at the first task. Lock held."""
+        if self._loom is None:
+            self._loom = _native.Loom(workers=self._workers)
+            if self._watchdog_threshold is not None:
+                self._watchdog = _watchdog.Watchdog(self._loom, self._watchdog_threshold).start()
+        return self._loom
+
+    # -- completion and dispatch -----------------------------------------------------
+
+    def _start(self, item: _WorkItem) -> None:
+        loom = self._loom
+        try:
+            if loom is None:
+                raise RuntimeError("the VirtualThreadPool's runtime is closed")
+            loom.spawn(item.func, item.future, item.intercept, item.priority, item.args)
+        except RuntimeError as err:
+            # The Loom was closed (at interpreter exit): fail this and everything queued,
+            # without dispatching more (no recursion through the done callbacks).
+            with self._lock:
+                self._broken = True
+                queued = [queued_item for _, _, queued_item in self._queue]
+                self._queue.clear()
+            for failed in [item, *queued]:
+                if failed.future.set_running_or_notify_cancel():
+                    failed.future.set_exception(RuntimeError(str(err)))
+
+    def _done(self, item: _WorkItem, future: concurrent.futures.Future[Any]) -> None:
+        """The future's done callback: counts, and dispatches the next queued task."""
+        start: list[_WorkItem] = []
+        with self._lock:
+            self._live.discard(item)
+            if future.cancelled():
+                self._cancelled += 1
+            else:
+                self._completed += 1
+                if future.exception() is not None:
+                    self._failed += 1
+            if item.dispatched:
+                self._running -= 1
+                while (
+                    not self._broken
+                    and self._queue
+                    and (self._limit is None or self._running < self._limit)
+                ):
+                    _, _, nxt = heapq.heappop(self._queue)
+                    if nxt.future.done():  # cancelled while queued
+                        continue
+                    nxt.dispatched = True
+                    self._running += 1
+                    start.append(nxt)
+            self._notify_if_idle()
+        for nxt in start:
+            self._start(nxt)
+
+    # -- monitoring and shutdown -----------------------------------------------------
+
+    def get_stats(self) -> dict[str, Any]:
+        """A snapshot of the pool's counters.
+
+        ``active_threads`` (dispatched, not done), ``pending`` (queued for a slot),
+        ``completed_threads`` (returned or raised), ``failed`` (raised), ``cancelled``,
+        ``total_threads_created`` (submitted), ``platform_threads`` (workers),
+        ``max_virtual_threads``, ``parked`` (waiting for a ring completion now),
+        ``parks``, ``driver``, ``ring_submissions``, ``ring_completions``,
+        ``blocking_pool_threads``, and the runtime's own counters (``ops_submitted``,
+        ``ops_completed``, ``ring_enters``, ``polls``, ``tasks_stolen``).
+
+        Example: ``pool.get_stats()["completed_threads"]``
+        """
+        with self._lock:
+            stats: dict[str, Any] = {
+                "active_threads": self._running,
+                "pending": len(self._live) - (self._running - sum(self._batches.values())),
+                "completed_threads": self._completed,
+                "failed": self._failed,
+                "cancelled": self._cancelled,
+                "total_threads_created": self._created,
+                "platform_threads": self._workers,
+                "max_virtual_threads": self._limit,
+                "shutdown": self._shutdown,
+            }
+            loom = self._loom
+            idle = "closed" if self._broken else "not started"
+        native = loom.stats() if loom is not None else {"driver": idle}
+        stats["parked"] = native.get("parked", 0)
+        stats["parks"] = native.get("parks", 0)
+        for key in (
+            "driver",
+            "ops_submitted",
+            "ops_completed",
+            "ring_enters",
+            "polls",
+            "tasks_stolen",
+            "blocking_threads",
+        ):
+            if key in native:
+                stats[key] = native[key]
+        # The documented names, beside the runtime's own.
+        stats["ring_submissions"] = native.get("ops_submitted", 0)
+        stats["ring_completions"] = native.get("ops_completed", 0)
+        stats["blocking_pool_threads"] = native.get("blocking_threads", 0)
+        return stats
+
+    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
+        """Refuses new tasks; ``cancel_futures`` cancels those not started yet.
+
+        With ``wait`` it returns once every accepted task is done and the workers are
+        stopped; without, the workers stop in the background once the tasks are done.
+        Called from one of the pool's own workers (a task, or a future's done callback,
+        which runs there), it cannot wait for them: it returns at once, as without
+        ``wait``. Calling it again is harmless.
+
+        Example: ``pool.shutdown(wait=True, cancel_futures=True)``
+        """
+        with self._lock:
+            self._shutdown = True
+            live = list(self._live) if cancel_futures else []
+            batches = list(self._batches) if cancel_futures else []
+        for item in live:
+            item.future.cancel()  # refused (False) by the ones already running
+        for batch in batches:
+            batch.cancel()
+        loom = self._loom
+        if wait and not (loom is not None and loom.on_worker()):
+            self._close()
+        else:
+            threading.Thread(target=self._close, name="ringloom-pool-shutdown", daemon=True).start()
+
+    def _close(self) -> None:
+        """Waits for every accepted task, then stops the workers."""
+        # On the main thread in slices, as `ParkingFuture._wait_on_main_thread` (a Ctrl-C
+        # handled as the stock wait starts would wait with it for every task).
+        slice_ = CTRL_C_SLICE if threading.current_thread() is threading.main_thread() else None
+        try:
+            with self._lock:
+                while self._live or self._batches:
+                    self._idle.wait(slice_)
+        except BaseException:  # Ctrl-C while waiting: stop everything now
+            self._terminate()
+            raise
+        self._terminate()
+
+    def _terminate(self) -> None:
+        """Cancels what has not started and stops the workers now: virtual threads
+        still running are killed (``GreenletExit`` at their park) and their futures get
+        a RuntimeError."""
+        with self._lock:
+            self._shutdown = True
+            self._broken = True  # no more dispatching from done callbacks
+            loom, self._loom = self._loom, None
+            watchdog, self._watchdog = self._watchdog, None
+            live = list(self._live)
+            batches = list(self._batches)
+        for item in live:
+            item.future.cancel()
+        for batch in batches:
+            batch.cancel()
+        if watchdog is not None:
+            watchdog.stop()
+        if loom is not None:
+            if loom.on_worker():
+                # Closing waits for the workers, this one included: from another thread.
+                threading.Thread(target=loom.close, name="ringloom-pool-close").start()
+            else:
+                loom.close()
+
+    def __enter__(self) -> VirtualThreadPool:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: Any, tb: Any) -> None:
+        """``shutdown(wait=True)``; but when Ctrl-C leaves the block, control returns
+        at once: queued tasks are cancelled and running ones stopped."""
+        if exc_type is not None and issubclass(exc_type, KeyboardInterrupt):
+            self._terminate()
+        else:
+            self.shutdown(wait=True)
+
+    def __repr__(self) -> str:
+        return (
+            f"<VirtualThreadPool platform_threads={self._workers} "
+            f"max_virtual_threads={self._limit} shutdown={self._shutdown}>"
+        )
+
+
+@_fork.on_child
+def _reset_pools() -> None:
+    for pool in list(_pools):
+        pool._reset_after_fork()

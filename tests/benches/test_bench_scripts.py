@@ -1,0 +1,38 @@
+"""Each benchmark script runs and reports through the harness contract (its last stdout
+line is JSON with ``metrics``), at sizes small enough for a test. Numbers are not
+checked here: they are measured by ``make bench``, beside the peers."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+SCRIPTS = Path(__file__).resolve().parents[2] / "benches" / "python"
+
+CASES = [
+    ("overhead.py", ["ringloom", "map", "--n", "200", "--cpu", "-1"], "tasks_per_s"),
+    ("overhead.py", ["ringloom", "submit", "--n", "200", "--cpu", "-1"], "tasks_per_s"),
+    ("sleepers.py", ["ringloom", "--n", "100", "--cpu", "-1"], "wall_s"),
+    ("hashmap.py", ["ringloom", "--n", "8", "--mib", "0.01"], "hashes_per_s"),
+    ("locks.py", ["ringloom", "uncontended", "--n", "1000", "--cpu", "-1"], "ns_per_op"),
+    ("locks.py", ["ringloom", "handoff", "--n", "1000", "--cpu", "-1"], "ops_per_s"),
+    ("locks.py", ["ringloom", "queue", "--n", "1000", "--cpu", "-1"], "items_per_s"),
+]
+
+
+@pytest.mark.parametrize(("script", "args", "metric"), CASES, ids=lambda c: str(c))
+def test_benchmark_script_reports(script: str, args: list[str], metric: str) -> None:
+    proc = subprocess.run(
+        [sys.executable, str(SCRIPTS / script), *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=SCRIPTS,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    report = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert report["metrics"][metric] > 0

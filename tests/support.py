@@ -1,0 +1,37 @@
+"""Helpers the test layers share (importable as ``support``: ``tests`` is on the path)."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+from typing import Callable
+
+#: Seconds a test waits for something that should happen at once before it fails.
+TIMEOUT = 30
+
+
+def os_threads() -> int:
+    """OS threads of this process now."""
+    return len(os.listdir("/proc/self/task"))
+
+
+def open_fds() -> int:
+    """Descriptors open in this process now."""
+    return len(os.listdir("/proc/self/fd"))
+
+
+def wait_until(predicate: Callable[[], bool], timeout: float = TIMEOUT) -> None:
+    """Polls ``predicate`` until true; fails the test after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "condition not reached"
+        time.sleep(0.001)
+
+
+def script_env() -> dict[str, str]:
+    """The environment for a test file run as a script: ``tests`` on its import path,
+    as pytest puts it there for the tests themselves."""
+    tests = str(Path(__file__).resolve().parent)
+    path = os.environ.get("PYTHONPATH")
+    return {**os.environ, "PYTHONPATH": f"{tests}{os.pathsep}{path}" if path else tests}
