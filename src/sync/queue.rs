@@ -81,48 +81,35 @@ impl QueueCore {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
+    /// A plain queue's deque and its bound `append` (`put`) or `popleft` (`get`), taken
+    /// under one storage lock; None for a subclass's storage hooks.
+    fn plain(&self, py: Python<'_>, put: bool) -> Option<(Py<PyAny>, Py<PyAny>)> {
+        if !self.plain.load(Ordering::Relaxed) {
+            return None;
+        }
+        let storage = self.storage();
+        let storage = storage.as_ref()?;
+        let method = if put {
+            &storage.append
+        } else {
+            &storage.popleft
+        };
+        Some((storage.items.clone_ref(py), method.as_ref()?.clone_ref(py)))
+    }
+
     fn size_now(slf: &Bound<'_, Self>) -> PyResult<i64> {
-        let this = slf.get();
-        if this.plain.load(Ordering::Relaxed) {
-            let items = this.storage().as_ref().map(|s| s.items.clone_ref(slf.py()));
-            if let Some(items) = items {
-                return Ok(items.bind(slf.py()).len()? as i64);
-            }
-        }
-        slf.call_method0(pyo3::intern!(slf.py(), "_qsize"))?
-            .extract()
+        let plain = slf.get().plain(slf.py(), true);
+        Self::size_of(slf, &plain)
     }
 
-    fn put_item(slf: &Bound<'_, Self>, item: Bound<'_, PyAny>) -> PyResult<()> {
-        let py = slf.py();
-        let this = slf.get();
-        if this.plain.load(Ordering::Relaxed) {
-            let append = this
-                .storage()
-                .as_ref()
-                .and_then(|s| s.append.as_ref().map(|a| a.clone_ref(py)));
-            if let Some(append) = append {
-                append.bind(py).call1((item,))?;
-                return Ok(());
-            }
+    /// The size, from the deque of `plain` or else through `_qsize`.
+    fn size_of(slf: &Bound<'_, Self>, plain: &Option<(Py<PyAny>, Py<PyAny>)>) -> PyResult<i64> {
+        match plain {
+            Some((items, _)) => Ok(items.bind(slf.py()).len()? as i64),
+            None => slf
+                .call_method0(pyo3::intern!(slf.py(), "_qsize"))?
+                .extract(),
         }
-        slf.call_method1(pyo3::intern!(py, "_put"), (item,))?;
-        Ok(())
-    }
-
-    fn get_item<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, PyAny>> {
-        let py = slf.py();
-        let this = slf.get();
-        if this.plain.load(Ordering::Relaxed) {
-            let popleft = this
-                .storage()
-                .as_ref()
-                .and_then(|s| s.popleft.as_ref().map(|p| p.clone_ref(py)));
-            if let Some(popleft) = popleft {
-                return popleft.bind(py).call0();
-            }
-        }
-        slf.call_method0(pyo3::intern!(py, "_get"))
     }
 
     /// Runs `f` holding `mutex`, as `with self.mutex:`.
@@ -305,12 +292,14 @@ impl QueueCore {
         timeout: Option<f64>,
     ) -> PyResult<()> {
         let block = truthy(block)?;
+        let py = slf.py();
         let this = slf.get();
         Self::locked(slf, |parts| {
+            let plain = this.plain(py, true);
             let maxsize = this.maxsize.load(Ordering::Relaxed);
             if maxsize > 0 {
                 if !block {
-                    if Self::size_now(slf)? >= maxsize {
+                    if Self::size_of(slf, &plain)? >= maxsize {
                         return Err(raise(slf, "_full_error"));
                     }
                 } else {
@@ -318,12 +307,15 @@ impl QueueCore {
                         slf,
                         &parts.not_full,
                         timeout,
-                        || Ok(Self::size_now(slf)? >= this.maxsize.load(Ordering::Relaxed)),
+                        || Ok(Self::size_of(slf, &plain)? >= this.maxsize.load(Ordering::Relaxed)),
                         || raise(slf, "_full_error"),
                     )?;
                 }
             }
-            Self::put_item(slf, item)?;
+            match &plain {
+                Some((_, append)) => append.bind(py).call1((item,))?,
+                None => slf.call_method1(pyo3::intern!(py, "_put"), (item,))?,
+            };
             this.unfinished.fetch_add(1, Ordering::Relaxed);
             parts.not_empty.get().wake(1);
             Ok(())
@@ -339,9 +331,11 @@ impl QueueCore {
         timeout: Option<f64>,
     ) -> PyResult<Bound<'py, PyAny>> {
         let block = truthy(block)?;
+        let py = slf.py();
         Self::locked(slf, |parts| {
+            let plain = slf.get().plain(py, false);
             if !block {
-                if Self::size_now(slf)? == 0 {
+                if Self::size_of(slf, &plain)? == 0 {
                     return Err(raise(slf, "_empty_error"));
                 }
             } else {
@@ -349,11 +343,14 @@ impl QueueCore {
                     slf,
                     &parts.not_empty,
                     timeout,
-                    || Ok(Self::size_now(slf)? == 0),
+                    || Ok(Self::size_of(slf, &plain)? == 0),
                     || raise(slf, "_empty_error"),
                 )?;
             }
-            let item = Self::get_item(slf)?;
+            let item = match &plain {
+                Some((_, popleft)) => popleft.bind(py).call0()?,
+                None => slf.call_method0(pyo3::intern!(py, "_get"))?,
+            };
             parts.not_full.get().wake(1);
             Ok(item)
         })
