@@ -84,8 +84,9 @@ test-valgrind: setup-tools
 # Optional, where a nightly toolchain exists (not part of `make test`: a fresh machine has
 # only stable). Unlike valgrind it runs the io_uring driver too.
 test-asan:
-	RUSTFLAGS="-Zsanitizer=address" CARGO_TARGET_DIR=target/asan \
-	    $(CARGO) +nightly test --target x86_64-unknown-linux-gnu --test cancel --test net \
+	RUSTFLAGS="-Zsanitizer=address -Cforce-frame-pointers=yes" CARGO_TARGET_DIR=target/asan \
+	LSAN_OPTIONS=suppressions=$(CURDIR)/runtime/lsan.supp \
+	    $(CARGO) +nightly test --target x86_64-unknown-linux-gnu --lib --test cancel --test net \
 	    --test scheduler --test fs
 
 # The Python layer, in both drivers. A missing redis-server or distributed is a failure,

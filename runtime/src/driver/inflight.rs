@@ -330,18 +330,36 @@ mod tests {
         assert_eq!(discards.load(Ordering::SeqCst), 1);
     }
 
+    /// Data with no heap allocation of its own (a zero-sized box), so that leaking it
+    /// leaks nothing a leak checker would report; it counts its discards and drops.
+    struct Unallocated;
+
+    static UNALLOCATED_DISCARDS: AtomicUsize = AtomicUsize::new(0);
+    static UNALLOCATED_DROPS: AtomicUsize = AtomicUsize::new(0);
+
+    impl Discard for Unallocated {
+        fn discard(self: Box<Self>, _: Completion) {
+            UNALLOCATED_DISCARDS.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    impl Drop for Unallocated {
+        fn drop(&mut self) {
+            UNALLOCATED_DROPS.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
     #[test]
     fn on_a_drained_table_abandoned_data_is_leaked_not_discarded() {
         let mut table = InFlightTable::default();
-        let discards = Arc::new(AtomicUsize::new(0));
         let ud = table.insert(Lifecycle::Submitted);
         table.close();
         assert!(matches!(
-            table.abandon(ud, Box::new(Data(discards.clone()))),
+            table.abandon(ud, Box::new(Unallocated)),
             Abandoned::Gone
         ));
-        assert_eq!(discards.load(Ordering::SeqCst), 0);
-        // Leaked: one strong reference is held by the forgotten box for ever.
-        assert_eq!(Arc::strong_count(&discards), 2);
+        // Neither discarded nor dropped: the kernel may still use what it owns.
+        assert_eq!(UNALLOCATED_DISCARDS.load(Ordering::SeqCst), 0);
+        assert_eq!(UNALLOCATED_DROPS.load(Ordering::SeqCst), 0);
     }
 }

@@ -18,6 +18,7 @@ use crate::task::{new_task, Header, JoinHandle, Task};
 mod countdown;
 mod home;
 mod hooks;
+mod owned;
 mod queue;
 mod registry;
 mod worker;
@@ -26,6 +27,7 @@ pub(crate) use countdown::Countdown;
 pub(crate) use home::{Home, HomeRef};
 pub(crate) use hooks::Hooks;
 pub use hooks::Wrapper;
+use owned::OwnedQueue;
 use queue::TaskQueue;
 use registry::Registry;
 pub(crate) use worker::run_worker;
@@ -50,7 +52,11 @@ pub(crate) fn bump(counter: &AtomicU64) {
 pub(crate) struct Executor {
     /// Worker index in its pool; `None` for a `block_on` caller.
     pub(crate) index: Option<usize>,
-    /// `Send` tasks; idle workers steal from here.
+    /// `Send` tasks this worker spawned or woke itself, without a lock; idle workers
+    /// steal half. Only this executor's thread pushes and pops.
+    pub(crate) owned: OwnedQueue,
+    /// `Send` tasks queued here by other threads (and `owned`'s overflow); idle workers
+    /// steal from here too.
     pub(crate) run_queue: TaskQueue,
     /// Tasks only this thread may run (`spawn_local`).
     pub(crate) local_queue: TaskQueue,
@@ -64,6 +70,7 @@ impl Executor {
     pub(crate) fn new(index: Option<usize>) -> Executor {
         Executor {
             index,
+            owned: OwnedQueue::default(),
             run_queue: TaskQueue::default(),
             local_queue: TaskQueue::default(),
             registry: Mutex::new(Registry::new()),
@@ -119,7 +126,12 @@ impl Executor {
     }
 
     pub(crate) fn has_queued(&self) -> bool {
-        !self.run_queue.is_empty() || !self.local_queue.is_empty()
+        !self.owned.is_empty() || !self.run_queue.is_empty() || !self.local_queue.is_empty()
+    }
+
+    /// Whether another worker could take work from here.
+    pub(crate) fn has_stealable(&self) -> bool {
+        !self.owned.is_empty() || !self.run_queue.is_empty()
     }
 }
 
@@ -223,7 +235,10 @@ impl Pool {
 
     pub(crate) fn schedule(&self, task: Task) {
         if let Some(index) = self.current_worker() {
-            self.workers[index].run_queue.push(task);
+            let worker = &self.workers[index];
+            // SAFETY: `current_worker` says this thread is worker `index`, the only
+            // thread that runs its loop and so the owner of its `owned` queue.
+            unsafe { worker.owned.push(task, &worker.run_queue) };
             self.notify_one();
             return;
         }

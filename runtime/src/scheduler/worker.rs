@@ -45,6 +45,7 @@ pub(crate) fn run_worker(
         executor,
         index,
         tick: 0,
+        batch: Vec::new(),
     };
     // Tasks run, and are dropped at shutdown, inside the embedder's wrapper.
     pool.hooks.around_worker(|| {
@@ -70,6 +71,8 @@ struct Worker {
     executor: Arc<Executor>,
     index: usize,
     tick: u32,
+    /// Tasks moved from `run_queue` to `owned` (kept to reuse its allocation).
+    batch: Vec<Task>,
 }
 
 impl Worker {
@@ -114,16 +117,29 @@ impl Worker {
                 return Some(task);
             }
         }
-        let own = if self.tick % 2 == 0 {
-            self.executor
-                .local_queue
-                .pop()
-                .or_else(|| self.executor.run_queue.pop())
-        } else {
-            self.executor
+        let executor = &self.executor;
+        let batch = &mut self.batch;
+        // SAFETY: this is the worker's own thread, the owner of its `owned` queue.
+        let owned = || unsafe { executor.owned.pop() };
+        let mut remote = || {
+            // One lock for a run of tasks: the rest wait in `owned`, still stealable.
+            executor
                 .run_queue
-                .pop()
-                .or_else(|| self.executor.local_queue.pop())
+                .pop_batch(executor.owned.room() + 1, batch);
+            let mut tasks = batch.drain(..);
+            let first = tasks.next();
+            for task in tasks {
+                // SAFETY: as above; `room` said they fit, so none goes back.
+                unsafe { executor.owned.push(task, &executor.run_queue) };
+            }
+            first
+        };
+        let local = || executor.local_queue.pop();
+        // Each source goes first in turn, so none starves behind a busy other.
+        let own = match self.tick % 3 {
+            0 => owned().or_else(remote).or_else(local),
+            1 => remote().or_else(local).or_else(owned),
+            _ => local().or_else(owned).or_else(remote),
         };
         own.or_else(|| self.take_from_injector())
     }
@@ -150,11 +166,24 @@ impl Worker {
         Some(task)
     }
 
-    /// Moves half of the fullest-looking other worker's queue here.
+    /// Moves half of the first other worker's queue that has work here (its own queue
+    /// first, then what others queued on it).
     fn steal(&mut self) -> bool {
         let workers = &self.pool.workers;
+        let mut taken = Vec::new();
         for offset in 1..workers.len() {
             let victim = &workers[(self.index + offset) % workers.len()];
+            if victim.owned.steal_half(&mut taken) > 0 {
+                self.executor
+                    .counters
+                    .stolen
+                    .fetch_add(taken.len() as u64, Ordering::Relaxed);
+                for task in taken {
+                    // SAFETY: this is the worker's own thread, the owner of `owned`.
+                    unsafe { self.executor.owned.push(task, &self.executor.run_queue) };
+                }
+                return true;
+            }
             let available = victim.run_queue.len();
             if available == 0 {
                 continue;
@@ -188,7 +217,7 @@ impl Worker {
                 .pool
                 .workers
                 .iter()
-                .any(|worker| !worker.run_queue.is_empty())
+                .any(|worker| worker.has_stealable())
     }
 
     fn park(&mut self) {
@@ -241,6 +270,8 @@ impl Worker {
                 std::mem::forget(task);
             }
         }
+        // SAFETY: this is the worker's own thread, the owner of `owned`.
+        while unsafe { self.executor.owned.pop() }.is_some() {}
         while self.executor.run_queue.pop().is_some() {}
         while self.executor.local_queue.pop().is_some() {}
         if self.index == 0 {
