@@ -1,10 +1,12 @@
 //! A worker's own queue: the tasks it spawned or woke itself, in a fixed ring that only
 //! it pushes to and pops from without a lock, and from which an idle worker steals half.
 //!
-//! A spawn from a worker is the hot path of a task-heavy program; through the locked
-//! [`TaskQueue`] it cost two lock round trips (push and pop) and two sequentially
+//! A wake-up or spawn on a worker is the hot path of a task-heavy program; through the
+//! locked [`TaskQueue`] it cost two lock round trips (push and pop) and two sequentially
 //! consistent stores per task. Here the owner's push is a plain store and a release,
-//! its pop one compare-and-swap, and a stealer claims a whole run of tasks with one.
+//! its pop one compare-and-swap, and a stealer claims a whole run of tasks with one. A
+//! burst beyond the ring's size goes to the locked queue, as before, and so does what
+//! comes after it until that queue drains: the worker runs its tasks in FIFO order.
 //!
 //! The head is two indices in one word: `real`, the next task the owner pops, and
 //! `steal`, the start of a run a stealer has claimed but not yet copied out (equal to
@@ -71,66 +73,23 @@ impl OwnedQueue {
         self.len() == 0
     }
 
-    /// Free slots (exact for the owner, which alone adds tasks).
-    pub(crate) fn room(&self) -> usize {
-        let (steal, _) = unpack(self.head.load(Ordering::Acquire));
-        (CAPACITY - self.tail.load(Ordering::Relaxed).wrapping_sub(steal)) as usize
-    }
-
-    /// Queues `task` at the back; when the ring is full, half of it and `task` go to
-    /// `overflow`, where other workers find them too.
+    /// Queues `task` at the back. When the ring is full, or `overflow` (the locked
+    /// queue, popped after the ring) holds tasks already, it goes there instead: behind
+    /// every task queued before it, so that the owner runs them in order.
     ///
     /// # Safety
     /// Only the queue's owner (one thread for the queue's life) calls `push` and `pop`.
     pub(crate) unsafe fn push(&self, task: Task, overflow: &TaskQueue) {
-        loop {
-            let tail = self.tail.load(Ordering::Relaxed);
-            let (steal, real) = unpack(self.head.load(Ordering::Acquire));
-            if tail.wrapping_sub(steal) < CAPACITY {
-                // SAFETY: the slot is past every claimed or queued one (the check above),
-                // so nobody reads it; the owner is the only writer.
-                unsafe { (*self.slots[(tail & MASK) as usize].get()).write(task) };
-                self.tail.store(tail.wrapping_add(1), Ordering::Release);
-                return;
-            }
-            if steal != real {
-                // A steal is freeing room right now; this one task goes to the overflow.
-                overflow.push(task);
-                return;
-            }
-            // SAFETY: the owner's call (our caller's contract), no steal under way.
-            unsafe { self.spill_half(real, tail, overflow) };
-        }
-    }
-
-    /// Moves the older half of a full ring to `overflow` with one claim.
-    ///
-    /// # Safety
-    /// The owner only, with `real` and `tail` just read and no steal under way.
-    unsafe fn spill_half(&self, real: u32, tail: u32, overflow: &TaskQueue) {
-        let n = tail.wrapping_sub(real) / 2;
-        let claimed = pack(real.wrapping_add(n), real.wrapping_add(n));
-        if self
-            .head
-            .compare_exchange(
-                pack(real, real),
-                claimed,
-                Ordering::AcqRel,
-                Ordering::Acquire,
-            )
-            .is_err()
-        {
-            // A stealer got in first; the caller looks at the ring again.
+        let tail = self.tail.load(Ordering::Relaxed);
+        let (steal, _) = unpack(self.head.load(Ordering::Acquire));
+        if tail.wrapping_sub(steal) >= CAPACITY || !overflow.is_empty() {
+            overflow.push(task);
             return;
         }
-        let mut moved = Vec::with_capacity(n as usize);
-        for i in 0..n {
-            let index = real.wrapping_add(i) & MASK;
-            // SAFETY: the claim took these slots out of the queue for us alone, and the
-            // owner (us) writes none of them before this loop ends.
-            moved.push(unsafe { (*self.slots[index as usize].get()).assume_init_read() });
-        }
-        overflow.push_all(moved);
+        // SAFETY: the slot is past every claimed or queued one (the check above), so
+        // nobody reads it; the owner is the only writer.
+        unsafe { (*self.slots[(tail & MASK) as usize].get()).write(task) };
+        self.tail.store(tail.wrapping_add(1), Ordering::Release);
     }
 
     /// Takes the task at the front.
@@ -247,9 +206,9 @@ mod tests {
     }
 
     #[test]
-    fn the_owner_pops_in_push_order_and_a_full_ring_spills_half() {
+    fn the_owner_pops_in_push_order_and_a_full_ring_overflows() {
         let executor = Arc::new(Executor::new(None));
-        let made = tasks(&executor, CAPACITY as usize + 1);
+        let made = tasks(&executor, CAPACITY as usize + 3);
         let order: Vec<*const _> = made.iter().map(|t| t.header() as *const _).collect();
         let queue = OwnedQueue::default();
         let overflow = TaskQueue::default();
@@ -257,18 +216,17 @@ mod tests {
             // SAFETY: this thread is the queue's only user.
             unsafe { queue.push(task, &overflow) };
         }
-        // The older half went to the overflow; the last task found room in the ring.
-        assert_eq!(overflow.len(), CAPACITY as usize / 2);
-        assert_eq!(queue.len(), CAPACITY as usize / 2 + 1);
+        assert_eq!(queue.len(), CAPACITY as usize);
+        assert_eq!(overflow.len(), 3);
         let mut seen = Vec::new();
-        while let Some(task) = overflow.pop() {
-            seen.push(task.header() as *const _);
-        }
         // SAFETY: as above.
         while let Some(task) = unsafe { queue.pop() } {
             seen.push(task.header() as *const _);
         }
-        assert_eq!(seen, order, "overflow then ring: push order kept");
+        while let Some(task) = overflow.pop() {
+            seen.push(task.header() as *const _);
+        }
+        assert_eq!(seen, order, "the ring, then the overflow: push order kept");
         finish(&executor);
     }
 

@@ -31,13 +31,6 @@ impl TaskQueue {
         self.len.store(tasks.len(), Ordering::SeqCst);
     }
 
-    /// Queues `tasks` in order under one lock.
-    pub(crate) fn push_all(&self, tasks: Vec<Task>) {
-        let mut queue = self.tasks.lock().unwrap();
-        queue.extend(tasks);
-        self.len.store(queue.len(), Ordering::SeqCst);
-    }
-
     pub(crate) fn pop(&self) -> Option<Task> {
         if self.is_empty() {
             return None;
@@ -49,20 +42,6 @@ impl TaskQueue {
             *tasks = VecDeque::new();
         }
         task
-    }
-
-    /// Moves up to `max` tasks from the front into `into` under one lock.
-    pub(crate) fn pop_batch(&self, max: usize, into: &mut Vec<Task>) {
-        if self.is_empty() {
-            return;
-        }
-        let mut tasks = self.tasks.lock().unwrap();
-        let n = max.min(tasks.len());
-        into.extend(tasks.drain(..n));
-        self.len.store(tasks.len(), Ordering::SeqCst);
-        if tasks.is_empty() && tasks.capacity() > KEEP_CAPACITY {
-            *tasks = VecDeque::new();
-        }
     }
 
     pub(crate) fn len(&self) -> usize {

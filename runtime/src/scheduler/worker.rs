@@ -45,7 +45,6 @@ pub(crate) fn run_worker(
         executor,
         index,
         tick: 0,
-        batch: Vec::new(),
     };
     // Tasks run, and are dropped at shutdown, inside the embedder's wrapper.
     pool.hooks.around_worker(|| {
@@ -71,8 +70,6 @@ struct Worker {
     executor: Arc<Executor>,
     index: usize,
     tick: u32,
-    /// Tasks moved from `run_queue` to `owned` (kept to reuse its allocation).
-    batch: Vec<Task>,
 }
 
 impl Worker {
@@ -118,28 +115,16 @@ impl Worker {
             }
         }
         let executor = &self.executor;
-        let batch = &mut self.batch;
         // SAFETY: this is the worker's own thread, the owner of its `owned` queue.
         let owned = || unsafe { executor.owned.pop() };
-        let mut remote = || {
-            // One lock for a run of tasks: the rest wait in `owned`, still stealable.
-            executor
-                .run_queue
-                .pop_batch(executor.owned.room() + 1, batch);
-            let mut tasks = batch.drain(..);
-            let first = tasks.next();
-            for task in tasks {
-                // SAFETY: as above; `room` said they fit, so none goes back.
-                unsafe { executor.owned.push(task, &executor.run_queue) };
-            }
-            first
-        };
+        let remote = || executor.run_queue.pop();
         let local = || executor.local_queue.pop();
-        // Each source goes first in turn, so none starves behind a busy other.
-        let own = match self.tick % 3 {
-            0 => owned().or_else(remote).or_else(local),
-            1 => remote().or_else(local).or_else(owned),
-            _ => local().or_else(owned).or_else(remote),
+        // The ring holds older tasks than the locked queue (see `OwnedQueue::push`); the
+        // local tasks go first every other turn, so neither kind starves the other.
+        let own = if self.tick % 2 == 0 {
+            local().or_else(owned).or_else(remote)
+        } else {
+            owned().or_else(remote).or_else(local)
         };
         own.or_else(|| self.take_from_injector())
     }
