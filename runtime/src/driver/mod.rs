@@ -43,10 +43,17 @@ pub(crate) enum Remote {
 /// Counters one driver keeps; read at any time from any thread.
 #[derive(Default, Debug)]
 pub struct DriverCounters {
+    // Written by the driver's own thread only (see `count`), read from anywhere.
     pub ops_submitted: AtomicU64,
     pub ops_completed: AtomicU64,
     pub ring_enters: AtomicU64,
     pub parks: AtomicU64,
+}
+
+/// Adds `n` to a counter only its driver's thread writes: a plain load and store, not an
+/// atomic read-modify-write per op.
+fn count(counter: &AtomicU64, n: u64) {
+    counter.store(counter.load(Ordering::Relaxed) + n, Ordering::Relaxed);
 }
 
 /// The part of a driver other threads may touch: the in-flight table (to poll or drop an
@@ -116,6 +123,8 @@ pub struct Driver {
     backend: Backend,
     wakers: Vec<Waker>,
     discards: Vec<(Box<dyn Discard>, Completion)>,
+    /// One turn's reaped completions (empty between turns).
+    completions: Vec<(u64, Completion)>,
 }
 
 thread_local! {
@@ -188,6 +197,7 @@ impl Driver {
             backend,
             wakers: Vec::new(),
             discards: Vec::new(),
+            completions: Vec::new(),
         })
     }
 
@@ -211,10 +221,7 @@ impl Driver {
     }
 
     fn submit_op<T: OpCode>(&mut self, data: &mut T) -> io::Result<Submitted> {
-        self.shared
-            .counters
-            .ops_submitted
-            .fetch_add(1, Ordering::Relaxed);
+        count(&self.shared.counters.ops_submitted, 1);
         match &mut self.backend {
             Backend::Uring(ring) => {
                 let entry = data.uring_entry();
@@ -232,10 +239,7 @@ impl Driver {
                 let submitted = fallback.submit(&self.shared, data.fallback());
                 if let Ok(Submitted::Done(_)) = submitted {
                     // Finished on the spot; it still counts as a completion.
-                    self.shared
-                        .counters
-                        .ops_completed
-                        .fetch_add(1, Ordering::Relaxed);
+                    count(&self.shared.counters.ops_completed, 1);
                 }
                 submitted
             }
@@ -268,10 +272,11 @@ impl Driver {
             wait.map(|_| Some(Duration::ZERO))
         };
         if wait.is_some() {
-            self.shared.counters.parks.fetch_add(1, Ordering::Relaxed);
+            count(&self.shared.counters.parks, 1);
         }
         let shared = self.shared.clone();
-        let mut completions = Vec::new();
+        // Kept across turns to reuse its allocation.
+        let mut completions = std::mem::take(&mut self.completions);
         let entered = match &mut self.backend {
             Backend::Uring(ring) => ring.submit_and_reap(wait, &mut completions)?,
             Backend::Fallback(fallback) => {
@@ -279,7 +284,7 @@ impl Driver {
             }
         };
         if entered {
-            shared.counters.ring_enters.fetch_add(1, Ordering::Relaxed);
+            count(&shared.counters.ring_enters, 1);
         }
         // Blocking-pool completions may have arrived while we waited.
         while let Some(request) = self.shared.remote.pop() {
@@ -290,7 +295,8 @@ impl Driver {
                 }
             }
         }
-        self.complete_all(completions);
+        self.complete_all(&mut completions);
+        self.completions = completions;
         self.fire_timers();
         Ok(self.wake_all())
     }
@@ -305,16 +311,16 @@ impl Driver {
     }
 
     /// Records a batch of completions under one lock of the in-flight table.
-    fn complete_all(&mut self, completions: Vec<(u64, Completion)>) {
+    fn complete_all(&mut self, completions: &mut Vec<(u64, Completion)>) {
         if completions.is_empty() {
             return;
         }
-        self.shared
-            .counters
-            .ops_completed
-            .fetch_add(completions.len() as u64, Ordering::Relaxed);
+        count(
+            &self.shared.counters.ops_completed,
+            completions.len() as u64,
+        );
         let mut ops = self.shared.ops.lock().unwrap();
-        for (user_data, completion) in completions {
+        for (user_data, completion) in completions.drain(..) {
             let (waker, discard) = ops.complete(user_data, completion);
             if let Some(waker) = waker {
                 self.wakers.push(waker);
@@ -326,10 +332,7 @@ impl Driver {
     }
 
     fn complete(&mut self, user_data: u64, completion: Completion) {
-        self.shared
-            .counters
-            .ops_completed
-            .fetch_add(1, Ordering::Relaxed);
+        count(&self.shared.counters.ops_completed, 1);
         let (waker, discard) = self
             .shared
             .ops
