@@ -385,3 +385,106 @@ def test_a_ring_write_keeps_the_process_posix_locks(loom: Loom, tmp_path: pathli
         assert probe() == "held"
         assert run(loom, lambda: os.pread(f.fileno(), 8, 0)) == b"x" * 8
         assert probe() == "held"
+
+
+# -- descriptors stay bounded ---------------------------------------------------------
+
+# Run in a child with a low descriptor limit: the pool's own descriptors (rings, eventfds)
+# count too, so the limit is what is open at the start plus ROOM.
+DESCRIPTOR_CHILD = r"""
+import errno, os, resource, sys, time
+import ringloom
+from ringloom.green import file as green_file
+
+ROOM, case, directory = int(sys.argv[1]), sys.argv[2], sys.argv[3]
+paths = [os.path.join(directory, name) for name in sorted(os.listdir(directory))]
+pool = ringloom.VirtualThreadPool(max_platform_threads=2)
+pool.submit(int).result()  # the runtime's own descriptors exist from here on
+start = len(os.listdir("/proc/self/fd"))
+soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+resource.setrlimit(resource.RLIMIT_NOFILE, (start + ROOM, hard))
+
+def hold_then_read(path):
+    with open(path, "rb") as f:
+        time.sleep(0.01)  # every call holds its file across a park
+        return f.read()
+
+if case == "map":
+    data = pool.map(hold_then_read, paths)
+    assert data == [p.encode() for p in paths], "every file read, in order"
+    print("ok", len(data))
+elif case == "none-of-ours":
+    green_file.DESCRIPTOR_WAIT = 3600.0  # a wait here would hang the test
+    spare = []
+    try:
+        while True:
+            spare.append(os.open(paths[0], os.O_RDONLY))
+    except OSError as err:
+        assert err.errno == errno.EMFILE
+    def try_open():
+        try:
+            open(paths[1], "rb").close()
+        except OSError as err:
+            return err.errno
+    print("errno", pool.submit(try_open).result(timeout=60))
+elif case == "deadline":
+    green_file.DESCRIPTOR_WAIT = 0.2
+    release = ringloom.Event()  # parks the holders
+    opened = []
+    def hold(path):
+        with open(path, "rb"):
+            opened.append(path)
+            release.wait()
+    holders = [pool.submit(hold, p) for p in paths[:ROOM - 2]]
+    while len(opened) < ROOM - 2:
+        time.sleep(0.01)
+    spare = []
+    try:
+        while True:  # none left after this
+            spare.append(os.open(paths[0], os.O_RDONLY))
+    except OSError as err:
+        assert err.errno == errno.EMFILE
+    def try_open():
+        try:
+            open(paths[-1], "rb").close()
+        except OSError as err:
+            return err.errno
+    result = pool.submit(try_open).result(timeout=60)
+    release.set()
+    for holder in holders:
+        holder.result(timeout=60)
+    print("errno", result)
+pool.shutdown()
+"""
+
+
+def run_descriptor_child(tmp_path: pathlib.Path, case: str, files: int, room: int) -> str:
+    for i in range(files):
+        path = tmp_path / f"f{i:05d}"
+        path.write_bytes(str(path).encode())
+    child = subprocess.run(
+        [sys.executable, "-c", DESCRIPTOR_CHILD, str(room), case, str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert child.returncode == 0, child.stderr
+    return child.stdout.strip().splitlines()[-1]
+
+
+def test_a_map_over_more_files_than_descriptors_waits_for_closes(
+    tmp_path: pathlib.Path,
+) -> None:
+    assert run_descriptor_child(tmp_path, "map", files=600, room=64) == "ok 600"
+
+
+def test_out_of_descriptors_with_none_of_ours_open_fails_at_once(
+    tmp_path: pathlib.Path,
+) -> None:
+    assert run_descriptor_child(tmp_path, "none-of-ours", files=2, room=16) == "errno 24"
+
+
+def test_out_of_descriptors_fails_after_the_wait_if_none_is_closed(
+    tmp_path: pathlib.Path,
+) -> None:
+    assert run_descriptor_child(tmp_path, "deadline", files=40, room=24) == "errno 24"

@@ -8,6 +8,12 @@ and whose opener opens through the ring. A call the kernel can finish without wa
 see ``src/file.rs``. Everywhere else ``open`` is the stock function, and a
 ``RingFileIO`` used from an OS thread does the stock calls.
 
+Descriptors stay bounded: an ``open`` in a virtual thread that fails with ``EMFILE`` or
+``ENFILE`` while files opened this way are open waits (parked) for one of them to be
+closed and tries again, up to ``DESCRIPTOR_WAIT`` seconds, then raises the error. So a
+``map`` over more files than the descriptor limit runs as many at once as the limit
+allows instead of failing; an ``open`` with none of ours open fails at once, as stock.
+
 Like a stock file, a file object is not meant to be read by two threads at once: a
 second virtual thread on the same worker that calls into a buffered file while another
 is parked inside it gets the stock ``RuntimeError`` ("reentrant call") instead of a
@@ -28,30 +34,85 @@ Example::
 from __future__ import annotations
 
 import builtins
+import errno
 import io
 import os
 import stat
+import time
 import warnings
 from typing import Any, Callable
 
-from ringloom import _native, monkey
+from ringloom import _fork, _native, monkey
 from ringloom.green._common import intercepting
 
-__all__ = ["RingFileIO", "open", "patch", "unpatch"]
+__all__ = ["DESCRIPTOR_WAIT", "RingFileIO", "open", "patch", "unpatch"]
 
 stock_open = io.open
 
 _MODE_CHARS = frozenset("axrwb+t")
 
+#: Seconds an ``open`` out of descriptors waits for one of ours to be closed, at most.
+DESCRIPTOR_WAIT = 30.0
+
+_OUT_OF_DESCRIPTORS = (errno.EMFILE, errno.ENFILE)
+
+
+class _Descriptors:
+    """The files ``RingFileIO`` holds open, and a condition a close notifies."""
+
+    def __init__(self) -> None:
+        self.closed = _native.Condition(_native.Lock())
+        self.open = 0
+        self.closes = 0
+
+    def opened(self) -> None:
+        with self.closed:
+            self.open += 1
+
+    def released(self) -> None:
+        with self.closed:
+            self.open -= 1
+            self.closes += 1
+            self.closed.notify()
+
+    def wait_for_a_close(self, deadline: float) -> bool:
+        """Parks until one of ours is closed: False if none is open or at ``deadline``."""
+        with self.closed:
+            seen = self.closes
+            while self.closes == seen:
+                left = deadline - time.monotonic()
+                if self.open == 0 or left <= 0:
+                    return False
+                self.closed.wait(left)
+        return True
+
+
+_descriptors = _Descriptors()
+
+
+@_fork.on_child
+def _reset_after_fork() -> None:
+    global _descriptors
+    count = _descriptors.open  # the inherited files are still open in the child
+    _descriptors = _Descriptors()  # a vanished thread may have held its lock
+    _descriptors.open = count
+
 
 def _ring_opener(path: Any, flags: int) -> int:
-    try:
-        return _native.file_open(os.fsencode(path), flags, 0o666)
-    except OSError as err:
-        if err.errno is None:
-            raise
-        # As stock: the error names the file (OSError picks the subclass by errno).
-        raise OSError(err.errno, os.strerror(err.errno), path) from None
+    deadline = None
+    while True:
+        try:
+            return _native.file_open(os.fsencode(path), flags, 0o666)
+        except OSError as err:
+            if err.errno is None:
+                raise
+            if err.errno in _OUT_OF_DESCRIPTORS and intercepting():
+                if deadline is None:
+                    deadline = time.monotonic() + DESCRIPTOR_WAIT
+                if _descriptors.wait_for_a_close(deadline):
+                    continue
+            # As stock: the error names the file (OSError picks the subclass by errno).
+            raise OSError(err.errno, os.strerror(err.errno), path) from None
 
 
 class RingFileIO(io.FileIO):
@@ -73,6 +134,10 @@ class RingFileIO(io.FileIO):
         opener: Callable[[str, int], int] | None = None,
     ) -> None:
         super().__init__(file, mode, closefd, opener if opener is not None else _ring_opener)
+        # Counted only when this object closes its descriptor itself.
+        self._counted = closefd
+        if closefd:
+            _descriptors.opened()
         try:
             regular = stat.S_ISREG(os.fstat(self.fileno()).st_mode)
         except OSError:
@@ -91,6 +156,15 @@ class RingFileIO(io.FileIO):
             return _native.file_readinto(self.fileno(), buffer)
         except BlockingIOError:
             return None
+
+    def close(self) -> None:
+        # Popped in one call, so that two closes release the count once.
+        counted = self.__dict__.pop("_counted", False)
+        try:
+            super().close()
+        finally:
+            if counted:
+                _descriptors.released()
 
     def read(self, size: int | None = -1, /) -> bytes | None:  # type: ignore[override]
         if not intercepting():
