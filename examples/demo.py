@@ -7,12 +7,18 @@ Two phases, each in its own ``VirtualThreadPool``:
    loopback HTTP server, ``--concurrency`` virtual threads at a time
    (``pool.map``). The server is a separate process (``--serve``): ringloom virtual
    threads written with the plain ``socket`` module, so the client's numbers (memory, OS
-   threads, GIL) are the client's alone. Every response is checked: status 200, the
-   expected length and the expected bytes.
-2. **Files.** ``--files`` files of 4-64 KiB are written to a temporary directory, hashed
-   once sequentially (the reference, and a baseline), then read with ``open()`` and hashed
-   with ``hashlib.blake2b`` in virtual threads; every hash must match. The files were
-   just written, so both passes read the page cache.
+   threads, GIL) are the client's alone. It waits ``--server-latency`` ms (default 20)
+   before each response, as a remote site would: a round trip within a continent takes
+   10-40 ms before the site does any work, and at 0 ms a loopback server measures only
+   the client's CPU, not what concurrency is for. Every response is checked: status 200,
+   the expected length and the expected bytes. The same ``requests.get`` also runs one
+   after another and through a default ``ThreadPoolExecutor()``, each for about a second
+   of requests, so the summary compares the three in one run.
+2. **Files.** ``--files`` files of 4-64 KiB are written to a temporary directory on disk
+   (not tmpfs), synced, and evicted from the page cache (``posix_fadvise(DONTNEED)``)
+   before each pass, so every pass reads the disk: sequentially (the reference hashes),
+   through a default ``ThreadPoolExecutor()``, and with ``open()`` in virtual threads;
+   every hash must match.
 
 A progress line (stderr, ``\\r``) is drawn by the main thread from ``pool.get_stats()``
 while a helper OS thread waits in ``pool.map``. The summary (stdout) gives wall time per
@@ -28,6 +34,7 @@ from __future__ import annotations
 
 import argparse
 import builtins
+import concurrent.futures
 import hashlib
 import itertools
 import json
@@ -52,6 +59,10 @@ sys.path.insert(
 from _harness import body_for, raise_nofile  # noqa: E402 - found through the path above
 
 FULL = {"requests": 10_000, "concurrency": 10_000, "files": 2_000}
+#: What a remote site's answer takes, at least: a round trip within a continent.
+DEFAULT_LATENCY_MS = 20.0
+#: How long each baseline (one after another, a thread pool) runs, about.
+BASELINE_SECONDS = 1.0
 QUICK = {"requests": 300, "concurrency": 300, "files": 60}
 
 
@@ -295,6 +306,42 @@ def hash_file(path: str) -> str:
         return hashlib.blake2b(f.read()).hexdigest()
 
 
+def disk_directory() -> str:
+    """A new temporary directory on a disk-backed file system: /var/tmp when the
+    default temporary directory is tmpfs (which has no disk to read from)."""
+    base = tempfile.gettempdir()
+    if _fs_type(base) == "tmpfs" and os.path.isdir("/var/tmp"):
+        base = "/var/tmp"
+    return tempfile.mkdtemp(prefix="ringloom-demo-", dir=base)
+
+
+def _fs_type(path: str) -> str:
+    """The file system type of the mount holding ``path`` (from /proc/mounts)."""
+    path = os.path.realpath(path)
+    best, kind = "", "unknown"
+    try:
+        with open("/proc/mounts") as mounts:
+            for line in mounts:
+                fields = line.split()
+                if len(fields) > 2 and (path + "/").startswith(fields[1].rstrip("/") + "/"):
+                    if len(fields[1]) > len(best):
+                        best, kind = fields[1], fields[2]
+    except OSError:
+        pass
+    return kind
+
+
+def evict(paths: list[str]) -> None:
+    """Drops the files' pages from the page cache (they are clean: synced after writing),
+    so the next read goes to the disk."""
+    for path in paths:
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+        finally:
+            os.close(fd)
+
+
 def make_files(directory: str, count: int, seed: int = 7) -> tuple[list[str], int]:
     rng = random.Random(seed)
     paths, total = [], 0
@@ -305,6 +352,7 @@ def make_files(directory: str, count: int, seed: int = 7) -> tuple[list[str], in
             f.write(rng.randbytes(size))
         paths.append(path)
         total += size
+    os.sync()  # written back, so that eviction can drop every page
     return paths, total
 
 
@@ -361,10 +409,11 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument(
         "--server-latency",
         type=float,
-        default=0.0,
+        default=DEFAULT_LATENCY_MS,
         metavar="MS",
-        help="milliseconds the server waits before each response, to stand for a remote "
-        "server (default 0: loopback speed)",
+        help="milliseconds the server waits before each response, as a remote site "
+        f"would (default {DEFAULT_LATENCY_MS:g}: a round trip within a continent; "
+        "0: loopback speed)",
     )
     parser.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -416,11 +465,22 @@ def main(argv: list[str] | None = None) -> int:
     # another on this (stock, not intercepted) thread. requests' own CPU cost per call
     # runs under the one GIL either way.
     latency = args.server_latency / 1000
-    baseline_n = min(args.requests, 200 if latency == 0 else max(3, int(1.0 / latency)))
+    # About BASELINE_SECONDS of requests each (a loop at 20 ms does 50 a second).
+    per_second = 1 / latency if latency > 0 else 200
+    baseline_n = min(args.requests, max(3, int(BASELINE_SECONDS * per_second)))
     fetch = make_fetch(base)
     t0 = time.perf_counter()
     failures.extend(r for r in map(fetch, range(baseline_n)) if r is not None)
     baseline_seconds = time.perf_counter() - t0
+    # The same calls through the standard library's thread pool, at its default size.
+    with concurrent.futures.ThreadPoolExecutor() as threads:
+        tpe_workers = threads._max_workers
+        tpe_n = min(
+            args.requests, max(3 * tpe_workers, int(tpe_workers * BASELINE_SECONDS * per_second))
+        )
+        t0 = time.perf_counter()
+        failures.extend(r for r in threads.map(fetch, range(tpe_n)) if r is not None)
+        tpe_seconds = time.perf_counter() - t0
     http = Phase("http", "req")
     try:
         with VirtualThreadPool(
@@ -440,14 +500,27 @@ def main(argv: list[str] | None = None) -> int:
     http_ok = len(http.results) - len(bad)
 
     # -- phase 2: files --
-    directory = tempfile.mkdtemp(prefix="ringloom-demo-")
+    directory = disk_directory()
+    fs_type = _fs_type(directory)
     try:
         t0 = time.perf_counter()
         paths, total_bytes = make_files(directory, args.files)
         gen_seconds = time.perf_counter() - t0
+        evict(paths)
         t0 = time.perf_counter()
         reference = [hash_file(p) for p in paths]
         seq_seconds = time.perf_counter() - t0
+        evict(paths)
+        with concurrent.futures.ThreadPoolExecutor() as threads:
+            t0 = time.perf_counter()
+            by_threads = list(threads.map(hash_file, paths))
+            files_tpe_seconds = time.perf_counter() - t0
+        failures.extend(
+            f"file {p}: thread pool hash differs"
+            for p, got, want in zip(paths, by_threads, reference)
+            if got != want
+        )
+        evict(paths)
         files = Phase("files", "file")
         with VirtualThreadPool(
             max_platform_threads=args.workers, max_virtual_threads=args.concurrency
@@ -470,6 +543,17 @@ def main(argv: list[str] | None = None) -> int:
     def rate(n: int, seconds: float) -> float:
         return n / seconds if seconds > 0 else 0.0
 
+    def times(ours: float, theirs: float) -> str:
+        return f"{ours / theirs:.1f}x" if theirs > 0 else "n/a"
+
+    http_rate = rate(args.requests, http.seconds)
+    files_rate = rate(args.files, files.seconds)
+    cold = (
+        "evicted from the page cache before each pass"
+        if fs_type != "tmpfs"
+        else "on tmpfs: every pass reads memory"
+    )
+
     mib = total_bytes / (1 << 20)
     open_note = (
         "open() is intercepted: cached reads run at once, reads that must wait park"
@@ -489,7 +573,9 @@ def main(argv: list[str] | None = None) -> int:
             f"{args.requests} requests (plain requests.get, one connection each), "
             f"{args.concurrency} at once, server latency {args.server_latency:g} ms: "
             f"{http.seconds:.2f} s, "
-            f"{rate(args.requests, http.seconds):.0f} requests/s; "
+            f"{http_rate:.0f} requests/s "
+            f"({times(http_rate, rate(tpe_n, tpe_seconds))} the thread pool, "
+            f"{times(http_rate, rate(baseline_n, baseline_seconds))} one after another); "
             f"{http_ok}/{args.requests} verified (status 200, length, bytes); "
             f"peak {http.peak_active} running, {http.peak_parked} parked",
         ),
@@ -497,6 +583,11 @@ def main(argv: list[str] | None = None) -> int:
             "http baseline",
             f"{baseline_n} requests.get one after another on the main thread (no pool): "
             f"{baseline_seconds:.2f} s, {rate(baseline_n, baseline_seconds):.0f} requests/s",
+        ),
+        (
+            "http threads",
+            f"{tpe_n} requests.get through ThreadPoolExecutor() (default max_workers="
+            f"{tpe_workers}): {tpe_seconds:.2f} s, {rate(tpe_n, tpe_seconds):.0f} requests/s",
         ),
         ("http pool", _pool_line(http.stats) + " (1 warm-up task included)"),
         (
@@ -507,15 +598,23 @@ def main(argv: list[str] | None = None) -> int:
         (
             "files",
             f"{args.files} files, {mib:.1f} MiB: {files.seconds:.2f} s, "
-            f"{rate(args.files, files.seconds):.0f} files/s, "
-            f"{mib / files.seconds if files.seconds > 0 else 0.0:.0f} MiB/s; "
+            f"{files_rate:.0f} files/s, "
+            f"{mib / files.seconds if files.seconds > 0 else 0.0:.0f} MiB/s "
+            f"({times(files_rate, rate(args.files, files_tpe_seconds))} the thread pool, "
+            f"{times(files_rate, rate(args.files, seq_seconds))} sequential); "
             f"{files_ok}/{args.files} hashes match the sequential pass",
         ),
         (
             "files baseline",
             f"sequential (no pool): {seq_seconds:.2f} s, "
-            f"{rate(args.files, seq_seconds):.0f} files/s; written in {gen_seconds:.2f} s, "
-            f"read from the page cache; {open_note}",
+            f"{rate(args.files, seq_seconds):.0f} files/s; written and synced in "
+            f"{gen_seconds:.2f} s ({fs_type}), {cold}; {open_note}",
+        ),
+        (
+            "files threads",
+            f"ThreadPoolExecutor() (default max_workers={tpe_workers}): "
+            f"{files_tpe_seconds:.2f} s, {rate(args.files, files_tpe_seconds):.0f} files/s; "
+            "hashes match",
         ),
         ("files pool", _pool_line(files.stats)),
         (

@@ -20,10 +20,12 @@ SUMMARY_KEYS = (
     "driver:",
     "http:",
     "http baseline:",
+    "http threads:",
     "http pool:",
     "server:",
     "files:",
     "files baseline:",
+    "files threads:",
     "files pool:",
     "peak memory:",
     "OS threads:",
@@ -57,6 +59,9 @@ def test_demo_quick(driver: str | None) -> None:
     assert "result:          OK" in proc.stdout
     assert f"{demo.QUICK['requests']}/{demo.QUICK['requests']} verified" in proc.stdout
     assert f"{demo.QUICK['files']}/{demo.QUICK['files']} hashes match" in proc.stdout
+    # The same work through a thread pool and one after another, in the same run.
+    assert "the thread pool" in proc.stdout and "one after another)" in proc.stdout
+    assert f"server latency {demo.DEFAULT_LATENCY_MS:g} ms" in proc.stdout
     if driver == "fallback":
         assert "driver:          fallback" in proc.stdout
     assert "\r" in proc.stderr or "http  [" in proc.stderr  # the progress line
@@ -127,3 +132,48 @@ def test_bodies_differ_in_length_and_content() -> None:
     assert len({len(b) for b in bodies}) > 40
     assert all(256 <= len(b) < 4096 for b in bodies)
     assert demo.body_for(7).startswith(b"00000007|")
+
+
+def resident_pages(path: str) -> int:
+    """Pages of ``path`` in the page cache now (``mincore`` over a shared mapping)."""
+    import ctypes
+    import mmap
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.mmap.restype = ctypes.c_void_p
+    libc.mmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int]
+    libc.mmap.argtypes += [ctypes.c_int, ctypes.c_long]
+    libc.mincore.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_char_p]
+    libc.munmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t]
+    size = os.path.getsize(path)
+    pages = (size + mmap.PAGESIZE - 1) // mmap.PAGESIZE
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        addr = libc.mmap(None, size, mmap.PROT_READ, mmap.MAP_SHARED, fd, 0)
+        assert addr not in (None, ctypes.c_void_p(-1).value), ctypes.get_errno()
+        try:
+            vec = ctypes.create_string_buffer(pages)
+            assert libc.mincore(addr, size, vec) == 0, ctypes.get_errno()
+            return sum(byte & 1 for byte in vec.raw)
+        finally:
+            libc.munmap(addr, size)
+    finally:
+        os.close(fd)
+
+
+def test_the_file_phase_reads_from_disk() -> None:
+    directory = demo.disk_directory()
+    try:
+        assert demo._fs_type(directory) != "tmpfs"
+        paths, _ = demo.make_files(directory, 4)
+        for path in paths:
+            with open(path, "rb") as f:
+                f.read()
+        assert all(resident_pages(p) > 0 for p in paths)
+        demo.evict(paths)
+        assert [resident_pages(p) for p in paths] == [0] * len(paths)
+    finally:
+        import shutil
+
+        shutil.rmtree(directory, ignore_errors=True)
+    assert demo._fs_type("/proc/self") == "proc"
