@@ -3,8 +3,9 @@
 //!
 //! A queued task costs one word here (a `SegQueue<Task>` slot takes two), and a queue
 //! can hold a million tasks after a burst of spawns. The lock is held for a push or a
-//! pop only, and is almost always uncontended: a worker's queue is pushed by that
-//! worker, by wake-ups from other threads, and popped by the worker and by a stealer.
+//! pop only, and is almost always uncontended: a worker's locked queue takes what other
+//! threads queue on it and what overflows its own ring (`owned.rs`), and is popped by
+//! the worker and by a stealer; the injector is one of these too.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicUsize, Ordering};
