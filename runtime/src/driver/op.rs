@@ -8,6 +8,7 @@
 use std::future::Future;
 use std::io;
 use std::os::fd::RawFd;
+use std::panic::{self, AssertUnwindSafe};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
@@ -167,20 +168,25 @@ impl<T: OpCode> Future for Op<T> {
             }
             State::Done(completion) => *completion,
             State::InFlight { driver, user_data } => {
-                // A waker is cloned with the table unlocked: a clone that panics must not
-                // poison the table every op of the ring goes through.
+                let mut ops = driver.ops.lock().unwrap();
                 let mut clone: Option<Waker> = None;
                 loop {
-                    let polled =
-                        driver
-                            .ops
-                            .lock()
-                            .unwrap()
-                            .poll(*user_data, cx.waker(), &mut clone);
-                    match polled {
+                    match ops.poll(*user_data, cx.waker(), &mut clone) {
                         Polled::Ready(completion) => break completion,
                         Polled::Pending => return Poll::Pending,
-                        Polled::NeedsWaker => clone = Some(cx.waker().clone()),
+                        Polled::NeedsWaker => {
+                            // Cloned under the lock (one lock per wait, not two). A
+                            // foreign waker's clone that panics must not poison the table
+                            // every op of the ring goes through: the panic resumes only
+                            // once the guard is dropped.
+                            match panic::catch_unwind(AssertUnwindSafe(|| cx.waker().clone())) {
+                                Ok(waker) => clone = Some(waker),
+                                Err(payload) => {
+                                    drop(ops);
+                                    panic::resume_unwind(payload);
+                                }
+                            }
+                        }
                     }
                 }
             }
