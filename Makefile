@@ -87,7 +87,7 @@ test-asan:
 	RUSTFLAGS="-Zsanitizer=address -Cforce-frame-pointers=yes" CARGO_TARGET_DIR=target/asan \
 	LSAN_OPTIONS=suppressions=$(CURDIR)/runtime/lsan.supp \
 	    $(CARGO) +nightly test --target x86_64-unknown-linux-gnu --lib --test cancel --test net \
-	    --test scheduler --test fs
+	    --test scheduler --test fs --test op_waker
 
 # The Python layer, in both drivers. A missing redis-server or distributed is a failure,
 # not a skip.
