@@ -20,14 +20,11 @@ Two phases, each in its own ``VirtualThreadPool``:
    through a default ``ThreadPoolExecutor()``, and with ``open()`` in virtual threads;
    every hash must match.
 
-A progress line (stderr, ``\\r``) is drawn by the main thread from ``pool.get_stats()``
-while a helper OS thread waits in ``pool.map``. The summary (stdout) gives wall time per
-phase, requests/s and files/s, peak RSS (``ru_maxrss``), OS threads at peak
-(``/proc/self/task``) and the pools' stats. Exit status 1 on any failed check.
-
-The response bodies and the descriptor-limit helper are the benchmarks' own
-(``benches/python/_harness.py``): the demo's server answers what the scrape benchmark's
-server answers.
+A progress line (stderr) is drawn from ``pool.get_stats()`` while a helper thread waits
+in ``pool.map``; the summary (stdout) gives each phase's rates beside its baselines, peak
+RSS, OS threads at peak and the pools' stats. Exit status 1 on any failed check. The
+bodies, the descriptor limit and the file-cache helpers are the benchmarks' own
+(``benches/python/_harness.py``).
 """
 
 from __future__ import annotations
@@ -45,7 +42,6 @@ import shutil
 import socket
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from typing import Any, Callable
@@ -56,7 +52,13 @@ from ringloom.virtual_thread import DEFAULT_PLATFORM_THREADS, VirtualThreadPool
 sys.path.insert(
     0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "benches", "python")
 )
-from _harness import body_for, raise_nofile  # noqa: E402 - found through the path above
+from _harness import (  # noqa: E402 - found through the path above
+    body_for,
+    disk_directory,
+    evict,
+    fs_type,
+    raise_nofile,
+)
 
 FULL = {"requests": 10_000, "concurrency": 10_000, "files": 2_000}
 #: What a remote site's answer takes, at least: a round trip within a continent.
@@ -66,7 +68,7 @@ BASELINE_SECONDS = 1.0
 QUICK = {"requests": 300, "concurrency": 300, "files": 60}
 
 
-# -- the bodies both sides agree on --------------------------------------------------
+# -- process facts ---------------------------------------------------------------------
 
 
 def _threads() -> list[str]:
@@ -306,42 +308,6 @@ def hash_file(path: str) -> str:
         return hashlib.blake2b(f.read()).hexdigest()
 
 
-def disk_directory() -> str:
-    """A new temporary directory on a disk-backed file system: /var/tmp when the
-    default temporary directory is tmpfs (which has no disk to read from)."""
-    base = tempfile.gettempdir()
-    if _fs_type(base) == "tmpfs" and os.path.isdir("/var/tmp"):
-        base = "/var/tmp"
-    return tempfile.mkdtemp(prefix="ringloom-demo-", dir=base)
-
-
-def _fs_type(path: str) -> str:
-    """The file system type of the mount holding ``path`` (from /proc/mounts)."""
-    path = os.path.realpath(path)
-    best, kind = "", "unknown"
-    try:
-        with open("/proc/mounts") as mounts:
-            for line in mounts:
-                fields = line.split()
-                if len(fields) > 2 and (path + "/").startswith(fields[1].rstrip("/") + "/"):
-                    if len(fields[1]) > len(best):
-                        best, kind = fields[1], fields[2]
-    except OSError:
-        pass
-    return kind
-
-
-def evict(paths: list[str]) -> None:
-    """Drops the files' pages from the page cache (they are clean: synced after writing),
-    so the next read goes to the disk."""
-    for path in paths:
-        fd = os.open(path, os.O_RDONLY)
-        try:
-            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
-        finally:
-            os.close(fd)
-
-
 def make_files(directory: str, count: int, seed: int = 7) -> tuple[list[str], int]:
     rng = random.Random(seed)
     paths, total = [], 0
@@ -358,18 +324,9 @@ def make_files(directory: str, count: int, seed: int = 7) -> tuple[list[str], in
 
 def _pool_line(stats: dict[str, Any]) -> str:
     keys = (
-        "driver",
-        "platform_threads",
-        "completed_threads",
-        "failed",
-        "parks",
-        "ops_submitted",
-        "ops_completed",
-        "ring_enters",
-        "polls",
-        "tasks_stolen",
-        "blocking_threads",
-    )
+        "driver platform_threads completed_threads failed parks ops_submitted ops_completed "
+        "ring_enters polls tasks_stolen blocking_threads"
+    ).split()
     return ", ".join(f"{k} {stats[k]}" for k in keys if k in stats)
 
 
@@ -501,7 +458,7 @@ def main(argv: list[str] | None = None) -> int:
 
     # -- phase 2: files --
     directory = disk_directory()
-    fs_type = _fs_type(directory)
+    file_system = fs_type(directory)
     try:
         t0 = time.perf_counter()
         paths, total_bytes = make_files(directory, args.files)
@@ -550,7 +507,7 @@ def main(argv: list[str] | None = None) -> int:
     files_rate = rate(args.files, files.seconds)
     cold = (
         "evicted from the page cache before each pass"
-        if fs_type != "tmpfs"
+        if file_system != "tmpfs"
         else "on tmpfs: every pass reads memory"
     )
 
@@ -608,7 +565,7 @@ def main(argv: list[str] | None = None) -> int:
             "files baseline",
             f"sequential (no pool): {seq_seconds:.2f} s, "
             f"{rate(args.files, seq_seconds):.0f} files/s; written and synced in "
-            f"{gen_seconds:.2f} s ({fs_type}), {cold}; {open_note}",
+            f"{gen_seconds:.2f} s ({file_system}), {cold}; {open_note}",
         ),
         (
             "files threads",

@@ -13,6 +13,7 @@ import json
 import os
 import resource
 import sys
+import tempfile
 import time
 from typing import Any, Callable
 
@@ -107,6 +108,42 @@ class Watcher:
         while not self._stopped and time.monotonic() < deadline:
             self._sleep(self.interval / 4)
         return self.peak - 1
+
+
+def disk_directory() -> str:
+    """A new temporary directory on a disk-backed file system: /var/tmp when the
+    default temporary directory is tmpfs (which has no disk to read from)."""
+    base = tempfile.gettempdir()
+    if fs_type(base) == "tmpfs" and os.path.isdir("/var/tmp"):
+        base = "/var/tmp"
+    return tempfile.mkdtemp(prefix="ringloom-demo-", dir=base)
+
+
+def fs_type(path: str) -> str:
+    """The file system type of the mount holding ``path`` (from /proc/mounts)."""
+    path = os.path.realpath(path)
+    best, kind = "", "unknown"
+    try:
+        with open("/proc/mounts") as mounts:
+            for line in mounts:
+                fields = line.split()
+                if len(fields) > 2 and (path + "/").startswith(fields[1].rstrip("/") + "/"):
+                    if len(fields[1]) > len(best):
+                        best, kind = fields[1], fields[2]
+    except OSError:
+        pass
+    return kind
+
+
+def evict(paths: list[str]) -> None:
+    """Drops the files' pages from the page cache (they are clean: synced after writing),
+    so the next read goes to the disk."""
+    for path in paths:
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+        finally:
+            os.close(fd)
 
 
 def versions(*modules: str) -> dict[str, str]:

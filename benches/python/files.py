@@ -67,12 +67,7 @@ def drop_cache(paths: list[str]) -> str:
         return "drop_caches=1 after sync"
     except OSError:
         pass
-    for path in paths:
-        fd = os.open(path, os.O_RDONLY)
-        try:
-            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
-        finally:
-            os.close(fd)
+    h.evict(paths)
     return "posix_fadvise DONTNEED per file (drop_caches refused)"
 
 

@@ -164,7 +164,7 @@ def resident_pages(path: str) -> int:
 def test_the_file_phase_reads_from_disk() -> None:
     directory = demo.disk_directory()
     try:
-        assert demo._fs_type(directory) != "tmpfs"
+        assert demo.fs_type(directory) != "tmpfs"
         paths, _ = demo.make_files(directory, 4)
         for path in paths:
             with open(path, "rb") as f:
@@ -176,4 +176,4 @@ def test_the_file_phase_reads_from_disk() -> None:
         import shutil
 
         shutil.rmtree(directory, ignore_errors=True)
-    assert demo._fs_type("/proc/self") == "proc"
+    assert demo.fs_type("/proc/self") == "proc"
