@@ -258,25 +258,15 @@ impl Condition {
 
     fn __enter__(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
         let lock = self.lock.bind(py);
-        match self.kind {
-            Kind::RLock => Ok(lock
-                .cast::<RLock>()?
-                .get()
-                .enter(py)?
-                .into_pyobject(py)?
-                .to_owned()
-                .into_any()
-                .unbind()),
-            Kind::Lock => Ok(lock
-                .cast::<Lock>()?
-                .get()
-                .enter(py)?
-                .into_pyobject(py)?
-                .to_owned()
-                .into_any()
-                .unbind()),
-            Kind::Other => Ok(lock.call_method0(pyo3::intern!(py, "__enter__"))?.unbind()),
-        }
+        let entered = match self.kind {
+            Kind::RLock => lock.cast::<RLock>()?.get().enter(py)?,
+            Kind::Lock => lock.cast::<Lock>()?.get().enter(py)?,
+            Kind::Other => return Ok(lock.call_method0(pyo3::intern!(py, "__enter__"))?.unbind()),
+        };
+        Ok(pyo3::types::PyBool::new(py, entered)
+            .to_owned()
+            .into_any()
+            .unbind())
     }
 
     #[pyo3(signature = (*args))]

@@ -234,17 +234,10 @@ where
 mod tests {
     use std::sync::atomic::{AtomicUsize, Ordering};
     use std::sync::Arc;
-    use std::task::{Wake, Waker};
+    use std::task::Waker;
 
     use super::{Abandoned, Completion, Discard, InFlightTable, Lifecycle, Polled};
-
-    struct Count(AtomicUsize);
-
-    impl Wake for Count {
-        fn wake(self: Arc<Self>) {
-            self.0.fetch_add(1, Ordering::SeqCst);
-        }
-    }
+    use crate::driver::testing::Count;
 
     /// Ignored data that counts its discards.
     struct Data(Arc<AtomicUsize>);

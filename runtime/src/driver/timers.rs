@@ -186,20 +186,13 @@ impl TimerQueue {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::atomic::AtomicUsize;
     use std::sync::Arc;
-    use std::task::{Wake, Waker};
+    use std::task::Waker;
     use std::time::{Duration, Instant};
 
     use super::TimerQueue;
-
-    struct Count(AtomicUsize);
-
-    impl Wake for Count {
-        fn wake(self: Arc<Self>) {
-            self.0.fetch_add(1, Ordering::SeqCst);
-        }
-    }
+    use crate::driver::testing::Count;
 
     fn waker() -> Waker {
         Waker::from(Arc::new(Count(AtomicUsize::new(0))))
