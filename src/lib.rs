@@ -33,6 +33,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<sync::Condition>()?;
     m.add_class::<sync::Event>()?;
     m.add_class::<sync::QueueCore>()?;
+    sync::install_queue_calls(m.py(), &m.py().get_type::<sync::QueueCore>())?;
     m.add_class::<sync::Lock>()?;
     m.add_class::<sync::RLock>()?;
     m.add_function(wrap_pyfunction!(waits::sleep, m)?)?;

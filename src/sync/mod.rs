@@ -11,8 +11,11 @@ mod condition;
 mod event;
 mod lock;
 mod queue;
+mod queue_calls;
+mod queue_storage;
 
 pub(crate) use condition::Condition;
 pub(crate) use event::Event;
 pub(crate) use lock::{Lock, RLock};
 pub(crate) use queue::QueueCore;
+pub(crate) use queue_calls::install as install_queue_calls;

@@ -11,7 +11,6 @@
 //! `collections.deque` through the deque's own `append` and `popleft`.
 
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use pyo3::exceptions::{PyOverflowError, PyValueError};
@@ -22,8 +21,7 @@ use pyo3::PyVisit;
 
 use super::condition::Condition;
 use super::lock::{Lock, TIMEOUT_MAX};
-
-static DEQUE: PyOnceLock<Py<pyo3::types::PyType>> = PyOnceLock::new();
+use super::queue_storage::{Deque, StorageCell};
 
 /// The class's `_empty_error` or `_full_error` (`queue.Empty` and `queue.Full` in
 /// `ringloom.queues`), raised with no arguments as stock.
@@ -42,13 +40,6 @@ fn truthy(block: Option<&Bound<'_, PyAny>>) -> PyResult<bool> {
     block.map_or(Ok(true), |block| block.is_truthy())
 }
 
-/// The storage and, for a `collections.deque`, its bound `append` and `popleft`.
-struct Storage {
-    items: Py<PyAny>,
-    append: Option<Py<PyAny>>,
-    popleft: Option<Py<PyAny>>,
-}
-
 /// The pieces made by `_setup`.
 struct Parts {
     mutex: Py<Lock>,
@@ -61,7 +52,7 @@ struct Parts {
 #[pyclass(module = "ringloom._native", subclass, dict, weakref, frozen)]
 pub(crate) struct QueueCore {
     parts: PyOnceLock<Parts>,
-    storage: Mutex<Option<Storage>>,
+    storage: StorageCell,
     maxsize: AtomicI64,
     unfinished: AtomicI64,
     /// `_qsize`, `_put` and `_get` are the base class's: work the deque directly.
@@ -75,37 +66,23 @@ impl QueueCore {
         })
     }
 
-    fn storage(&self) -> std::sync::MutexGuard<'_, Option<Storage>> {
-        self.storage
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-    }
-
-    /// A plain queue's deque and its bound `append` (`put`) or `popleft` (`get`), taken
-    /// under one storage lock; None for a subclass's storage hooks.
-    fn plain(&self, py: Python<'_>, put: bool) -> Option<(Py<PyAny>, Py<PyAny>)> {
+    /// A plain queue's deque; None for a subclass's storage hooks (or other storage).
+    fn plain<'py>(&self, py: Python<'py>) -> Option<Deque<'py>> {
         if !self.plain.load(Ordering::Relaxed) {
             return None;
         }
-        let storage = self.storage();
-        let storage = storage.as_ref()?;
-        let method = if put {
-            &storage.append
-        } else {
-            &storage.popleft
-        };
-        Some((storage.items.clone_ref(py), method.as_ref()?.clone_ref(py)))
+        self.storage.deque(py)
     }
 
     fn size_now(slf: &Bound<'_, Self>) -> PyResult<i64> {
-        let plain = slf.get().plain(slf.py(), true);
-        Self::size_of(slf, &plain)
+        let plain = slf.get().plain(slf.py());
+        Self::size_of(slf, plain.as_ref())
     }
 
     /// The size, from the deque of `plain` or else through `_qsize`.
-    fn size_of(slf: &Bound<'_, Self>, plain: &Option<(Py<PyAny>, Py<PyAny>)>) -> PyResult<i64> {
+    fn size_of(slf: &Bound<'_, Self>, plain: Option<&Deque<'_>>) -> PyResult<i64> {
         match plain {
-            Some((items, _)) => Ok(items.bind(slf.py()).len()? as i64),
+            Some(deque) => Ok(deque.len() as i64),
             None => slf
                 .call_method0(pyo3::intern!(slf.py(), "_qsize"))?
                 .extract(),
@@ -164,6 +141,125 @@ impl QueueCore {
         }
         Ok(())
     }
+
+    /// Puts `item`; with `block` and a full bounded queue, waits for room (for ever, or
+    /// `timeout` seconds, then `queue.Full`); without, `queue.Full` at once.
+    pub(super) fn put(
+        slf: &Bound<'_, Self>,
+        item: Bound<'_, PyAny>,
+        block: Option<&Bound<'_, PyAny>>,
+        timeout: Option<f64>,
+    ) -> PyResult<()> {
+        let block = truthy(block)?;
+        let py = slf.py();
+        let this = slf.get();
+        Self::locked(slf, |parts| {
+            let plain = this.plain(py);
+            let maxsize = this.maxsize.load(Ordering::Relaxed);
+            if maxsize > 0 {
+                if !block {
+                    if Self::size_of(slf, plain.as_ref())? >= maxsize {
+                        return Err(raise(slf, "_full_error"));
+                    }
+                } else {
+                    Self::wait_while(
+                        slf,
+                        &parts.not_full,
+                        timeout,
+                        || {
+                            let size = Self::size_of(slf, plain.as_ref())?;
+                            Ok(size >= this.maxsize.load(Ordering::Relaxed))
+                        },
+                        || raise(slf, "_full_error"),
+                    )?;
+                }
+            }
+            match &plain {
+                Some(deque) => deque.append(&item)?,
+                None => drop(slf.call_method1(pyo3::intern!(py, "_put"), (item,))?),
+            };
+            this.unfinished.fetch_add(1, Ordering::Relaxed);
+            parts.not_empty.get().wake(1);
+            Ok(())
+        })
+    }
+
+    /// Takes the next item; with `block` and an empty queue, waits for one (for ever, or
+    /// `timeout` seconds, then `queue.Empty`); without, `queue.Empty` at once.
+    pub(super) fn get<'py>(
+        slf: &Bound<'py, Self>,
+        block: Option<&Bound<'py, PyAny>>,
+        timeout: Option<f64>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let block = truthy(block)?;
+        let py = slf.py();
+        Self::locked(slf, |parts| {
+            let plain = slf.get().plain(py);
+            if !block {
+                if Self::size_of(slf, plain.as_ref())? == 0 {
+                    return Err(raise(slf, "_empty_error"));
+                }
+            } else {
+                Self::wait_while(
+                    slf,
+                    &parts.not_empty,
+                    timeout,
+                    || Ok(Self::size_of(slf, plain.as_ref())? == 0),
+                    || raise(slf, "_empty_error"),
+                )?;
+            }
+            let item = match &plain {
+                Some(deque) => deque.popleft()?,
+                None => slf.call_method0(pyo3::intern!(py, "_get"))?,
+            };
+            parts.not_full.get().wake(1);
+            Ok(item)
+        })
+    }
+
+    /// `put(item)` when it need not wait: a plain queue with room and its `mutex` free.
+    /// None sends the call to the general `put`.
+    ///
+    /// It takes no lock: with the GIL held and no Python code run between the checks
+    /// and the append (`deque.append` runs none, and keeps the GIL), no other thread can
+    /// see the deque in between, which is all `mutex` would add. A thread holding
+    /// `mutex` (stock code may, to work on `queue`) makes the call go the general way.
+    pub(super) fn put_now(&self, py: Python<'_>, item: &Bound<'_, PyAny>) -> Option<PyResult<()>> {
+        let (parts, deque) = self.ready_plain(py)?;
+        let maxsize = self.maxsize.load(Ordering::Relaxed);
+        if maxsize > 0 && deque.len() as i64 >= maxsize {
+            return None;
+        }
+        if let Err(err) = deque.append(item) {
+            return Some(Err(err));
+        }
+        self.unfinished.fetch_add(1, Ordering::Relaxed);
+        parts.not_empty.get().wake(1);
+        Some(Ok(()))
+    }
+
+    /// `get()` when it need not wait: a plain queue with an item and its `mutex` free
+    /// (see `put_now` for why no lock is taken). None sends the call to the general `get`.
+    pub(super) fn get_now<'py>(&self, py: Python<'py>) -> Option<PyResult<Bound<'py, PyAny>>> {
+        let (parts, deque) = self.ready_plain(py)?;
+        if deque.len() == 0 {
+            return None;
+        }
+        let item = deque.popleft();
+        if item.is_ok() {
+            parts.not_full.get().wake(1);
+        }
+        Some(item)
+    }
+
+    /// The parts and deque of a set-up plain queue whose `mutex` nobody holds.
+    fn ready_plain<'py>(&self, py: Python<'py>) -> Option<(&Parts, Deque<'py>)> {
+        let parts = self.parts.get(py)?;
+        if parts.mutex.get().is_locked() {
+            return None;
+        }
+        Some((parts, self.plain(py)?))
+    }
 }
 
 #[pymethods]
@@ -176,7 +272,7 @@ impl QueueCore {
     ) -> QueueCore {
         QueueCore {
             parts: PyOnceLock::new(),
-            storage: Mutex::new(None),
+            storage: StorageCell::new(),
             maxsize: AtomicI64::new(0),
             unfinished: AtomicI64::new(0),
             plain: AtomicBool::new(false),
@@ -233,33 +329,15 @@ impl QueueCore {
 
     /// The storage `_init` made (a `collections.deque` for a plain `Queue`).
     #[getter]
-    fn queue(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
-        self.storage()
-            .as_ref()
-            .map(|storage| storage.items.clone_ref(py))
-            .ok_or_else(|| {
-                pyo3::exceptions::PyAttributeError::new_err("'queue' is not set yet (no _init)")
-            })
+    fn queue<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        self.storage.items(py).ok_or_else(|| {
+            pyo3::exceptions::PyAttributeError::new_err("'queue' is not set yet (no _init)")
+        })
     }
 
     #[setter]
-    fn set_queue(&self, py: Python<'_>, items: Bound<'_, PyAny>) -> PyResult<()> {
-        let deque = DEQUE.import(py, "collections", "deque")?;
-        let (append, popleft) = if items.get_type().is(deque) {
-            (
-                Some(items.getattr(pyo3::intern!(py, "append"))?.unbind()),
-                Some(items.getattr(pyo3::intern!(py, "popleft"))?.unbind()),
-            )
-        } else {
-            (None, None)
-        };
-        let old = self.storage().replace(Storage {
-            items: items.unbind(),
-            append,
-            popleft,
-        });
-        drop(old);
-        Ok(())
+    fn set_queue(&self, items: Bound<'_, PyAny>) -> PyResult<()> {
+        self.storage.replace(items)
     }
 
     #[getter]
@@ -280,80 +358,6 @@ impl QueueCore {
     #[getter]
     fn all_tasks_done(&self, py: Python<'_>) -> PyResult<Py<Condition>> {
         Ok(self.parts(py)?.all_tasks_done.clone_ref(py))
-    }
-
-    /// Puts `item`; with `block` and a full bounded queue, waits for room (for ever, or
-    /// `timeout` seconds, then `queue.Full`); without, `queue.Full` at once.
-    #[pyo3(signature = (item, block = None, timeout = None))]
-    fn put(
-        slf: &Bound<'_, Self>,
-        item: Bound<'_, PyAny>,
-        block: Option<&Bound<'_, PyAny>>,
-        timeout: Option<f64>,
-    ) -> PyResult<()> {
-        let block = truthy(block)?;
-        let py = slf.py();
-        let this = slf.get();
-        Self::locked(slf, |parts| {
-            let plain = this.plain(py, true);
-            let maxsize = this.maxsize.load(Ordering::Relaxed);
-            if maxsize > 0 {
-                if !block {
-                    if Self::size_of(slf, &plain)? >= maxsize {
-                        return Err(raise(slf, "_full_error"));
-                    }
-                } else {
-                    Self::wait_while(
-                        slf,
-                        &parts.not_full,
-                        timeout,
-                        || Ok(Self::size_of(slf, &plain)? >= this.maxsize.load(Ordering::Relaxed)),
-                        || raise(slf, "_full_error"),
-                    )?;
-                }
-            }
-            match &plain {
-                Some((_, append)) => append.bind(py).call1((item,))?,
-                None => slf.call_method1(pyo3::intern!(py, "_put"), (item,))?,
-            };
-            this.unfinished.fetch_add(1, Ordering::Relaxed);
-            parts.not_empty.get().wake(1);
-            Ok(())
-        })
-    }
-
-    /// Takes the next item; with `block` and an empty queue, waits for one (for ever, or
-    /// `timeout` seconds, then `queue.Empty`); without, `queue.Empty` at once.
-    #[pyo3(signature = (block = None, timeout = None))]
-    fn get<'py>(
-        slf: &Bound<'py, Self>,
-        block: Option<&Bound<'py, PyAny>>,
-        timeout: Option<f64>,
-    ) -> PyResult<Bound<'py, PyAny>> {
-        let block = truthy(block)?;
-        let py = slf.py();
-        Self::locked(slf, |parts| {
-            let plain = slf.get().plain(py, false);
-            if !block {
-                if Self::size_of(slf, &plain)? == 0 {
-                    return Err(raise(slf, "_empty_error"));
-                }
-            } else {
-                Self::wait_while(
-                    slf,
-                    &parts.not_empty,
-                    timeout,
-                    || Ok(Self::size_of(slf, &plain)? == 0),
-                    || raise(slf, "_empty_error"),
-                )?;
-            }
-            let item = match &plain {
-                Some((_, popleft)) => popleft.bind(py).call0()?,
-                None => slf.call_method0(pyo3::intern!(py, "_get"))?,
-            };
-            parts.not_full.get().wake(1);
-            Ok(item)
-        })
     }
 
     /// `put(item, block=False)`.
@@ -416,22 +420,10 @@ impl QueueCore {
     }
 
     fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
-        if let Ok(storage) = self.storage.try_lock() {
-            if let Some(storage) = storage.as_ref() {
-                visit.call(&storage.items)?;
-                if let Some(append) = &storage.append {
-                    visit.call(append)?;
-                }
-                if let Some(popleft) = &storage.popleft {
-                    visit.call(popleft)?;
-                }
-            }
-        }
-        Ok(())
+        self.storage.traverse(&visit)
     }
 
-    fn __clear__(&self) {
-        let old = self.storage().take();
-        drop(old);
+    fn __clear__(&self, py: Python<'_>) {
+        self.storage.clear(py);
     }
 }

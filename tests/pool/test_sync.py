@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 import ringloom
-from ringloom import _native
+from ringloom import _native, queues
 from ringloom.virtual_thread import VirtualThreadPool
 from support import wait_until
 
@@ -416,3 +416,85 @@ def test_queue_interface_and_bad_input(where: str, pool: VirtualThreadPool) -> N
             q.task_done()
 
     run_in(where, pool, body)
+
+
+def test_queue_put_and_get_wait_while_another_thread_holds_its_mutex(
+    one_worker: VirtualThreadPool,
+) -> None:
+    """Stock code may hold ``q.mutex`` to work on ``q.queue`` directly; a put or get
+    must not touch the deque meanwhile, even when neither would have to wait."""
+    q: queues.Queue = queues.Queue()
+    q.put("first")
+    inside: list[list[str]] = []
+
+    def holder() -> None:
+        with q.mutex:
+            q.queue.append("held")
+            seen_before = list(q.queue)
+            # Parks while holding the mutex: the other virtual thread runs meanwhile.
+            ringloom.sleep(0.05)
+            inside.append(seen_before)
+            inside.append(list(q.queue))
+
+    def putter_and_getter() -> tuple[Any, list[str]]:
+        q.put("later")
+        return q.get(), list(q.queue)
+
+    held = one_worker.submit(holder)
+    other = one_worker.submit(putter_and_getter)
+    held.result(timeout=TIMEOUT)
+    got, after = other.result(timeout=TIMEOUT)
+    assert inside == [["first", "held"], ["first", "held"]]
+    assert got == "first" and after == ["held", "later"]
+
+
+def test_queue_method_arguments_as_stock() -> None:
+    import inspect
+
+    q: queues.Queue = queues.Queue(maxsize=3)
+    q.put(item=1)
+    q.put(2, True, 1.0)
+    q.put(3, timeout=None)
+    assert [q.get(False), q.get(block=True, timeout=0.5), q.get(True, None)] == [1, 2, 3]
+    for call, message in [
+        (lambda: q.put(), "missing required argument 'item'"),
+        (lambda: q.put(1, lock=True), "unexpected keyword argument 'lock'"),
+        (lambda: q.put(1, True, 1.0, 4), "at most 3 arguments"),
+        (lambda: q.put(1, item=2), "multiple values for argument 'item'"),
+        (lambda: q.get(1, 2, 3), "at most 2 arguments"),
+        (lambda: q.get(timeout="soon"), "str"),
+    ]:
+        with pytest.raises(TypeError, match=message):
+            call()
+    assert q.empty()
+    params = list(inspect.signature(queues.Queue.put).parameters)
+    assert params == ["self", "item", "block", "timeout"]
+    assert list(inspect.signature(q.get).parameters) == ["block", "timeout"]
+
+
+def test_queue_storage_replaced_by_a_bounded_deque_or_a_list() -> None:
+    """``queue`` may be replaced; a deque with a ``maxlen`` drops its oldest item as
+    stock ``_put`` would, and a subclass's storage hooks are called."""
+    q: queues.Queue = queues.Queue()
+    q.queue = collections.deque(maxlen=2)
+    for i in range(3):
+        q.put(i)
+    assert list(q.queue) == [1, 2] and q.get() == 1
+
+    class Stack(queues.Queue):
+        def _init(self, maxsize: int) -> None:
+            self.queue: list[int] = []
+
+        def _qsize(self) -> int:
+            return len(self.queue)
+
+        def _put(self, item: int) -> None:
+            self.queue.append(item)
+
+        def _get(self) -> int:
+            return self.queue.pop()
+
+    s = Stack()
+    s.put(1)
+    s.put(2)
+    assert [s.get(), s.get()] == [2, 1]
