@@ -36,6 +36,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     sync::install_queue_calls(m.py(), &m.py().get_type::<sync::QueueCore>())?;
     m.add_class::<sync::Lock>()?;
     m.add_class::<sync::RLock>()?;
+    m.add_function(wrap_pyfunction!(sync::install_queue_methods, m)?)?;
     m.add_function(wrap_pyfunction!(waits::sleep, m)?)?;
     m.add_function(wrap_pyfunction!(vthread::is_virtual_thread, m)?)?;
     m.add_function(wrap_pyfunction!(waits::wait_fd, m)?)?;

@@ -32,13 +32,22 @@ pub(crate) struct Loom {
     watch: Arc<Watch>,
     /// The worker the next batch's first chunk is queued on.
     next_worker: AtomicUsize,
+    /// Virtual threads started from OS threads go to one worker, which wakes no other
+    /// for them (see `new`).
+    pack: bool,
 }
 
 #[pymethods]
 impl Loom {
     #[new]
-    #[pyo3(signature = (workers = 2))]
-    fn new(py: Python<'_>, workers: usize) -> PyResult<Loom> {
+    /// `pack`: a virtual thread started from an OS thread (not a virtual thread) goes
+    /// to the first worker, and wakes no other worker to take it; without it, such
+    /// threads are spread over the workers in turn. Threads that take turns with one
+    /// lock or queue then share a worker and hand the GIL over with a switch instead of
+    /// an OS thread wake-up; an idle worker that is awake still takes starts it finds
+    /// waiting, and threads started from virtual threads spread as before.
+    #[pyo3(signature = (workers = 2, pack = false))]
+    fn new(py: Python<'_>, workers: usize, pack: bool) -> PyResult<Loom> {
         if workers == 0 {
             return Err(PyValueError::new_err("workers must be at least 1"));
         }
@@ -72,6 +81,7 @@ impl Loom {
             counters: Arc::default(),
             watch,
             next_worker: AtomicUsize::new(0),
+            pack,
         })
     }
 
@@ -111,7 +121,12 @@ impl Loom {
         let ident = unstarted.ident();
         // A Send starter, so a virtual thread not yet started may go to any worker; the
         // hub of the worker it lands on creates the greenlet, and it stays there.
-        drop(runtime.spawn(async move { hub::adopt(unstarted) }));
+        let start = async move { hub::adopt(unstarted) };
+        if self.pack && !runtime.is_worker_thread() {
+            drop(runtime.spawn_packed_on(0, start));
+        } else {
+            drop(runtime.spawn(start));
+        }
         Ok(ident)
     }
 

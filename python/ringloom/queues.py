@@ -59,6 +59,11 @@ class Queue(_native.QueueCore):  # type: ignore[misc]
     __class_getitem__ = classmethod(types.GenericAlias)  # type: ignore[var-annotated]
 
 
+# ``put`` and ``get`` defined on this class itself, so ``q.put(item)`` on a ``Queue`` is a
+# direct C call (see ``src/sync/queue_calls.rs``).
+_native.install_queue_methods(Queue)
+
+
 class PriorityQueue(Queue):
     """A queue that hands out the lowest entry first (entries are typically tuples
     ``(priority, data)``)."""

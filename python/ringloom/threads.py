@@ -78,7 +78,7 @@ def _runtime() -> _native.Loom:
     global _loom
     with _lock:
         if _loom is None:
-            _loom = _native.Loom(workers=DEFAULT_WORKERS)
+            _loom = _native.Loom(workers=DEFAULT_WORKERS, pack=True)
         return _loom
 
 

@@ -150,6 +150,34 @@ fn a_burst_spawned_from_outside_reaches_every_worker() {
 }
 
 #[test]
+fn tasks_spawned_packed_from_outside_stay_on_their_worker() {
+    hang_guard(LIMIT, || {
+        let rt = runtime(2);
+        // The same burst as above, queued with `spawn_packed_on`: no other worker is woken
+        // for it, so the one it was queued on runs all of it, however long each holds it.
+        let ran_on = Arc::new(Mutex::new(Vec::new()));
+        let handles: Vec<_> = (0..64)
+            .map(|_| {
+                let ran_on = ran_on.clone();
+                rt.spawn_packed_on(1, async move {
+                    let worker = ringloom::current_worker().unwrap();
+                    ran_on.lock().unwrap().push(worker);
+                    std::thread::sleep(Duration::from_millis(1));
+                })
+            })
+            .collect();
+        rt.block_on(async {
+            for handle in handles {
+                handle.await.unwrap();
+            }
+        });
+        let ran_on = ran_on.lock().unwrap();
+        assert_eq!(ran_on.len(), 64);
+        assert!(ran_on.iter().all(|w| *w == 1), "{ran_on:?}");
+    });
+}
+
+#[test]
 fn wake_from_a_foreign_thread_reaches_a_parked_worker() {
     hang_guard(LIMIT, || {
         let rt = runtime(2);

@@ -18,4 +18,4 @@ pub(crate) use condition::Condition;
 pub(crate) use event::Event;
 pub(crate) use lock::{Lock, RLock};
 pub(crate) use queue::QueueCore;
-pub(crate) use queue_calls::install as install_queue_calls;
+pub(crate) use queue_calls::{install as install_queue_calls, install_queue_methods};

@@ -49,7 +49,7 @@ struct Parts {
 }
 
 /// The native half of `ringloom.queues.Queue`; see the module doc.
-#[pyclass(module = "ringloom._native", subclass, dict, weakref, frozen)]
+#[pyclass(module = "ringloom._native", subclass, weakref, frozen)]
 pub(crate) struct QueueCore {
     parts: PyOnceLock<Parts>,
     storage: StorageCell,

@@ -206,7 +206,18 @@ fn method_def(
     }))
 }
 
-/// Puts `put` and `get` on the `QueueCore` type, once, at module import.
+/// Puts `put` and `get` on `cls`, a subclass of `QueueCore` (the Python `Queue`), so
+/// that its instances pass the method's type check by identity, and CPython's
+/// specializing interpreter can turn `q.put(item)` into a direct call.
+#[pyfunction]
+pub(crate) fn install_queue_methods(cls: &Bound<'_, pyo3::types::PyType>) -> PyResult<()> {
+    if !cls.is_subclass_of::<QueueCore>()? {
+        return Err(PyTypeError::new_err("not a subclass of QueueCore"));
+    }
+    install(cls.py(), cls)
+}
+
+/// Puts `put` and `get` on the type `ty` (`QueueCore` at module import, or a subclass).
 pub(crate) fn install(py: Python<'_>, ty: &Bound<'_, pyo3::types::PyType>) -> PyResult<()> {
     let methods = [
         method_def(

@@ -242,6 +242,18 @@ impl Runtime {
         self.pool.clone().spawn_on(worker, future)
     }
 
+    /// Spawns a `Send` task queued on worker `worker` (modulo the number of workers),
+    /// which is woken if parked; no other worker is woken for it, though an idle one
+    /// that is awake may still steal it. For tasks that gain from sharing a worker with
+    /// the ones spawned before them (threads that take turns holding one lock).
+    pub fn spawn_packed_on<F>(&self, worker: usize, future: F) -> JoinHandle<F::Output>
+    where
+        F: Future + Send + 'static,
+        F::Output: Send + 'static,
+    {
+        self.pool.clone().spawn_packed_on(worker, future)
+    }
+
     /// Whether the calling thread is one of this runtime's workers (where dropping or
     /// shutting the runtime down would wait for itself).
     pub fn is_worker_thread(&self) -> bool {

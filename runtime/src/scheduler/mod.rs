@@ -201,17 +201,39 @@ impl Pool {
         F::Output: Send + 'static,
     {
         let worker = worker % self.workers.len();
-        self.spawn_placed(future, Some(worker))
+        self.spawn_placed(future, Some((worker, Spill::ToParked)))
     }
 
-    fn spawn_placed<F>(self: Arc<Self>, future: F, worker: Option<usize>) -> JoinHandle<F::Output>
+    /// Spawns a task queued on worker `worker`, which it wakes if parked, and no other:
+    /// an idle worker that is awake may still steal it, but none is woken for it.
+    pub(crate) fn spawn_packed_on<F>(
+        self: Arc<Self>,
+        worker: usize,
+        future: F,
+    ) -> JoinHandle<F::Output>
     where
         F: Future + Send + 'static,
         F::Output: Send + 'static,
     {
-        let owner = worker.or_else(|| self.current_worker()).unwrap_or_else(|| {
-            self.next_owner.fetch_add(1, Ordering::Relaxed) % self.workers.len()
-        });
+        let worker = worker % self.workers.len();
+        self.spawn_placed(future, Some((worker, Spill::No)))
+    }
+
+    fn spawn_placed<F>(
+        self: Arc<Self>,
+        future: F,
+        worker: Option<(usize, Spill)>,
+    ) -> JoinHandle<F::Output>
+    where
+        F: Future + Send + 'static,
+        F::Output: Send + 'static,
+    {
+        let owner = worker
+            .map(|(index, _)| index)
+            .or_else(|| self.current_worker())
+            .unwrap_or_else(|| {
+                self.next_owner.fetch_add(1, Ordering::Relaxed) % self.workers.len()
+            });
         let (task, handle) = new_task(future, Home::pool(self), owner);
         let HomeRef::Pool(pool) = task.header().scheduler.get() else {
             unreachable!("a pool task's home is its pool");
@@ -226,7 +248,7 @@ impl Pool {
             // keeps alive across the call, wherever the queued task goes.
             let pool = unsafe { &*pool };
             match worker {
-                Some(worker) => pool.push_to(worker, task),
+                Some((worker, spill)) => pool.push_to(worker, task, spill),
                 None => pool.schedule(task),
             }
         }
@@ -258,12 +280,13 @@ impl Pool {
     }
 
     /// Queues `task` on worker `index` and makes sure a worker will look at it: that
-    /// one if it is parked, or another parked one (which may steal it).
-    fn push_to(&self, index: usize, task: Task) {
+    /// one if it is parked; if it is awake, with `Spill::ToParked` another parked one
+    /// too (which may steal it).
+    fn push_to(&self, index: usize, task: Task, spill: Spill) {
         let worker = &self.workers[index];
         worker.run_queue.push(task);
         fence(Ordering::SeqCst);
-        if !(worker.is_parked() && worker.unpark()) {
+        if !(worker.is_parked() && worker.unpark()) && spill == Spill::ToParked {
             self.notify_one();
         }
     }
@@ -441,4 +464,11 @@ pub async fn yield_now() {
         }
     }
     YieldNow(false).await
+}
+
+/// Whether a task queued on a busy worker also wakes a parked one, to steal it.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Spill {
+    ToParked,
+    No,
 }
