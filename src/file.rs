@@ -17,11 +17,12 @@ use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, IntoRawFd, OwnedFd, RawFd};
 
 use pyo3::buffer::PyBuffer;
-use pyo3::exceptions::{PyMemoryError, PyOSError, PyTypeError, PyValueError};
+use pyo3::exceptions::{PyMemoryError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::PyBytes;
 use ringloom::op::{OpFd, OpenAt, Read, Write};
 
+use crate::errors::os_error;
 use crate::vthread;
 use crate::waits::{self, park_for};
 
@@ -32,21 +33,6 @@ fn ring_offset(offset: i64) -> PyResult<u64> {
         -1 => Ok(u64::MAX),
         o if o >= 0 => Ok(o as u64),
         _ => Err(PyValueError::new_err("offset must be -1 or non-negative")),
-    }
-}
-
-/// The error as stock Python raises it: `OSError(errno, strerror)`, which picks the
-/// subclass (FileNotFoundError, BlockingIOError, ...) from the errno.
-fn os_error(err: io::Error) -> PyErr {
-    match err.raw_os_error() {
-        Some(errno) => {
-            // std's message is strerror's with " (os error N)" after it.
-            let message = err.to_string();
-            let suffix = format!(" (os error {errno})");
-            let message = message.strip_suffix(&suffix).unwrap_or(&message).to_owned();
-            PyOSError::new_err((errno, message))
-        }
-        None => err.into(),
     }
 }
 
@@ -456,7 +442,7 @@ fn open_cached(py: Python<'_>, path: &CString, flags: i32) -> PyResult<CachedOpe
     let mut st: libc::stat = unsafe { std::mem::zeroed() };
     // SAFETY: `fd` is open and `st` is a valid out-pointer.
     if unsafe { libc::fstat(fd.as_raw_fd(), &mut st) } < 0 {
-        return Err(io::Error::last_os_error().into());
+        return Err(os_error(io::Error::last_os_error()));
     }
     if st.st_mode & libc::S_IFMT == libc::S_IFIFO {
         return Ok(CachedOpen::Fifo);
@@ -465,7 +451,7 @@ fn open_cached(py: Python<'_>, path: &CString, flags: i32) -> PyResult<CachedOpe
         // SAFETY: F_SETFL changes only the status flags of a descriptor we own; the
         // caller's flags, without O_NONBLOCK, are the ones it asked for.
         if unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_SETFL, flags) } < 0 {
-            return Err(io::Error::last_os_error().into());
+            return Err(os_error(io::Error::last_os_error()));
         }
     }
     Ok(CachedOpen::Opened(fd))

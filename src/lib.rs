@@ -10,6 +10,7 @@ use pyo3::prelude::*;
 
 mod batch;
 mod blocking;
+mod errors;
 mod file;
 mod frames;
 mod gil;
@@ -18,6 +19,7 @@ mod hub;
 mod loom;
 mod ready;
 mod running_loop;
+mod sock;
 mod stats;
 mod sync;
 mod vthread;
@@ -38,6 +40,10 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<sync::RLock>()?;
     m.add_function(wrap_pyfunction!(sync::install_queue_methods, m)?)?;
     m.add_function(wrap_pyfunction!(waits::sleep, m)?)?;
+    m.add_function(wrap_pyfunction!(sock::socket_recv, m)?)?;
+    m.add_function(wrap_pyfunction!(sock::socket_recv_into, m)?)?;
+    m.add_function(wrap_pyfunction!(sock::socket_send, m)?)?;
+    m.add_function(wrap_pyfunction!(sock::socket_sendall, m)?)?;
     m.add_function(wrap_pyfunction!(vthread::is_virtual_thread, m)?)?;
     m.add_function(wrap_pyfunction!(waits::wait_fd, m)?)?;
     m.add_function(wrap_pyfunction!(waits::wait_fds, m)?)?;

@@ -13,6 +13,7 @@ use pyo3::exceptions::{PyRuntimeError, PyValueError};
 use pyo3::prelude::*;
 use ringloom::op::{OpFd, PollAdd};
 
+use crate::errors::os_error;
 use crate::vthread;
 
 /// Sleeps for `seconds`. In a virtual thread this parks it on a ringloom timer and the
@@ -44,6 +45,13 @@ pub(crate) fn wait_fd(
     let timeout = duration(timeout)?;
     let ready = wait(py, &[(fd, events)], timeout, true)?;
     Ok(ready.first().map_or(0, |&(_, revents)| revents))
+}
+
+/// Waits until `fd` is ready for `events`, for a caller whose non-blocking call on it
+/// just found it not ready: no zero-timeout poll first, straight to the ring (or, out
+/// of a virtual thread, to poll(2)). A descriptor that is not open raises `OSError`.
+pub(crate) fn wait_not_ready(py: Python<'_>, fd: RawFd, events: u32) -> PyResult<()> {
+    wait_with(py, &[(fd, events)], None, true, false).map(drop)
 }
 
 /// Waits until at least one of `fds` (pairs of descriptor and poll(2) mask) is ready,
@@ -100,7 +108,7 @@ fn poll_fds(py: Python<'_>, fds: &mut [libc::pollfd], timeout: Option<Duration>)
         }
         let err = io::Error::last_os_error();
         if err.kind() != io::ErrorKind::Interrupted {
-            return Err(err.into());
+            return Err(os_error(err));
         }
         py.check_signals()?;
     }
@@ -119,6 +127,18 @@ pub(crate) fn wait(
     timeout: Option<Duration>,
     nval_is_error: bool,
 ) -> PyResult<Vec<(RawFd, u32)>> {
+    wait_with(py, fds, timeout, nval_is_error, true)
+}
+
+/// `wait`; `precheck`: in a virtual thread, look with a zero-timeout poll(2) first and
+/// go to the ring only if nothing is ready.
+fn wait_with(
+    py: Python<'_>,
+    fds: &[(RawFd, u32)],
+    timeout: Option<Duration>,
+    nval_is_error: bool,
+    precheck: bool,
+) -> PyResult<Vec<(RawFd, u32)>> {
     let mut pollfds: Vec<libc::pollfd> = fds
         .iter()
         .map(|&(fd, events)| libc::pollfd {
@@ -129,7 +149,7 @@ pub(crate) fn wait(
         .collect();
     let check = |ready: Vec<(RawFd, u32)>| -> PyResult<Vec<(RawFd, u32)>> {
         if nval_is_error && ready.iter().any(|&(_, r)| r & libc::POLLNVAL as u32 != 0) {
-            return Err(io::Error::from_raw_os_error(libc::EBADF).into());
+            return Err(os_error(io::Error::from_raw_os_error(libc::EBADF)));
         }
         Ok(ready)
     };
@@ -138,7 +158,7 @@ pub(crate) fn wait(
         return check(ready_of(&pollfds));
     }
     // Ready already (or a bad descriptor): no trip through the ring.
-    if !pollfds.is_empty() {
+    if precheck && !pollfds.is_empty() {
         poll_fds(py, &mut pollfds, Some(Duration::ZERO))?;
         let ready = ready_of(&pollfds);
         if !ready.is_empty() || timeout == Some(Duration::ZERO) {
@@ -177,7 +197,7 @@ pub(crate) fn wait(
                 Err(err) if err.raw_os_error() == Some(libc::EBADF) && !nval_is_error => {
                     return Ok(vec![(fd, libc::POLLNVAL as u32)]);
                 }
-                Err(err) => return Err(err.into()),
+                Err(err) => return Err(os_error(err)),
             }
         };
         polls.push((fd, Box::pin(PollAdd::submit(op_fd, events))));
@@ -200,7 +220,7 @@ pub(crate) fn wait(
     }
     let outcome = result.borrow_mut().take();
     match outcome {
-        Some(ready) => check(ready?),
+        Some(ready) => check(ready.map_err(os_error)?),
         None => Err(PyRuntimeError::new_err(
             "wait resumed before its poll completed",
         )),

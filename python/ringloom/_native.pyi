@@ -48,6 +48,19 @@ class Loom:
 def install_queue_methods(cls: type) -> None:
     """Defines the native ``put`` and ``get`` on ``cls``, a subclass of ``QueueCore``."""
 
+def socket_recv(sock: Any, bufsize: int, flags: int) -> bytes | None:
+    """``sock.recv`` for a blocking socket in an intercepting virtual thread, parking on
+    the ring while nothing arrived; None for any other call."""
+
+def socket_recv_into(sock: Any, buffer: Any, nbytes: int, flags: int) -> int | None:
+    """``sock.recv_into``, as ``socket_recv``; None for any other call."""
+
+def socket_send(sock: Any, data: Any, flags: int) -> int | None:
+    """``sock.send``, parking while there is no room; None for any other call."""
+
+def socket_sendall(sock: Any, data: Any, flags: int) -> bool:
+    """``sock.sendall``; False (nothing sent) for any other call."""
+
 def sleep(seconds: float) -> None: ...
 def in_virtual_thread() -> bool: ...
 def wait_fd(fd: int, events: int, timeout: float | None = None) -> int: ...

@@ -438,3 +438,100 @@ def test_a_parked_socket_costs_no_extra_descriptor_under_io_uring(loom: Loom) ->
         for a, b in pairs:
             a.close()
             b.close()
+
+
+def test_blocking_calls_keep_the_stock_contract(loom: Loom) -> None:
+    """recv, recv_into, send and sendall of a blocking socket in a virtual thread: the
+    values, errors and buffer kinds of the stock methods."""
+    import array
+
+    def body() -> dict:
+        a, b = socket.socketpair()
+        out: dict = {}
+        with a, b:
+            out["empty"] = b.recv(0)
+            a.sendall(memoryview(array.array("i", [1, 2, 3])))
+            out["array"] = b.recv(64)
+            assert a.send(bytearray(b"xyz")) == 3
+            buf = bytearray(8)
+            out["into"] = (b.recv_into(buf, nbytes=2), bytes(buf[:2]))
+            out["rest"] = (b.recv_into(memoryview(buf)[2:]), bytes(buf[2:3]))
+            errors = []
+            for call in (
+                lambda: b.recv(-1),
+                lambda: b.recv_into(bytearray(2), 5),
+                lambda: b.recv_into(bytearray(2), -1),
+                lambda: a.sendall("text"),
+                lambda: b.recv_into(b"read-only"),
+                lambda: b.recv(bufsize=4),
+            ):
+                try:
+                    call()
+                except Exception as err:  # noqa: BLE001 - the kind is what is checked
+                    errors.append(type(err).__name__)
+            out["errors"] = errors
+            a.close()
+            out["eof"] = b.recv(10)
+        return out
+
+    out = ringloom.submit(loom, body).result(timeout=30)
+    assert out["empty"] == b""
+    assert out["array"] == bytes(array.array("i", [1, 2, 3]))
+    assert out["into"] == (2, b"xy") and out["rest"] == (1, b"z")
+    assert out["errors"] == [
+        "ValueError",
+        "ValueError",
+        "ValueError",
+        "TypeError",
+        "TypeError",
+        "TypeError",
+    ]
+    assert out["eof"] == b""
+
+
+def test_recv_parked_on_a_socket_another_thread_closes_fails_cleanly(loom: Loom) -> None:
+    """The descriptor is read anew after each park: a socket closed while its reader
+    was parked fails with EBADF (or reads end of file), never from a reused number."""
+    a, b = socket.socketpair()
+    reading = ringloom.submit(loom, b.recv, 10)
+    # A reader parked: nothing to read yet. Closing b from here (an OS thread), then
+    # opening a new socket that may take its number and writing into it.
+    assert not reading.done()
+    b.close()
+    c, d = socket.socketpair()
+    with a, c, d:
+        d.sendall(b"not for b")  # c may have b's old number
+        try:
+            a.sendall(b"wake")
+        except BrokenPipeError:
+            pass  # b was gone before its reader's poll held it
+        try:
+            got = reading.result(timeout=30)
+        except OSError as err:
+            assert err.errno == errno.EBADF
+        else:
+            assert got in (b"", b"wake")
+
+
+def test_a_reset_peer_raises_connection_reset_with_its_errno(loom: Loom) -> None:
+    import struct
+
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        client = socket.create_connection(listener.getsockname())
+        server, _ = listener.accept()
+        with client, server:
+
+            def read() -> tuple[str, int | None]:
+                try:
+                    server.recv(10)
+                except OSError as err:
+                    return type(err).__name__, err.errno
+                return "no error", None
+
+            reading = ringloom.submit(loom, read)
+            # Close with a zero linger: the peer gets a reset, not an end of file.
+            client.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            client.close()
+            assert reading.result(timeout=30) == ("ConnectionResetError", errno.ECONNRESET)

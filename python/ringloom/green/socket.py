@@ -4,9 +4,11 @@ The C methods of ``_socket.socket`` block inside the interpreter, so each patche
 (set on the Python subclass ``socket.socket``) turns the wait into a ring poll and leaves
 the syscall itself to the stock method:
 
-- a blocking socket (``gettimeout() is None``): the call is tried with ``MSG_DONTWAIT``
-  where the syscall takes flags (recv*, send*); on ``BlockingIOError`` the virtual thread
-  parks in ``wait_fd`` and retries.
+- a blocking socket (``gettimeout() is None``): ``recv``, ``recv_into``, ``send`` and
+  ``sendall`` are one native call each (``src/sock.rs``): the syscall with
+  ``MSG_DONTWAIT``, a ring poll on ``EAGAIN``, and again; ``recvfrom*`` and ``sendto``
+  try the stock call with ``MSG_DONTWAIT`` and park in ``wait_fd`` on
+  ``BlockingIOError``.
 - ``accept`` and ``connect`` take no flags: their one syscall runs on a throwaway
   ``_socket.socket`` over the same descriptor (no timeout, descriptor in O_NONBLOCK for
   that call only, under a lock never held across a park), for any timeout > 0 or None;
@@ -140,23 +142,21 @@ def _shadow_call(sock: Any, name: str, *args: Any) -> Any:
             shadow.detach()
 
 
-def recv(self: Any, *args: Any, **kwargs: Any) -> bytes:
-    if not intercepting() or kwargs:
-        return stock["recv"](self, *args, **kwargs)
-    return _recv(self, *args)
-
-
-def _recv(self: Any, bufsize: int, flags: int = 0) -> bytes:
+def recv(self: Any, bufsize: int, flags: int = 0, /) -> bytes:
+    data = _native.socket_recv(self, bufsize, flags)
+    if data is not None:
+        return data
+    if not intercepting():
+        return stock["recv"](self, bufsize, flags)
     return _io(self, _POLLIN, flags, lambda t, f: stock["recv"](t, bufsize, f))
 
 
-def recv_into(self: Any, *args: Any, **kwargs: Any) -> int:
+def recv_into(self: Any, buffer: Any, nbytes: int = 0, flags: int = 0) -> int:
+    got = _native.socket_recv_into(self, buffer, nbytes, flags)
+    if got is not None:
+        return got
     if not intercepting():
-        return stock["recv_into"](self, *args, **kwargs)
-    return _recv_into(self, *args, **kwargs)
-
-
-def _recv_into(self: Any, buffer: Any, nbytes: int = 0, flags: int = 0) -> int:
+        return stock["recv_into"](self, buffer, nbytes, flags)
     return _io(self, _POLLIN, flags, lambda t, f: stock["recv_into"](t, buffer, nbytes, f))
 
 
@@ -185,13 +185,12 @@ def _recvfrom_into(self: Any, buffer: Any, nbytes: int = 0, flags: int = 0) -> A
     )
 
 
-def send(self: Any, *args: Any, **kwargs: Any) -> int:
-    if not intercepting() or kwargs:
-        return stock["send"](self, *args, **kwargs)
-    return _send(self, *args)
-
-
-def _send(self: Any, data: Any, flags: int = 0) -> int:
+def send(self: Any, data: Any, flags: int = 0, /) -> int:
+    sent = _native.socket_send(self, data, flags)
+    if sent is not None:
+        return sent
+    if not intercepting():
+        return stock["send"](self, data, flags)
     return _io(self, _POLLOUT, flags, lambda t, f: stock["send"](t, data, f))
 
 
@@ -205,26 +204,17 @@ def sendto(self: Any, *args: Any, **kwargs: Any) -> int:
     return _io(self, _POLLOUT, flags, lambda t, f: stock["sendto"](t, data, f, address))
 
 
-def sendall(self: Any, *args: Any, **kwargs: Any) -> None:
-    if not intercepting() or kwargs:
-        return stock["sendall"](self, *args, **kwargs)
-    return _sendall(self, *args)
-
-
-def _sendall(self: Any, data: Any, flags: int = 0) -> None:
+def sendall(self: Any, data: Any, flags: int = 0, /) -> None:
+    if _native.socket_sendall(self, data, flags):
+        return None
+    if not intercepting():
+        return stock["sendall"](self, data, flags)
     timeout = self.gettimeout()
     if timeout == 0 or flags & _MSG_DONTWAIT:
         return stock["sendall"](self, data, flags)
     with memoryview(data) as view, view.cast("B") as rest:
         sent = 0
         total = len(rest)
-        if timeout is None:
-            while sent < total:
-                try:
-                    sent += stock["send"](self, rest[sent:], flags | _MSG_DONTWAIT)
-                except BlockingIOError:
-                    _native.wait_fd(self.fileno(), _POLLOUT)
-            return None
         # The stock timeout bounds the whole call, not each send.
         deadline = monotonic() + timeout
         with _at_timeout_zero(self) as target:

@@ -1,0 +1,289 @@
+//! `recv`, `recv_into`, `send` and `sendall` of a blocking socket (no timeout) in an
+//! intercepting virtual thread, as one native call each. `ringloom.green.socket` calls
+//! them first, and takes its own path when they answer None (another kind of call).
+//!
+//! The Python version of each tried the stock method with `MSG_DONTWAIT`, caught the
+//! `BlockingIOError` (an exception object and a traceback per wait), parked, and tried
+//! again: on a request/response connection that is every read. Here the syscall's
+//! `EAGAIN` is a number: the virtual thread parks on a ring poll and tries again.
+//! Each try reads the descriptor from the socket object anew, so a socket closed by
+//! another thread while this one was parked fails with `EBADF`, as stock, rather than
+//! reading from whatever file got its number.
+
+use std::cell::RefCell;
+use std::io;
+use std::os::fd::RawFd;
+
+use pyo3::exceptions::{PyMemoryError, PyTypeError, PyValueError};
+use pyo3::ffi;
+use pyo3::prelude::*;
+use pyo3::types::PyBytes;
+
+use crate::errors::os_error;
+use crate::{vthread, waits};
+
+/// The largest read staged in a worker's reusable buffer; a larger one gets its own.
+const STAGED_MAX: usize = 256 * 1024;
+
+thread_local! {
+    /// Where `recv` reads before copying the bytes it got into a `bytes` object: one
+    /// allocation of what arrived, rather than one of `bufsize` shrunk afterwards.
+    static STAGING: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Whether the call is one for these functions: in an intercepting virtual thread, on
+/// a blocking socket (`gettimeout()` None), without `MSG_DONTWAIT`.
+fn applies(sock: &Bound<'_, PyAny>, flags: i32) -> PyResult<bool> {
+    let py = sock.py();
+    if flags & libc::MSG_DONTWAIT != 0 || !vthread::intercepting(py)? {
+        return Ok(false);
+    }
+    Ok(sock
+        .call_method0(pyo3::intern!(py, "gettimeout"))?
+        .is_none())
+}
+
+/// The socket's descriptor now (`fileno()`; -1 once closed, which the syscall then
+/// refuses with `EBADF`).
+fn fileno(sock: &Bound<'_, PyAny>) -> PyResult<RawFd> {
+    sock.call_method0(pyo3::intern!(sock.py(), "fileno"))?
+        .extract()
+}
+
+/// A read of nothing from a stream socket returns at once, as the stock blocking call
+/// does (with `MSG_DONTWAIT` a Unix stream socket would say `EAGAIN` and park for
+/// ever); other kinds (a datagram waits for one) take the usual path.
+fn zero_length_stream_read(sock: &Bound<'_, PyAny>) -> PyResult<bool> {
+    let py = sock.py();
+    let kind: i32 = sock.getattr(pyo3::intern!(py, "type"))?.extract()?;
+    if kind != libc::SOCK_STREAM {
+        return Ok(false);
+    }
+    if fileno(sock)? < 0 {
+        return Err(os_error(io::Error::from_raw_os_error(libc::EBADF)));
+    }
+    Ok(true)
+}
+
+/// Runs `syscall(fd)` until it does not fail with `EAGAIN`, parking on the ring until
+/// `fd` is ready for `events` between tries; `EINTR` runs the signal handlers and tries
+/// again. The result is the syscall's count.
+fn until_ready(
+    sock: &Bound<'_, PyAny>,
+    events: u32,
+    mut syscall: impl FnMut(RawFd) -> isize,
+) -> PyResult<usize> {
+    let py = sock.py();
+    loop {
+        let fd = fileno(sock)?;
+        let done = syscall(fd);
+        if let Ok(count) = usize::try_from(done) {
+            return Ok(count);
+        }
+        let err = io::Error::last_os_error();
+        match err.raw_os_error() {
+            Some(libc::EAGAIN) => waits::wait_not_ready(py, fd, events)?,
+            Some(libc::EINTR) => py.check_signals()?,
+            _ => return Err(os_error(err)),
+        }
+    }
+}
+
+/// A contiguous buffer of any object that exports one, released when dropped (the GIL
+/// is held: these calls run in a virtual thread, holding it again once resumed).
+struct Exported(ffi::Py_buffer);
+
+impl Exported {
+    fn get(object: &Bound<'_, PyAny>, writable: bool) -> PyResult<Self> {
+        // What CPython's own `w*` and `y*` ask for: contiguous bytes.
+        let flags = if writable {
+            ffi::PyBUF_WRITABLE
+        } else {
+            ffi::PyBUF_SIMPLE
+        };
+        let mut view = std::mem::MaybeUninit::<ffi::Py_buffer>::uninit();
+        // SAFETY: `view` is written by a successful call, which we check; the object is
+        // alive for the call.
+        if unsafe { ffi::PyObject_GetBuffer(object.as_ptr(), view.as_mut_ptr(), flags) } != 0 {
+            return Err(PyErr::fetch(object.py()));
+        }
+        // SAFETY: initialized by the successful call above.
+        Ok(Exported(unsafe { view.assume_init() }))
+    }
+
+    fn len(&self) -> usize {
+        usize::try_from(self.0.len).unwrap_or(0)
+    }
+}
+
+impl Drop for Exported {
+    fn drop(&mut self) {
+        // SAFETY: the view came from a successful `PyObject_GetBuffer`, released once.
+        unsafe { ffi::PyBuffer_Release(&mut self.0) }
+    }
+}
+
+/// `sock.recv(bufsize, flags)` for a blocking socket, parking while nothing has
+/// arrived; None when the call is not one for it (see `applies`).
+#[pyfunction]
+pub(crate) fn socket_recv<'py>(
+    sock: &Bound<'py, PyAny>,
+    bufsize: isize,
+    flags: i32,
+) -> PyResult<Option<Bound<'py, PyBytes>>> {
+    if !applies(sock, flags)? {
+        return Ok(None);
+    }
+    let Ok(bufsize) = usize::try_from(bufsize) else {
+        return Err(PyValueError::new_err("negative buffersize in recv"));
+    };
+    if bufsize == 0 && zero_length_stream_read(sock)? {
+        return Ok(Some(PyBytes::new(sock.py(), b"")));
+    }
+    let recv = |buf: &mut [u8]| {
+        let ptr = buf.as_mut_ptr() as usize;
+        let len = buf.len();
+        until_ready(sock, libc::POLLIN as u32, |fd| {
+            // SAFETY: `buf` is writable for `len` bytes for the duration of the call.
+            unsafe {
+                libc::recv(
+                    fd,
+                    ptr as *mut libc::c_void,
+                    len,
+                    flags | libc::MSG_DONTWAIT,
+                )
+            }
+        })
+    };
+    let py = sock.py();
+    if bufsize > STAGED_MAX {
+        let mut buf = Vec::new();
+        buf.try_reserve_exact(bufsize)
+            .map_err(|_| PyMemoryError::new_err("recv buffer too large"))?;
+        buf.resize(bufsize, 0);
+        let got = recv(&mut buf)?;
+        return Ok(Some(PyBytes::new(py, &buf[..got])));
+    }
+    // The staging buffer is taken out while the call may park (another virtual thread
+    // of this worker may recv meanwhile) and put back after.
+    let mut buf = STAGING.with(|staging| std::mem::take(&mut *staging.borrow_mut()));
+    if buf.len() < bufsize {
+        buf.resize(bufsize, 0);
+    }
+    let got = recv(&mut buf[..bufsize]);
+    let bytes = got.map(|got| PyBytes::new(py, &buf[..got]));
+    STAGING.with(|staging| {
+        let mut staging = staging.borrow_mut();
+        if staging.len() < buf.len() {
+            *staging = buf;
+        }
+    });
+    bytes.map(Some)
+}
+
+/// `sock.recv_into(buffer, nbytes, flags)` for a blocking socket; None when the call
+/// is not one for it.
+#[pyfunction]
+pub(crate) fn socket_recv_into(
+    sock: &Bound<'_, PyAny>,
+    buffer: &Bound<'_, PyAny>,
+    nbytes: isize,
+    flags: i32,
+) -> PyResult<Option<usize>> {
+    if !applies(sock, flags)? {
+        return Ok(None);
+    }
+    let Ok(nbytes) = usize::try_from(nbytes) else {
+        return Err(PyValueError::new_err("negative buffersize in recv_into"));
+    };
+    let view = Exported::get(buffer, true).map_err(|_| {
+        let kind = buffer
+            .get_type()
+            .name()
+            .map(|n| n.to_string())
+            .unwrap_or_default();
+        PyTypeError::new_err(format!(
+            "recv_into() argument 1 must be read-write bytes-like object, not {kind}"
+        ))
+    })?;
+    let len = if nbytes == 0 { view.len() } else { nbytes };
+    if len > view.len() {
+        return Err(PyValueError::new_err(
+            "buffer too small for requested bytes",
+        ));
+    }
+    if len == 0 && zero_length_stream_read(sock)? {
+        return Ok(Some(0));
+    }
+    let ptr = view.0.buf as usize;
+    let got = until_ready(sock, libc::POLLIN as u32, |fd| {
+        // SAFETY: the exported buffer is writable and at least `len` bytes long, and
+        // stays exported (so neither freed nor resized) until `view` drops.
+        unsafe {
+            libc::recv(
+                fd,
+                ptr as *mut libc::c_void,
+                len,
+                flags | libc::MSG_DONTWAIT,
+            )
+        }
+    })?;
+    Ok(Some(got))
+}
+
+/// One `send` of the bytes of `view` from `offset`.
+fn send_from(
+    sock: &Bound<'_, PyAny>,
+    view: &Exported,
+    offset: usize,
+    flags: i32,
+) -> PyResult<usize> {
+    let ptr = view.0.buf as usize + offset;
+    let len = view.len() - offset;
+    until_ready(sock, libc::POLLOUT as u32, |fd| {
+        // SAFETY: `ptr..ptr + len` lies in the exported buffer, which stays exported
+        // until `view` drops.
+        unsafe {
+            libc::send(
+                fd,
+                ptr as *const libc::c_void,
+                len,
+                flags | libc::MSG_DONTWAIT,
+            )
+        }
+    })
+}
+
+/// `sock.send(data, flags)` for a blocking socket: parks while there is no room; None
+/// when the call is not one for it.
+#[pyfunction]
+pub(crate) fn socket_send(
+    sock: &Bound<'_, PyAny>,
+    data: &Bound<'_, PyAny>,
+    flags: i32,
+) -> PyResult<Option<usize>> {
+    if !applies(sock, flags)? {
+        return Ok(None);
+    }
+    let view = Exported::get(data, false)?;
+    send_from(sock, &view, 0, flags).map(Some)
+}
+
+/// `sock.sendall(data, flags)` for a blocking socket: sends every byte, parking while
+/// there is no room. False (nothing sent) when the call is not one for it.
+#[pyfunction]
+pub(crate) fn socket_sendall(
+    sock: &Bound<'_, PyAny>,
+    data: &Bound<'_, PyAny>,
+    flags: i32,
+) -> PyResult<bool> {
+    if !applies(sock, flags)? {
+        return Ok(false);
+    }
+    let view = Exported::get(data, false)?;
+    let mut sent = 0;
+    while sent < view.len() {
+        sent += send_from(sock, &view, sent, flags)?;
+    }
+    Ok(true)
+}
