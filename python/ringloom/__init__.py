@@ -29,10 +29,9 @@ from __future__ import annotations
 import concurrent.futures
 import functools
 import os
-from typing import Any, Callable, TypeVar
+from typing import TYPE_CHECKING, Any, Callable, TypeVar
 
 from ringloom import _fork  # noqa: F401 - the fork guard, and the child's reset point
-from ringloom._aio import AsyncVirtualThreadPool
 from ringloom._native import (
     Loom,
     blocking,
@@ -64,6 +63,9 @@ from ringloom.sync import (
     Semaphore,
 )
 from ringloom.virtual_thread import virtual_thread_benchmark
+
+if TYPE_CHECKING:
+    from ringloom._aio import AsyncVirtualThreadPool
 
 __all__ = [
     "AsyncVirtualThreadPool",
@@ -114,3 +116,14 @@ def submit(
     call = functools.partial(fn, *args, **kwargs) if args or kwargs else fn
     loom.spawn(call, future)
     return future
+
+
+def __getattr__(name: str) -> Any:
+    # ``AsyncVirtualThreadPool`` imports asyncio (a third of ringloom's import time):
+    # loaded on first use, not by ``import ringloom``.
+    if name == "AsyncVirtualThreadPool":
+        from ringloom._aio import AsyncVirtualThreadPool
+
+        globals()[name] = AsyncVirtualThreadPool
+        return AsyncVirtualThreadPool
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -28,12 +28,14 @@ from __future__ import annotations
 import concurrent.futures
 import time
 from collections.abc import Iterable
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
-from ringloom._aio import AsyncVirtualThreadPool
 from ringloom._checks import check_callable, check_count
 from ringloom._pool import DEFAULT_PLATFORM_THREADS, DEFAULT_PRIORITY, VirtualThreadPool
 from ringloom._shared import run_in_virtual_thread, virtual_map
+
+if TYPE_CHECKING:
+    from ringloom._aio import AsyncVirtualThreadPool
 
 __all__ = [
     "DEFAULT_PLATFORM_THREADS",
@@ -87,3 +89,14 @@ def virtual_thread_benchmark(
         report["traditional_threads"] = {"time": tt_time, "results": tt_results}
         report["speedup"] = tt_time / vt_time if vt_time > 0 else float("inf")
     return report
+
+
+def __getattr__(name: str) -> Any:
+    # ``AsyncVirtualThreadPool`` imports asyncio (a third of ringloom's import time):
+    # loaded on first use, not by ``import ringloom``.
+    if name == "AsyncVirtualThreadPool":
+        from ringloom._aio import AsyncVirtualThreadPool
+
+        globals()[name] = AsyncVirtualThreadPool
+        return AsyncVirtualThreadPool
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

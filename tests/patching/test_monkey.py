@@ -536,17 +536,21 @@ def test_a_bare_import_patches_only_io() -> None:
         [
             sys.executable,
             "-c",
-            "import json, threading, _thread, ringloom\n"
+            "import json, sys, threading, _thread, ringloom\n"
             "from ringloom import monkey\n"
+            "asyncio_at_import = 'asyncio' in sys.modules\n"
+            "pool = ringloom.AsyncVirtualThreadPool.__name__\n"
             "print(json.dumps([type(threading.Lock()).__module__,"
-            " monkey.is_patched('threading'), monkey.is_patched('time', 'sleep')]))",
+            " monkey.is_patched('threading'), monkey.is_patched('time', 'sleep'),"
+            " asyncio_at_import, pool]))",
         ],
         capture_output=True,
         text=True,
         timeout=HANG_LIMIT,
     )
     assert proc.returncode == 0, proc.stderr
-    assert json.loads(proc.stdout) == ["_thread", False, True]
+    # The asyncio pool (and asyncio) load on first use, not at import.
+    assert json.loads(proc.stdout) == ["_thread", False, True, False, "AsyncVirtualThreadPool"]
 
 
 def test_run_refuses_bad_input(tmp_path: Path) -> None:
