@@ -1,0 +1,186 @@
+"""Generated programs over the pool's public API (hypothesis stateful testing).
+
+Each program makes a ``VirtualThreadPool`` (bounded or not), then a random sequence of:
+submits that return, raise, sleep, wait on an event, or take a shared lock; maps;
+cancellations; events set; a task that submits to its own pool and waits for that
+future. At the end every event is set and every future must end with exactly the
+outcome the model expects; a future that does not end within ``HANG_LIMIT`` fails the
+program with the stack of every thread and virtual thread. After ``shutdown`` the
+process has the descriptors and OS threads it had before. The examples are derandomized,
+so a run in CI replays the same programs; a failure prints the steps that reproduce it.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import sys
+import traceback
+from typing import Any
+
+import ringloom
+from hypothesis import HealthCheck, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, initialize, precondition, rule
+from ringloom.virtual_thread import VirtualThreadPool
+from support import open_fds, os_threads, wait_until
+
+#: Seconds a future of a generated program may take to end once its events are set.
+HANG_LIMIT = 60
+EVENTS = 3
+
+
+class Boom(Exception):
+    pass
+
+
+def give(value: int) -> int:
+    return value
+
+
+def fail(message: str) -> None:
+    raise Boom(message)
+
+
+def nap(ms: int) -> int:
+    ringloom.sleep(ms / 1000)
+    return ms
+
+
+def wait_for(event: Any, index: int) -> int:
+    if not event.wait(HANG_LIMIT):
+        raise TimeoutError(f"event {index} never set")
+    return index
+
+
+def stacks() -> str:
+    """Every thread's and virtual thread's stack, for a hang's report."""
+    return "\n".join(
+        f"-- {ident}\n{''.join(traceback.format_stack(frame))}"
+        for ident, frame in sys._current_frames().items()
+    )
+
+
+class PoolPrograms(RuleBasedStateMachine):
+    def __init__(self) -> None:
+        super().__init__()
+        self.fds = open_fds()
+        self.threads = os_threads()
+        self.pool: VirtualThreadPool | None = None
+        # Each future, the outcome the model expects, and the increments it makes.
+        self.expected: list[tuple[concurrent.futures.Future[Any], Any, int]] = []
+        self.events = [ringloom.Event() for _ in range(EVENTS)]
+        self.lock = ringloom.Lock()
+        self.counter = [0]
+
+    @initialize(limit=st.one_of(st.none(), st.integers(1, 4)), workers=st.integers(1, 2))
+    def start(self, limit: int | None, workers: int) -> None:
+        self.limit = limit
+        self.pool = VirtualThreadPool(max_platform_threads=workers, max_virtual_threads=limit)
+
+    def expect(
+        self, future: concurrent.futures.Future[Any], outcome: Any, increments: int = 0
+    ) -> None:
+        self.expected.append((future, outcome, increments))
+
+    @rule(value=st.integers(), priority=st.integers(0, 255))
+    def submit_value(self, value: int, priority: int) -> None:
+        assert self.pool is not None
+        self.expect(self.pool.submit(give, value, priority=priority), ("value", value))
+
+    @rule(message=st.text(max_size=5))
+    def submit_failure(self, message: str) -> None:
+        assert self.pool is not None
+        self.expect(self.pool.submit(fail, message), ("raises", Boom, message))
+
+    @rule(ms=st.integers(0, 5))
+    def submit_nap(self, ms: int) -> None:
+        assert self.pool is not None
+        self.expect(self.pool.submit(nap, ms), ("value", ms))
+
+    # A bounded pool runs waiting tasks in its few slots: waits only in an unbounded one,
+    # where nothing queues behind them (a thread pool of N would deadlock alike).
+    @precondition(lambda self: self.limit is None)
+    @rule(index=st.integers(0, EVENTS - 1))
+    def submit_event_wait(self, index: int) -> None:
+        assert self.pool is not None
+        future = self.pool.submit(wait_for, self.events[index], index)
+        self.expect(future, ("value", index))
+
+    @rule(index=st.integers(0, EVENTS - 1))
+    def set_event(self, index: int) -> None:
+        self.events[index].set()
+
+    @rule(times=st.integers(1, 10))
+    def submit_locked_increments(self, times: int) -> None:
+        assert self.pool is not None
+        lock, counter = self.lock, self.counter
+
+        def increment() -> int:
+            for _ in range(times):
+                with lock:
+                    seen = counter[0]
+                    ringloom.sleep(0)
+                    counter[0] = seen + 1
+            return times
+
+        self.expect(self.pool.submit(increment), ("value", times), times)
+
+    @rule(values=st.lists(st.integers(), max_size=20))
+    def map_values(self, values: list[int]) -> None:
+        assert self.pool is not None
+        assert list(self.pool.map(give, values)) == values
+
+    @precondition(lambda self: self.limit is None)
+    @rule(value=st.integers())
+    def submit_nested(self, value: int) -> None:
+        assert self.pool is not None
+        pool = self.pool
+
+        def nested() -> int:
+            return pool.submit(give, value).result(HANG_LIMIT)
+
+        self.expect(pool.submit(nested), ("value", value))
+
+    @precondition(lambda self: bool(self.expected))
+    @rule(data=st.data())
+    def cancel(self, data: st.DataObject) -> None:
+        index = data.draw(st.integers(0, len(self.expected) - 1))
+        future, _, _ = self.expected[index]
+        if future.cancel():
+            # It never ran: no outcome, no increments.
+            self.expected[index] = (future, ("cancelled",), 0)
+
+    def teardown(self) -> None:
+        if self.pool is None:
+            return
+        for event in self.events:
+            event.set()
+        try:
+            for future, outcome, _ in self.expected:
+                try:
+                    value = future.result(HANG_LIMIT)
+                except concurrent.futures.TimeoutError:
+                    raise AssertionError(f"a future never ended\n{stacks()}") from None
+                except concurrent.futures.CancelledError:
+                    assert outcome == ("cancelled",), outcome
+                    continue
+                except Boom as err:
+                    assert outcome == ("raises", Boom, err.args[0]), (outcome, err)
+                    continue
+                assert outcome == ("value", value), (outcome, value)
+        finally:
+            self.pool.shutdown(wait=True)
+        assert all(future.done() for future, _, _ in self.expected)
+        assert self.counter[0] == sum(increments for _, _, increments in self.expected)
+        wait_until(lambda: os_threads() <= self.threads)
+        wait_until(lambda: open_fds() <= self.fds)
+
+
+PoolPrograms.TestCase.settings = settings(
+    max_examples=150,
+    stateful_step_count=25,
+    deadline=None,
+    derandomize=True,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
+)
+test_generated_pool_programs = PoolPrograms.TestCase
