@@ -153,6 +153,12 @@ fn a_burst_spawned_from_outside_reaches_every_worker() {
 fn tasks_spawned_packed_from_outside_stay_on_their_worker() {
     hang_guard(LIMIT, || {
         let rt = runtime(2);
+        // Both workers asleep first: a worker still awake from its start would steal.
+        let started = std::time::Instant::now();
+        while rt.stats().workers.iter().any(|worker| worker.parks == 0) {
+            assert!(started.elapsed() < LIMIT, "the workers never parked");
+            std::thread::sleep(Duration::from_millis(1));
+        }
         // The same burst as above, queued with `spawn_packed_on`: no other worker is woken
         // for it, so the one it was queued on runs all of it, however long each holds it.
         let ran_on = Arc::new(Mutex::new(Vec::new()));
@@ -174,6 +180,7 @@ fn tasks_spawned_packed_from_outside_stay_on_their_worker() {
         let ran_on = ran_on.lock().unwrap();
         assert_eq!(ran_on.len(), 64);
         assert!(ran_on.iter().all(|w| *w == 1), "{ran_on:?}");
+        assert_eq!(rt.stats().total().tasks_stolen, 0);
     });
 }
 

@@ -216,38 +216,6 @@ def test_a_lock_shared_by_os_threads_and_virtual_threads(tmp_path: Path) -> None
     assert out["count"] == out["expected"]
 
 
-def test_threads_started_from_an_os_thread_share_a_worker(tmp_path: Path) -> None:
-    """A producer and a consumer started from the main thread take turns with one queue:
-    on one worker they hand over with a switch, not an OS thread wake-up each time."""
-    out = run_patched(
-        """
-        import json, queue, threading
-        pairs = []
-        for _ in range(100):
-            items = queue.Queue(maxsize=10)
-            workers = {}
-            def produce():
-                workers["producer"] = threading.get_native_id()
-                for i in range(1_000):
-                    items.put(i)
-                items.put(None)
-            def consume():
-                workers["consumer"] = threading.get_native_id()
-                while items.get() is not None:
-                    pass
-            threads = [threading.Thread(target=produce), threading.Thread(target=consume)]
-            for t in threads:
-                t.start()
-            for t in threads:
-                t.join()
-            pairs.append(workers["producer"] == workers["consumer"])
-        print(json.dumps({"shared": pairs, "main": threading.get_native_id()}))
-        """,
-        tmp_path=tmp_path,
-    )
-    assert all(out["shared"]), out
-
-
 def test_thread_pool_executor_of_2000_runs_on_few_os_threads(tmp_path: Path) -> None:
     out = run_patched(
         """
