@@ -1,9 +1,10 @@
 """Generated programs over the pool's public API (hypothesis stateful testing).
 
 Each program makes a ``VirtualThreadPool`` (bounded or not), then a random sequence of:
-submits that return, raise, sleep, wait on an event, or take a shared lock; maps;
-cancellations; events set; a task that submits to its own pool and waits for that
-future. At the end every event is set and every future must end with exactly the
+submits that return, raise, sleep, wait on an event, take a shared lock, or take an item
+from a shared native queue; maps; cancellations; events set; items put from the test's
+OS thread; OS threads that take the same lock; a task that submits to its own pool and
+waits for that future. At the end every event is set and every future must end with exactly the
 outcome the model expects; a future that does not end within ``HANG_LIMIT`` fails the
 program with the stack of every thread and virtual thread. After ``shutdown`` the
 process has the descriptors and OS threads it had before. The examples are derandomized,
@@ -12,8 +13,10 @@ so a run in CI replays the same programs; a failure prints the steps that reprod
 
 from __future__ import annotations
 
+import collections
 import concurrent.futures
 import sys
+import threading
 import traceback
 from typing import Any
 
@@ -21,6 +24,7 @@ import ringloom
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, precondition, rule
+from ringloom.queues import Queue
 from ringloom.virtual_thread import VirtualThreadPool
 from support import open_fds, os_threads, wait_until
 
@@ -71,6 +75,11 @@ class PoolPrograms(RuleBasedStateMachine):
         self.events = [ringloom.Event() for _ in range(EVENTS)]
         self.lock = ringloom.Lock()
         self.counter = [0]
+        self.items: Queue = Queue()
+        self.put: list[int] = []
+        self.takers: list[concurrent.futures.Future[Any]] = []
+        self.os_threads: list[threading.Thread] = []
+        self.os_increments = 0
 
     @initialize(limit=st.one_of(st.none(), st.integers(1, 4)), workers=st.integers(1, 2))
     def start(self, limit: int | None, workers: int) -> None:
@@ -125,6 +134,33 @@ class PoolPrograms(RuleBasedStateMachine):
 
         self.expect(self.pool.submit(increment), ("value", times), times)
 
+    @rule(times=st.integers(1, 50))
+    def os_thread_increments(self, times: int) -> None:
+        """An OS thread takes the lock the virtual threads take."""
+        lock, counter = self.lock, self.counter
+
+        def increment() -> None:
+            for _ in range(times):
+                with lock:
+                    counter[0] += 1
+
+        thread = threading.Thread(target=increment)
+        thread.start()
+        self.os_threads.append(thread)
+        self.os_increments += times
+
+    @rule(value=st.integers())
+    def put_item(self, value: int) -> None:
+        self.items.put(value)
+        self.put.append(value)
+
+    # Takers wait in their slots: only in an unbounded pool (see submit_event_wait).
+    @precondition(lambda self: self.limit is None)
+    @rule()
+    def submit_take(self) -> None:
+        assert self.pool is not None
+        self.takers.append(self.pool.submit(self.items.get, timeout=HANG_LIMIT))
+
     @rule(values=st.lists(st.integers(), max_size=20))
     def map_values(self, values: list[int]) -> None:
         assert self.pool is not None
@@ -155,6 +191,9 @@ class PoolPrograms(RuleBasedStateMachine):
             return
         for event in self.events:
             event.set()
+        # One filler (None) for every taker that no put will serve.
+        for _ in range(len(self.takers) - len(self.put)):
+            self.items.put(None)
         try:
             for future, outcome, _ in self.expected:
                 try:
@@ -168,10 +207,26 @@ class PoolPrograms(RuleBasedStateMachine):
                     assert outcome == ("raises", Boom, err.args[0]), (outcome, err)
                     continue
                 assert outcome == ("value", value), (outcome, value)
+            taken = []
+            for taker in self.takers:
+                try:
+                    taken.append(taker.result(HANG_LIMIT))
+                except concurrent.futures.TimeoutError:
+                    raise AssertionError(f"a taker never ended\n{stacks()}") from None
         finally:
             self.pool.shutdown(wait=True)
+            for thread in self.os_threads:
+                thread.join(HANG_LIMIT)
         assert all(future.done() for future, _, _ in self.expected)
-        assert self.counter[0] == sum(increments for _, _, increments in self.expected)
+        # Nothing lost, nothing taken twice: what was taken and what is left is what
+        # was put (and the fillers).
+        left = []
+        while not self.items.empty():
+            left.append(self.items.get_nowait())
+        got = collections.Counter(x for x in taken + left if x is not None)
+        assert got == collections.Counter(self.put), (taken, left, self.put)
+        vthread_increments = sum(increments for _, _, increments in self.expected)
+        assert self.counter[0] == vthread_increments + self.os_increments
         wait_until(lambda: os_threads() <= self.threads)
         wait_until(lambda: open_fds() <= self.fds)
 
