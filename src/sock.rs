@@ -140,21 +140,8 @@ pub(crate) fn socket_recv<'py>(
     if bufsize == 0 && zero_length_stream_read(sock)? {
         return Ok(Some(PyBytes::new(sock.py(), b"")));
     }
-    let recv = |buf: &mut [u8]| {
-        let ptr = buf.as_mut_ptr() as usize;
-        let len = buf.len();
-        until_ready(sock, libc::POLLIN as u32, |fd| {
-            // SAFETY: `buf` is writable for `len` bytes for the duration of the call.
-            unsafe {
-                libc::recv(
-                    fd,
-                    ptr as *mut libc::c_void,
-                    len,
-                    flags | libc::MSG_DONTWAIT,
-                )
-            }
-        })
-    };
+    // SAFETY: `buf` is borrowed mutably for the whole call, park included.
+    let recv = |buf: &mut [u8]| unsafe { recv_parked(sock, buf.as_mut_ptr(), buf.len(), flags) };
     let py = sock.py();
     if bufsize > STAGED_MAX {
         let mut buf = Vec::new();
@@ -215,10 +202,25 @@ pub(crate) fn socket_recv_into(
     if len == 0 && zero_length_stream_read(sock)? {
         return Ok(Some(0));
     }
-    let ptr = view.0.buf as usize;
-    let got = until_ready(sock, libc::POLLIN as u32, |fd| {
-        // SAFETY: the exported buffer is writable and at least `len` bytes long, and
-        // stays exported (so neither freed nor resized) until `view` drops.
+    // SAFETY: the exported buffer is writable and at least `len` bytes long, and stays
+    // exported (so neither freed nor resized) until `view` drops, after the call.
+    let got = unsafe { recv_parked(sock, view.0.buf.cast(), len, flags) }?;
+    Ok(Some(got))
+}
+
+/// One `recv` of up to `len` bytes into `ptr`, parking until something arrives.
+///
+/// # Safety
+/// `ptr` is writable for `len` bytes until this returns (a park included).
+unsafe fn recv_parked(
+    sock: &Bound<'_, PyAny>,
+    ptr: *mut u8,
+    len: usize,
+    flags: i32,
+) -> PyResult<usize> {
+    let ptr = ptr as usize;
+    until_ready(sock, libc::POLLIN as u32, |fd| {
+        // SAFETY: the caller's promise: `ptr..ptr + len` is writable for this call.
         unsafe {
             libc::recv(
                 fd,
@@ -227,8 +229,7 @@ pub(crate) fn socket_recv_into(
                 flags | libc::MSG_DONTWAIT,
             )
         }
-    })?;
-    Ok(Some(got))
+    })
 }
 
 /// One `send` of the bytes of `view` from `offset`.
