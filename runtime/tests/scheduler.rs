@@ -2,6 +2,8 @@
 
 mod common;
 
+use std::future::Future;
+use std::pin::Pin;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -112,6 +114,33 @@ fn idle_worker_steals_from_a_blocked_one() {
     });
 }
 
+/// Spawns, from this plain thread, 64 tasks that each hold their worker for 1 ms, waits
+/// for them, and returns the worker each ran on.
+fn run_burst(
+    rt: &ringloom::Runtime,
+    spawn: impl Fn(Pin<Box<dyn Future<Output = ()> + Send>>) -> ringloom::JoinHandle<()>,
+) -> Vec<usize> {
+    let ran_on = Arc::new(Mutex::new(Vec::new()));
+    let handles: Vec<_> = (0..64)
+        .map(|_| {
+            let ran_on = ran_on.clone();
+            spawn(Box::pin(async move {
+                let worker = ringloom::current_worker().unwrap();
+                ran_on.lock().unwrap().push(worker);
+                std::thread::sleep(Duration::from_millis(1));
+            }))
+        })
+        .collect();
+    rt.block_on(async {
+        for handle in handles {
+            handle.await.unwrap();
+        }
+    });
+    let ran_on = ran_on.lock().unwrap().clone();
+    assert_eq!(ran_on.len(), 64);
+    ran_on
+}
+
 #[test]
 fn a_burst_spawned_from_outside_reaches_every_worker() {
     hang_guard(LIMIT, || {
@@ -121,24 +150,7 @@ fn a_burst_spawned_from_outside_reaches_every_worker() {
         // task holding its worker for a while: the worker woken for a burst must wake
         // the other, or it runs the whole burst alone.
         for round in 0..10 {
-            let ran_on = Arc::new(Mutex::new(Vec::new()));
-            let handles: Vec<_> = (0..64)
-                .map(|_| {
-                    let ran_on = ran_on.clone();
-                    rt.spawn(async move {
-                        let worker = ringloom::current_worker().unwrap();
-                        ran_on.lock().unwrap().push(worker);
-                        std::thread::sleep(Duration::from_millis(1));
-                    })
-                })
-                .collect();
-            rt.block_on(async {
-                for handle in handles {
-                    handle.await.unwrap();
-                }
-            });
-            let ran_on = ran_on.lock().unwrap();
-            assert_eq!(ran_on.len(), 64);
+            let ran_on = run_burst(&rt, |task| rt.spawn(task));
             for worker in 0..2 {
                 assert!(
                     ran_on.contains(&worker),
@@ -161,24 +173,7 @@ fn tasks_spawned_packed_from_outside_stay_on_their_worker() {
         }
         // The same burst as above, queued with `spawn_packed_on`: no other worker is woken
         // for it, so the one it was queued on runs all of it, however long each holds it.
-        let ran_on = Arc::new(Mutex::new(Vec::new()));
-        let handles: Vec<_> = (0..64)
-            .map(|_| {
-                let ran_on = ran_on.clone();
-                rt.spawn_packed_on(1, async move {
-                    let worker = ringloom::current_worker().unwrap();
-                    ran_on.lock().unwrap().push(worker);
-                    std::thread::sleep(Duration::from_millis(1));
-                })
-            })
-            .collect();
-        rt.block_on(async {
-            for handle in handles {
-                handle.await.unwrap();
-            }
-        });
-        let ran_on = ran_on.lock().unwrap();
-        assert_eq!(ran_on.len(), 64);
+        let ran_on = run_burst(&rt, |task| rt.spawn_packed_on(1, task));
         assert!(ran_on.iter().all(|w| *w == 1), "{ran_on:?}");
         assert_eq!(rt.stats().total().tasks_stolen, 0);
     });
