@@ -42,8 +42,8 @@ impl RuntimeStats {
             .map(|worker| {
                 let tasks = &worker.counters;
                 let mut stats = WorkerStats {
-                    tasks_spawned: tasks.spawned.load(Ordering::Relaxed),
-                    tasks_finished: tasks.finished.load(Ordering::Relaxed),
+                    tasks_spawned: tasks.total_spawned(),
+                    tasks_finished: tasks.total_finished(),
                     tasks_stolen: tasks.stolen.load(Ordering::Relaxed),
                     polls: tasks.polls.load(Ordering::Relaxed),
                     tasks_live: worker.live_tasks(),

@@ -637,3 +637,53 @@ fn a_runtime_dropped_on_its_own_worker_stops_detached() {
         assert_eq!(dropped.load(Ordering::SeqCst), 16);
     });
 }
+
+#[test]
+fn tasks_that_never_ran_are_cancelled_at_shutdown_on_their_worker() {
+    // A task joins its owner's registry only at its first wait: one still queued when
+    // the runtime stops is found in the queues, and must be cancelled just the same.
+    hang_guard(LIMIT, || {
+        struct DropsOn(Arc<Mutex<Vec<std::thread::ThreadId>>>);
+        impl Drop for DropsOn {
+            fn drop(&mut self) {
+                self.0.lock().unwrap().push(std::thread::current().id());
+            }
+        }
+        let rt = runtime(1);
+        let drops = Arc::new(Mutex::new(Vec::new()));
+        let slot = Arc::new(Mutex::new(Some(rt)));
+        let (out_tx, out_rx) = std::sync::mpsc::channel();
+        let (owner, guards) = (slot.clone(), drops.clone());
+        let first = slot.lock().unwrap().as_ref().unwrap().spawn(async move {
+            let mut handles = Vec::new();
+            for _ in 0..100 {
+                let guard = DropsOn(guards.clone());
+                handles.push(ringloom::spawn(async move {
+                    let _guard = guard;
+                }));
+            }
+            for _ in 0..10 {
+                let guard = DropsOn(guards.clone());
+                handles.push(ringloom::spawn_local(async move {
+                    let _guard = guard;
+                }));
+            }
+            // The one worker is this thread: none of them has run. Stopping the
+            // runtime from here lets the worker stop as soon as this task returns.
+            drop(owner.lock().unwrap().take());
+            out_tx.send((handles, std::thread::current().id())).unwrap();
+        });
+        let (handles, worker) = out_rx.recv().unwrap();
+        drop(first);
+        for handle in handles {
+            let err = futures_lite_block_on(handle).expect_err("never ran");
+            assert!(err.is_cancelled(), "{err:?}");
+        }
+        let drops = drops.lock().unwrap();
+        assert_eq!(drops.len(), 110);
+        assert!(
+            drops.iter().all(|&id| id == worker),
+            "dropped on the worker"
+        );
+    });
+}

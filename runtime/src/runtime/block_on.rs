@@ -39,10 +39,11 @@ struct Teardown {
 
 impl Drop for Teardown {
     fn drop(&mut self) {
-        for task in self.executor.take_registry() {
+        // Tasks that have waited are in the registry, the others still queued.
+        let queued = std::iter::from_fn(|| self.executor.local_queue.pop());
+        for task in self.executor.take_registry().into_iter().chain(queued) {
             task.shut_down();
         }
-        while self.executor.local_queue.pop().is_some() {}
         driver::with_current(|driver| driver.drain(Duration::from_secs(5)));
         drop(Driver::exit());
     }

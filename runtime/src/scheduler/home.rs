@@ -60,6 +60,14 @@ impl Home {
         }
     }
 
+    /// Whether the calling thread runs the executor `owner` would name.
+    pub(crate) fn is_current(&self, owner: usize) -> bool {
+        match self.get() {
+            HomeRef::Pool(pool) => pool.current_worker() == Some(owner),
+            HomeRef::Local(_) => true,
+        }
+    }
+
     /// The executor whose registry holds the task: for a pool task, worker `owner`.
     pub(crate) fn owner(&self, owner: usize) -> &Executor {
         match self.get() {

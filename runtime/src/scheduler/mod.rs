@@ -33,12 +33,45 @@ use registry::Registry;
 pub(crate) use worker::run_worker;
 
 /// Counters one executor thread keeps.
+///
+/// A task is counted by its owner: `spawned` and `finished` by the owner's own thread
+/// (a plain load and store), the `_remote` pair by any other thread (an atomic add), so
+/// that a task spawned and finished where it belongs costs no read-modify-write.
 #[derive(Default, Debug)]
 pub struct TaskCounters {
     pub spawned: AtomicU64,
+    pub spawned_remote: AtomicU64,
     pub finished: AtomicU64,
+    pub finished_remote: AtomicU64,
     pub stolen: AtomicU64,
     pub polls: AtomicU64,
+}
+
+impl TaskCounters {
+    /// Adds one to `own` on the owner's thread, or to `remote` on any other.
+    fn count(own: &AtomicU64, remote: &AtomicU64, on_own_thread: bool) {
+        if on_own_thread {
+            bump(own);
+        } else {
+            remote.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    pub(crate) fn count_spawned(&self, on_own_thread: bool) {
+        Self::count(&self.spawned, &self.spawned_remote, on_own_thread);
+    }
+
+    pub(crate) fn count_finished(&self, on_own_thread: bool) {
+        Self::count(&self.finished, &self.finished_remote, on_own_thread);
+    }
+
+    pub(crate) fn total_spawned(&self) -> u64 {
+        self.spawned.load(Ordering::Relaxed) + self.spawned_remote.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn total_finished(&self) -> u64 {
+        self.finished.load(Ordering::Relaxed) + self.finished_remote.load(Ordering::Relaxed)
+    }
 }
 
 /// Adds one to a counter that only one thread at a time writes (its executor's thread,
@@ -60,7 +93,10 @@ pub(crate) struct Executor {
     pub(crate) run_queue: TaskQueue,
     /// Tasks only this thread may run (`spawn_local`).
     pub(crate) local_queue: TaskQueue,
-    /// Every unfinished task this executor owns, so shutdown can drop them here.
+    /// Every unfinished task this executor owns that has waited at least once, so
+    /// shutdown can drop them here. A task joins at its first wait: until then it is in
+    /// a run queue or being polled, and shutdown drains the queues too, so a task that
+    /// finishes in its first poll (most short ones) never takes the lock.
     registry: Mutex<Registry>,
     pub(crate) driver: OnceLock<Arc<DriverShared>>,
     pub(crate) counters: TaskCounters,
@@ -79,12 +115,12 @@ impl Executor {
         }
     }
 
-    /// Keeps a reference to a new task until it completes.
+    /// Keeps a reference to a task that is about to wait, until it completes. The
+    /// caller holds the task's RUNNING bit (so no other thread reads or writes its key
+    /// meanwhile).
     pub(crate) fn register(&self, task: Task) {
         let header = task.header() as *const Header;
         let mut registry = self.registry.lock().unwrap();
-        // The lock orders the writers: no read-modify-write needed.
-        bump(&self.counters.spawned);
         let key = registry.insert(task);
         let key = u32::try_from(key).expect("over 4 billion live tasks on one thread");
         // SAFETY: the registry's reference keeps the header alive.
@@ -94,11 +130,7 @@ impl Executor {
     /// Drops the registry's reference to a completed task (unless shutdown took it).
     pub(crate) fn unregister(&self, header: &Header) {
         let key = header.key.load(Ordering::Relaxed) as usize;
-        let removed = {
-            let mut registry = self.registry.lock().unwrap();
-            bump(&self.counters.finished);
-            registry.remove(key, header)
-        };
+        let removed = self.registry.lock().unwrap().remove(key, header);
         // The last reference may go here; drop it outside the lock.
         drop(removed);
     }
@@ -108,8 +140,11 @@ impl Executor {
         self.registry.lock().unwrap().take_all()
     }
 
+    /// Unfinished tasks this executor owns (spawned here, or placed here from outside).
     pub(crate) fn live_tasks(&self) -> usize {
-        self.registry.lock().unwrap().len()
+        // Finished first: a task counted finished was counted spawned before.
+        let finished = self.counters.total_finished();
+        self.counters.total_spawned().saturating_sub(finished) as usize
     }
 
     /// Wakes this executor's thread if it is parked; returns whether it was.
@@ -125,8 +160,13 @@ impl Executor {
             .is_some_and(|driver| driver.unpark.is_parked())
     }
 
+    /// Whether this executor has tasks to run; exact only on its own thread (the spill
+    /// of `owned` is its alone).
     pub(crate) fn has_queued(&self) -> bool {
-        !self.owned.is_empty() || !self.run_queue.is_empty() || !self.local_queue.is_empty()
+        !self.owned.is_empty()
+            || self.owned.spilled() > 0
+            || !self.run_queue.is_empty()
+            || !self.local_queue.is_empty()
     }
 
     /// Whether another worker could take work from here.
@@ -261,7 +301,10 @@ impl Pool {
             // SAFETY: `current_worker` says this thread is worker `index`, the only
             // thread that runs its loop and so the owner of its `owned` queue.
             unsafe { worker.owned.push(task, &worker.run_queue) };
-            self.notify_one();
+            // Another worker may steal it; a lone worker is this thread, awake.
+            if self.workers.len() > 1 {
+                self.notify_one();
+            }
             return;
         }
         let home = task.home();

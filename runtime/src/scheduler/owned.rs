@@ -5,8 +5,11 @@
 //! locked [`TaskQueue`] it cost two lock round trips (push and pop) and two sequentially
 //! consistent stores per task. Here the owner's push is a plain store and a release,
 //! its pop one compare-and-swap, and a stealer claims a whole run of tasks with one. A
-//! burst beyond the ring's size goes to the locked queue, as before, and so does what
-//! comes after it until that queue drains: the worker runs its tasks in FIFO order.
+//! burst beyond the ring's size goes to the locked queue, and so does what comes after
+//! it until that queue drains: the worker runs its tasks in FIFO order. Those go in runs
+//! of `SPILL_BATCH`, gathered in an owner-only spill first, and come back a half ring
+//! at a time, so that a burst of a million spawns takes a lock per run, not per task;
+//! the spill (under one run) is the only part of the queue a stealer cannot see.
 //!
 //! The head is two indices in one word: `real`, the next task the owner pops, and
 //! `steal`, the start of a run a stealer has claimed but not yet copied out (equal to
@@ -27,6 +30,10 @@ const CAPACITY: u32 = 256;
 const MASK: u32 = CAPACITY - 1;
 /// The most a steal takes at once.
 const STEAL_MAX: u32 = CAPACITY / 2;
+/// Tasks gathered in the spill before they go to the locked queue under one lock.
+const SPILL_BATCH: usize = 64;
+/// Tasks taken back from the locked queue into an empty ring under one lock.
+const REFILL: usize = (CAPACITY / 2) as usize;
 
 fn pack(steal: u32, real: u32) -> u64 {
     (u64::from(steal) << 32) | u64::from(real)
@@ -41,6 +48,11 @@ pub(crate) struct OwnedQueue {
     /// Written by the owner only.
     tail: AtomicU32,
     slots: Box<[UnsafeCell<MaybeUninit<Task>>]>,
+    /// Tasks queued after the locked queue's, not yet moved there: owner-only.
+    spill: UnsafeCell<Vec<Task>>,
+    /// `spill.len()`, written by the owner only, so that the owner's own "anything
+    /// queued?" check is a safe read.
+    spilled: AtomicU32,
 }
 
 // SAFETY: a slot is written only by the owner and only outside [steal, tail), read by the
@@ -58,12 +70,15 @@ impl Default for OwnedQueue {
             slots: (0..CAPACITY)
                 .map(|_| UnsafeCell::new(MaybeUninit::uninit()))
                 .collect(),
+            spill: UnsafeCell::new(Vec::new()),
+            spilled: AtomicU32::new(0),
         }
     }
 }
 
 impl OwnedQueue {
-    /// Queued tasks, as seen now (a steal under way may make it stale at once).
+    /// Tasks a stealer could take, as seen now (a steal under way may make it stale at
+    /// once); the spill is not counted.
     pub(crate) fn len(&self) -> usize {
         let (_, real) = unpack(self.head.load(Ordering::Acquire));
         self.tail.load(Ordering::Acquire).wrapping_sub(real) as usize
@@ -73,30 +88,98 @@ impl OwnedQueue {
         self.len() == 0
     }
 
+    /// Tasks in the owner's spill (see the module doc); only the owner's own reading
+    /// is exact.
+    pub(crate) fn spilled(&self) -> usize {
+        self.spilled.load(Ordering::Relaxed) as usize
+    }
+
     /// Queues `task` at the back. When the ring is full, or `overflow` (the locked
-    /// queue, popped after the ring) holds tasks already, it goes there instead: behind
-    /// every task queued before it, so that the owner runs them in order.
+    /// queue, popped after the ring) or the spill holds tasks already, it goes to the
+    /// spill instead, and a full spill to `overflow`: behind every task queued before
+    /// it, so that the owner runs them in order.
     ///
     /// # Safety
     /// Only the queue's owner (one thread for the queue's life) calls `push` and `pop`.
     pub(crate) unsafe fn push(&self, task: Task, overflow: &TaskQueue) {
+        // SAFETY: the spill is the owner's alone, and the caller is the owner.
+        let spill = unsafe { &mut *self.spill.get() };
         let tail = self.tail.load(Ordering::Relaxed);
         let (steal, _) = unpack(self.head.load(Ordering::Acquire));
-        if tail.wrapping_sub(steal) >= CAPACITY || !overflow.is_empty() {
-            overflow.push(task);
+        if tail.wrapping_sub(steal) >= CAPACITY || !spill.is_empty() || !overflow.is_empty() {
+            spill.push(task);
+            if spill.len() >= SPILL_BATCH {
+                overflow.push_all(spill);
+            }
+            self.spilled.store(spill.len() as u32, Ordering::Relaxed);
             return;
         }
-        // SAFETY: the slot is past every claimed or queued one (the check above), so
+        // SAFETY: owner-only, and the slot is free (checked above).
+        unsafe { self.write_slot(tail, task) };
+    }
+
+    /// Writes `task` at `tail` and publishes it.
+    ///
+    /// # Safety
+    /// The caller is the owner, `tail` is the current tail, and the ring has room.
+    unsafe fn write_slot(&self, tail: u32, task: Task) {
+        // SAFETY: the slot is past every claimed or queued one (the caller's check), so
         // nobody reads it; the owner is the only writer.
         unsafe { (*self.slots[(tail & MASK) as usize].get()).write(task) };
         self.tail.store(tail.wrapping_add(1), Ordering::Release);
     }
 
-    /// Takes the task at the front.
+    /// Takes the task at the front: from the ring; when it is empty, from the front of
+    /// `overflow` (moving a half ring's worth into the ring under one lock), then from
+    /// the spill (all of it into the ring).
     ///
     /// # Safety
     /// Only the queue's owner calls `push` and `pop`.
-    pub(crate) unsafe fn pop(&self) -> Option<Task> {
+    pub(crate) unsafe fn pop(&self, overflow: &TaskQueue) -> Option<Task> {
+        // SAFETY: forwarded from the caller.
+        if let Some(task) = unsafe { self.pop_ring() } {
+            return Some(task);
+        }
+        // SAFETY: as above.
+        unsafe { self.refill(overflow) };
+        // SAFETY: as above.
+        unsafe { self.pop_ring() }
+    }
+
+    /// Moves the next run of tasks into the empty ring.
+    ///
+    /// # Safety
+    /// The caller is the owner.
+    unsafe fn refill(&self, overflow: &TaskQueue) {
+        let tail = self.tail.load(Ordering::Relaxed);
+        let (steal, _) = unpack(self.head.load(Ordering::Acquire));
+        // A steal under way still owns the slots it claimed: room is counted from it.
+        let room = (CAPACITY - tail.wrapping_sub(steal)) as usize;
+        let mut next = tail;
+        let taken = overflow.pop_many(REFILL.min(room), |task| {
+            // SAFETY: owner-only, and at most `room` slots are written.
+            unsafe { (*self.slots[(next & MASK) as usize].get()).write(task) };
+            next = next.wrapping_add(1);
+        });
+        if taken > 0 {
+            self.tail.store(next, Ordering::Release);
+            return;
+        }
+        // SAFETY: the spill is the owner's alone.
+        let spill = unsafe { &mut *self.spill.get() };
+        let n = spill.len().min(room);
+        for task in spill.drain(..n) {
+            // SAFETY: owner-only, and at most `room` slots are written.
+            unsafe { (*self.slots[(next & MASK) as usize].get()).write(task) };
+            next = next.wrapping_add(1);
+        }
+        self.spilled.store(spill.len() as u32, Ordering::Relaxed);
+        self.tail.store(next, Ordering::Release);
+    }
+
+    /// # Safety
+    /// The caller is the owner.
+    unsafe fn pop_ring(&self) -> Option<Task> {
         let mut head = self.head.load(Ordering::Acquire);
         loop {
             let (steal, real) = unpack(head);
@@ -178,9 +261,10 @@ impl OwnedQueue {
 impl Drop for OwnedQueue {
     fn drop(&mut self) {
         // SAFETY: `&mut self`: no other thread can hold the queue, so this is the owner.
-        while let Some(task) = unsafe { self.pop() } {
+        while let Some(task) = unsafe { self.pop_ring() } {
             drop(task);
         }
+        // The spill's tasks go with its `Vec`.
     }
 }
 
@@ -206,27 +290,46 @@ mod tests {
     }
 
     #[test]
-    fn the_owner_pops_in_push_order_and_a_full_ring_overflows() {
+    fn the_owner_pops_in_push_order_through_the_spill_and_the_overflow() {
         let executor = Arc::new(Executor::new(None));
-        let made = tasks(&executor, CAPACITY as usize + 3);
+        let first = CAPACITY as usize + SPILL_BATCH + 3;
+        let made = tasks(&executor, first + REFILL + 5);
         let order: Vec<*const _> = made.iter().map(|t| t.header() as *const _).collect();
         let queue = OwnedQueue::default();
         let overflow = TaskQueue::default();
-        for task in made {
+        let mut made = made.into_iter();
+        for task in made.by_ref().take(first) {
             // SAFETY: this thread is the queue's only user.
             unsafe { queue.push(task, &overflow) };
         }
         assert_eq!(queue.len(), CAPACITY as usize);
-        assert_eq!(overflow.len(), 3);
+        assert_eq!(
+            overflow.len(),
+            SPILL_BATCH,
+            "a full spill goes over in one run"
+        );
+        assert_eq!(queue.spilled(), 3);
         let mut seen = Vec::new();
+        // Empty the ring and take one refill, then push more behind everything.
+        for _ in 0..CAPACITY as usize + 1 {
+            // SAFETY: as above.
+            let task = unsafe { queue.pop(&overflow) }.expect("queued");
+            seen.push(task.header() as *const _);
+        }
+        assert_eq!(overflow.len(), 0, "the refill took the whole run");
+        for task in made {
+            // SAFETY: as above.
+            unsafe { queue.push(task, &overflow) };
+        }
         // SAFETY: as above.
-        while let Some(task) = unsafe { queue.pop() } {
+        while let Some(task) = unsafe { queue.pop(&overflow) } {
             seen.push(task.header() as *const _);
         }
-        while let Some(task) = overflow.pop() {
-            seen.push(task.header() as *const _);
-        }
-        assert_eq!(seen, order, "the ring, then the overflow: push order kept");
+        assert_eq!(queue.spilled(), 0);
+        assert_eq!(
+            seen, order,
+            "ring, overflow, spill, ring again: push order kept"
+        );
         finish(&executor);
     }
 
@@ -245,7 +348,7 @@ mod tests {
         assert_eq!(queue.steal_half(&mut stolen), 3);
         // SAFETY: as above.
         let mut left = 0;
-        while unsafe { queue.pop() }.is_some() {
+        while unsafe { queue.pop(&overflow) }.is_some() {
             left += 1;
         }
         assert_eq!((stolen.len(), left), (8, 2));
@@ -283,11 +386,11 @@ mod tests {
             unsafe { queue.push(task, &overflow) };
             if i % 3 == 0 {
                 // SAFETY: as above.
-                popped += usize::from(unsafe { queue.pop() }.is_some());
+                popped += usize::from(unsafe { queue.pop(&overflow) }.is_some());
             }
         }
         // SAFETY: as above.
-        while unsafe { queue.pop() }.is_some() {
+        while unsafe { queue.pop(&overflow) }.is_some() {
             popped += 1;
         }
         done.store(true, Ordering::Release);

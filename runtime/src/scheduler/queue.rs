@@ -45,6 +45,31 @@ impl TaskQueue {
         task
     }
 
+    /// Queues every task of `tasks` (emptying it) under one lock, in order.
+    pub(crate) fn push_all(&self, tasks: &mut Vec<Task>) {
+        let mut queue = self.tasks.lock().unwrap();
+        queue.extend(tasks.drain(..));
+        self.len.store(queue.len(), Ordering::SeqCst);
+    }
+
+    /// Takes up to `max` tasks from the front under one lock, handing each to `take` in
+    /// order; returns how many it took.
+    pub(crate) fn pop_many(&self, max: usize, mut take: impl FnMut(Task)) -> usize {
+        if self.is_empty() {
+            return 0;
+        }
+        let mut queue = self.tasks.lock().unwrap();
+        let n = max.min(queue.len());
+        for task in queue.drain(..n) {
+            take(task);
+        }
+        self.len.store(queue.len(), Ordering::SeqCst);
+        if queue.is_empty() && queue.capacity() > KEEP_CAPACITY {
+            *queue = VecDeque::new();
+        }
+        n
+    }
+
     pub(crate) fn len(&self) -> usize {
         self.len.load(Ordering::SeqCst)
     }

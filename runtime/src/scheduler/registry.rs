@@ -84,6 +84,7 @@ impl Registry {
             .collect()
     }
 
+    #[cfg(test)]
     pub(crate) fn len(&self) -> usize {
         self.len
     }

@@ -115,16 +115,15 @@ impl Worker {
             }
         }
         let executor = &self.executor;
-        // SAFETY: this is the worker's own thread, the owner of its `owned` queue.
-        let owned = || unsafe { executor.owned.pop() };
-        let remote = || executor.run_queue.pop();
+        // SAFETY: this is the worker's own thread, the owner of its `owned` queue. Its
+        // pop takes the locked queue's tasks too, in order (see `OwnedQueue::pop`).
+        let owned = || unsafe { executor.owned.pop(&executor.run_queue) };
         let local = || executor.local_queue.pop();
-        // The ring holds older tasks than the locked queue (see `OwnedQueue::push`); the
-        // local tasks go first every other turn, so neither kind starves the other.
+        // The local tasks go first every other turn, so neither kind starves the other.
         let own = if self.tick % 2 == 0 {
-            local().or_else(owned).or_else(remote)
+            local().or_else(owned)
         } else {
-            owned().or_else(remote).or_else(local)
+            owned().or_else(local)
         };
         own.or_else(|| self.take_from_injector())
     }
@@ -246,21 +245,24 @@ impl Worker {
                 self.index
             );
         }
-        for task in self.executor.take_registry() {
+        // A task that never waited is in a queue, not the registry: both are emptied,
+        // each task cancelled (its future dropped here, its joiner told).
+        let executor = &self.executor;
+        let registered = executor.take_registry().into_iter();
+        // SAFETY: this is the worker's own thread, the owner of `owned`.
+        let owned = std::iter::from_fn(|| unsafe { executor.owned.pop(&executor.run_queue) });
+        let local = std::iter::from_fn(|| executor.local_queue.pop());
+        let injector =
+            std::iter::from_fn(|| (self.index == 0).then(|| self.pool.injector.pop())?);
+        for task in registered.chain(owned).chain(local).chain(injector) {
             if all_stopped {
                 task.shut_down();
             } else {
                 // A worker still running may poll or drop this task (it may sit in that
-                // worker's queue): dropping its future here could race with that.
+                // worker's queue, or have been stolen): dropping its future here could
+                // race with that.
                 std::mem::forget(task);
             }
-        }
-        // SAFETY: this is the worker's own thread, the owner of `owned`.
-        while unsafe { self.executor.owned.pop() }.is_some() {}
-        while self.executor.run_queue.pop().is_some() {}
-        while self.executor.local_queue.pop().is_some() {}
-        if self.index == 0 {
-            while self.pool.injector.pop().is_some() {}
         }
         self.pool.tasks_dropped.arrive();
         hooks.around_park(|| {

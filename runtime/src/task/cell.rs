@@ -27,9 +27,10 @@ struct Cell<F: Future> {
     /// Touched only by the holder of the RUNNING bit (one thread at a time, and for a
     /// local task always its owner thread: only the owner runs local tasks and
     /// shutdown drops them there), or after COMPLETE by the unique join handle, and by
-    /// the last reference's drop. By then the future is gone (the owner's registry
-    /// holds a reference until the task completes, and shutdown empties it on the
-    /// owner thread), and the output is `Send` (spawn requires it).
+    /// the last reference's drop. By then the future is gone (until the task completes
+    /// a run queue holds a reference, or once it has waited the owner's registry, and
+    /// shutdown empties both, a local task's on its owner thread), and the output is
+    /// `Send` (spawn requires it).
     stage: UnsafeCell<Stage<F>>,
 }
 
@@ -48,9 +49,9 @@ where
     };
 }
 
-/// Creates a task, registers it with its owner (worker `owner` of a pool, or the
-/// executor of a local task), and returns it (scheduled, not yet queued) with its join
-/// handle.
+/// Creates a task owned by worker `owner` of a pool, or by the executor of a local task,
+/// and returns it (scheduled, not yet queued) with its join handle. It joins its owner's
+/// registry only if it ever waits (see `run`).
 pub(crate) fn new_task<F>(future: F, scheduler: Home, owner: usize) -> (Task, JoinHandle<F::Output>)
 where
     F: Future + 'static,
@@ -62,16 +63,14 @@ where
         stage: UnsafeCell::new(Stage::Running(future)),
     });
     let ptr = NonNull::from(Box::leak(cell)).cast::<Header>();
-    // SAFETY: the header starts with three references (see `Header::new`): one for
-    // each of the values made here.
-    let (task, registered, handle) = unsafe {
-        (
-            Task::from_raw(ptr),
-            Task::from_raw(ptr),
-            JoinHandle::from_raw(ptr),
-        )
-    };
-    task.header().owner().register(registered);
+    // SAFETY: the header starts with two references (see `Header::new`): one for each
+    // of the values made here.
+    let (task, handle) = unsafe { (Task::from_raw(ptr), JoinHandle::from_raw(ptr)) };
+    let header = task.header();
+    header
+        .owner()
+        .counters
+        .count_spawned(header.on_owner_thread());
     (task, handle)
 }
 
@@ -105,7 +104,11 @@ unsafe fn finish<F: Future>(ptr: NonNull<Header>, result: Result<F::Output, Join
     let header = &cell.header;
     // Before the joiner hears of it: whoever awaits the handle then finds the task gone
     // from its owner's counts too (the caller's reference keeps it alive here).
-    header.owner().unregister(header);
+    let owner = header.owner();
+    owner.counters.count_finished(header.on_owner_thread());
+    if header.is_registered() {
+        owner.unregister(header);
+    }
     if header.state.complete() {
         // SAFETY: JOIN_WAKER was set when the task completed, so the handle may no
         // longer write the slot; reading it is shared with the handle's reads only.
@@ -148,6 +151,13 @@ where
     let future = unsafe { Pin::new_unchecked(future) };
     match catch_unwind(AssertUnwindSafe(|| future.poll(&mut cx))) {
         Ok(Poll::Pending) => {
+            if !header.is_registered() {
+                // Its first wait: from here on no run queue may hold it, so the owner's
+                // registry keeps it for shutdown. Done while RUNNING is held.
+                header.ref_inc();
+                // SAFETY: the reference just added goes to the registry.
+                header.owner().register(unsafe { Task::from_raw(ptr) });
+            }
             if header.state.end_run() == super::state::AfterPoll::Reschedule {
                 header.ref_inc();
                 // SAFETY: the reference just added goes to the run queue.
@@ -224,6 +234,8 @@ unsafe fn take_output<F: Future>(cell: &Cell<F>, out: *mut ()) {
 unsafe fn dealloc<F: Future>(ptr: NonNull<Header>) {
     // SAFETY: the allocation is a leaked `Box<Cell<F>>` and this was its last
     // reference. Its stage holds no future here (see `Cell::stage`), only the
-    // `Send` output or nothing, so dropping it on this thread is fine.
+    // `Send` output or nothing, so dropping it on this thread is fine; the one
+    // exception is a pool task's queue reference dropped unrun after shutdown, whose
+    // future is `Send`.
     drop(unsafe { Box::from_raw(ptr.cast::<Cell<F>>().as_ptr()) });
 }

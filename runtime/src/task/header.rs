@@ -1,8 +1,8 @@
 //! The untyped front of every task allocation, and the reference-counted pointer to it.
 //!
 //! A task is one allocation: this header, then its future or output (see `cell.rs`).
-//! Run queues, wakers, the join handle and the owner's registry each hold one counted
-//! reference; the header's vtable reaches the typed rest without knowing the future's
+//! Run queues, wakers, the join handle and, once the task has waited, the owner's
+//! registry each hold one counted reference; the header's vtable reaches the typed rest without knowing the future's
 //! type, so a queue entry or a waker is one thin pointer.
 
 use std::cell::UnsafeCell;
@@ -16,6 +16,8 @@ use crate::scheduler::{Executor, Home};
 /// The most workers a runtime may have: worker indices fit a task header's `u16`s.
 pub(crate) const MAX_WORKERS: usize = NO_WORKER as usize;
 const NO_WORKER: u16 = u16::MAX;
+/// `Header::key` of a task no registry holds.
+pub(crate) const UNREGISTERED: u32 = u32::MAX;
 
 /// The type-specific operations of a task, reached through its header.
 pub(crate) struct Vtable {
@@ -35,12 +37,13 @@ pub(crate) struct Vtable {
 pub(crate) struct Header {
     pub(crate) state: State,
     refs: AtomicU32,
-    /// Its key in the owner's registry; written once, before the task is shared.
+    /// Its key in the owner's registry, `UNREGISTERED` until its first wait; written by
+    /// the holder of the RUNNING bit only (see `Executor::register`).
     pub(crate) key: AtomicU32,
     /// The worker that last ran the task (`NO_WORKER`: none yet); a wake-up from
     /// another thread queues it there.
     home: AtomicU16,
-    /// For a pool task, the worker whose registry holds it.
+    /// For a pool task, the worker whose registry and counters it belongs to.
     owner: u16,
     pub(crate) vtable: &'static Vtable,
     /// Where a wake-up queues the task, and whose registry holds it.
@@ -59,9 +62,9 @@ impl Header {
     pub(crate) fn new(vtable: &'static Vtable, scheduler: Home, owner: usize) -> Header {
         Header {
             state: State::new_scheduled(),
-            // The spawner's, the owner registry's, and the join handle's.
-            refs: AtomicU32::new(3),
-            key: AtomicU32::new(u32::MAX),
+            // The spawner's and the join handle's.
+            refs: AtomicU32::new(2),
+            key: AtomicU32::new(UNREGISTERED),
             home: AtomicU16::new(NO_WORKER),
             owner: u16::try_from(owner).expect("worker index over MAX_WORKERS"),
             vtable,
@@ -82,9 +85,21 @@ impl Header {
         self.home.store(index as u16, Ordering::Relaxed);
     }
 
-    /// The executor whose registry holds this task.
+    /// The executor whose registry holds this task once it has waited, and whose
+    /// counters count it.
     pub(crate) fn owner(&self) -> &Executor {
         self.scheduler.owner(self.owner as usize)
+    }
+
+    /// Whether the calling thread is the owner's (a local task's executor always is:
+    /// only its own thread spawns, runs and shuts down local tasks).
+    pub(crate) fn on_owner_thread(&self) -> bool {
+        self.scheduler.is_current(self.owner as usize)
+    }
+
+    /// Whether the owner's registry holds this task (it has waited at least once).
+    pub(crate) fn is_registered(&self) -> bool {
+        self.key.load(Ordering::Relaxed) != UNREGISTERED
     }
 
     /// Adds a reference (the caller already holds one).
