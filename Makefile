@@ -79,7 +79,7 @@ test-fallback:
 test-valgrind: setup-tools
 	RINGLOOM_DRIVER=fallback \
 	CARGO_TARGET_X86_64_UNKNOWN_LINUX_GNU_RUNNER="valgrind --error-exitcode=9 --quiet" \
-	    $(CARGO) test --test cancel
+	    $(CARGO) test --test cancel --test op_lifetime
 
 # Optional, where a nightly toolchain exists (not part of `make test`: a fresh machine has
 # only stable). Unlike valgrind it runs the io_uring driver too.
@@ -87,7 +87,7 @@ test-asan:
 	RUSTFLAGS="-Zsanitizer=address -Cforce-frame-pointers=yes" CARGO_TARGET_DIR=target/asan \
 	LSAN_OPTIONS=suppressions=$(CURDIR)/runtime/lsan.supp \
 	    $(CARGO) +nightly test --target x86_64-unknown-linux-gnu --lib --test cancel --test net \
-	    --test scheduler --test fs --test op_waker
+	    --test scheduler --test fs --test op_waker --test op_lifetime
 
 # The Python layer, in both drivers. A missing redis-server or distributed is a failure,
 # not a skip.
