@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import _thread
 import builtins
-import inspect
 import linecache
 import logging
 import os
@@ -115,6 +114,9 @@ def _stock_lock_on_line(frame: types.FrameType) -> tuple[str, Any] | None:
         for part in rest:
             if isinstance(value, _STOCK_LOCKS):
                 break
+            # Here, not at import: `inspect` costs `import ringloom` a sixth of its time.
+            import inspect
+
             try:
                 value = inspect.getattr_static(value, part)
             except AttributeError:
