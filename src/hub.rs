@@ -245,6 +245,15 @@ enum Ran {
     Spent,
 }
 
+/// This worker's hub's stream of seeded scheduling, if `RINGLOOM_SCHED_SEED` asks for
+/// it (the runtime refused an invalid value already, when it was built).
+fn seeded_order() -> Option<ringloom::shuffle::Shuffle> {
+    let seed = ringloom::shuffle::seed_from_env().ok().flatten()?;
+    let worker = ringloom::current_worker().unwrap_or(0) as u64;
+    // Streams apart from the runtime's own (one per worker index).
+    Some(ringloom::shuffle::Shuffle::new(seed, worker | 1 << 32))
+}
+
 impl Hub {
     fn new(inbox: Rc<Inbox>) -> Hub {
         Hub {
@@ -252,7 +261,7 @@ impl Hub {
             places: Vec::new(),
             free: Vec::new(),
             live: 0,
-            ready: ReadyQueue::new(),
+            ready: ReadyQueue::new(seeded_order()),
             woken: Vec::new(),
             idle: Idle::default(),
         }

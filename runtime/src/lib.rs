@@ -31,7 +31,7 @@ pub mod time;
 pub use buf::{IoBuf, IoBufMut};
 pub use runtime::{Builder, Runtime};
 pub use scheduler::{
-    current_worker, spawn, spawn_blocking, spawn_local, yield_now, TaskCounters, Wrapper,
+    current_worker, shuffle, spawn, spawn_blocking, spawn_local, yield_now, TaskCounters, Wrapper,
 };
 pub use stats::{RuntimeStats, WorkerStats};
 pub use task::{JoinError, JoinHandle};

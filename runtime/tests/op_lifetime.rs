@@ -24,6 +24,8 @@ fn socket_with_input(ready: usize) -> (OwnedFd, UnixStream) {
 const POLLIN: u32 = libc::POLLIN as u32;
 
 #[test]
+// The futures returned out of `block_on` are the point: ops that outlive their driver.
+#[allow(clippy::async_yields_async)]
 fn ops_outliving_their_driver_are_collected_and_dropped_safely() {
     hang_guard(Duration::from_secs(60), || {
         let rt = runtime(1);

@@ -687,3 +687,78 @@ fn tasks_that_never_ran_are_cancelled_at_shutdown_on_their_worker() {
         );
     });
 }
+
+/// The order in which 64 tasks spawned by one task on a one-worker runtime run.
+fn spawn_order(seed: Option<u64>) -> Vec<usize> {
+    let rt = ringloom::Runtime::builder()
+        .workers(1)
+        .sched_seed(seed)
+        .build()
+        .expect("runtime builds");
+    let root = rt.spawn(async {
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let handles: Vec<_> = (0..64)
+            .map(|i| {
+                let seen = seen.clone();
+                ringloom::spawn(async move { seen.lock().unwrap().push(i) })
+            })
+            .collect();
+        for handle in handles {
+            handle.await.expect("task ran");
+        }
+        let order = seen.lock().unwrap().clone();
+        order
+    });
+    rt.block_on(root).expect("root ran")
+}
+
+#[test]
+fn a_sched_seed_shuffles_the_run_order_and_replays_it() {
+    hang_guard(LIMIT, || {
+        let fifo: Vec<usize> = (0..64).collect();
+        assert_eq!(spawn_order(Some(0)).len(), 64);
+        assert_eq!(
+            spawn_order(None),
+            fifo,
+            "unseeded: first come, first served"
+        );
+        let seeded = spawn_order(Some(7));
+        let mut sorted = seeded.clone();
+        sorted.sort_unstable();
+        assert_eq!(sorted, fifo, "every task ran once");
+        assert_ne!(seeded, fifo, "seeded: another order");
+        assert_eq!(
+            spawn_order(Some(7)),
+            seeded,
+            "the same seed, the same order"
+        );
+        assert_ne!(spawn_order(Some(8)), seeded, "another seed, another order");
+    });
+}
+
+#[test]
+fn a_sched_seed_that_is_not_a_number_is_refused_clearly() {
+    // The variable is read only when a builder was given no seed of its own; this
+    // process's other tests all build with it unset, so set and clear it here alone
+    // through a child process.
+    if std::env::var_os("RINGLOOM_SCHED_SEED_CHILD").is_some() {
+        let err = ringloom::Runtime::builder()
+            .workers(1)
+            .build()
+            .err()
+            .expect("refused");
+        assert_eq!(err.kind(), std::io::ErrorKind::InvalidInput);
+        assert!(err.to_string().contains("RINGLOOM_SCHED_SEED"), "{err}");
+        return;
+    }
+    let status = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "a_sched_seed_that_is_not_a_number_is_refused_clearly",
+        ])
+        .env("RINGLOOM_SCHED_SEED_CHILD", "1")
+        .env("RINGLOOM_SCHED_SEED", "seven")
+        .status()
+        .expect("child runs");
+    assert!(status.success());
+}

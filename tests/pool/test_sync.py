@@ -426,9 +426,11 @@ def test_queue_put_and_get_wait_while_another_thread_holds_its_mutex(
     q: queues.Queue = queues.Queue()
     q.put("first")
     inside: list[list[str]] = []
+    holding = threading.Event()
 
     def holder() -> None:
         with q.mutex:
+            holding.set()
             q.queue.append("held")
             seen_before = list(q.queue)
             # Parks while holding the mutex: the other virtual thread runs meanwhile.
@@ -441,6 +443,9 @@ def test_queue_put_and_get_wait_while_another_thread_holds_its_mutex(
         return q.get(), list(q.queue)
 
     held = one_worker.submit(holder)
+    # Submitted once the holder has the mutex, whatever the start order (seeded
+    # scheduling shuffles it).
+    assert holding.wait(TIMEOUT)
     other = one_worker.submit(putter_and_getter)
     held.result(timeout=TIMEOUT)
     got, after = other.result(timeout=TIMEOUT)

@@ -469,16 +469,21 @@ def test_package_root_reexports() -> None:
 def test_is_blocking_false_runs_plain_code() -> None:
     """With interception (ringloom.green), time.sleep parks a virtual thread; with
     is_blocking=False it blocks its worker the stock way, so on one worker a short task
-    submitted after it runs only once it is done."""
+    submitted once it sleeps runs only once it is done."""
     for is_blocking, expected in ((None, ["short", "sleeper"]), (False, ["sleeper", "short"])):
         order: list[str] = []
+        sleeping = threading.Event()
 
-        def sleeper(order: list[str] = order) -> None:
+        def sleeper(order: list[str] = order, sleeping: threading.Event = sleeping) -> None:
+            sleeping.set()
             time.sleep(0.1)
             order.append("sleeper")
 
         with VirtualThreadPool(max_platform_threads=1) as pool:
             first = pool.submit(sleeper, is_blocking=is_blocking)
+            # Submitted once the sleeper runs: the test holds under any start order
+            # (seeded scheduling shuffles it).
+            assert sleeping.wait(TIMEOUT)
             second = pool.submit(order.append, "short")
             first.result(timeout=TIMEOUT)
             second.result(timeout=TIMEOUT)

@@ -26,6 +26,9 @@ pub struct Builder {
     thread_name: String,
     shutdown_timeout: Duration,
     hooks: Hooks,
+    /// `Some(Some(n))`: seeded scheduling with seed n; `Some(None)`: off; `None`: as
+    /// `RINGLOOM_SCHED_SEED` says.
+    sched_seed: Option<Option<u64>>,
 }
 
 impl Default for Builder {
@@ -39,6 +42,7 @@ impl Default for Builder {
             thread_name: "ringloom-worker".into(),
             shutdown_timeout: Duration::from_secs(10),
             hooks: Hooks::default(),
+            sched_seed: None,
         }
     }
 }
@@ -87,6 +91,14 @@ impl Builder {
         self
     }
 
+    /// Seeded scheduling (see [`shuffle`](crate::shuffle)): `Some(n)` shuffles each
+    /// worker's free choices from seed `n`, `None` keeps the default order. Unset, the
+    /// environment decides (`RINGLOOM_SCHED_SEED`).
+    pub fn sched_seed(&mut self, seed: Option<u64>) -> &mut Self {
+        self.sched_seed = Some(seed);
+        self
+    }
+
     /// Runs each worker's life (its task loop and its shutdown, when it drops unfinished
     /// tasks) inside `wrapper`, which must call the closure it is given exactly once.
     /// An embedder uses it to attach the thread to an interpreter once for its life.
@@ -130,6 +142,10 @@ impl Builder {
         if self.blocking_threads == 0 {
             return invalid("blocking_threads must be at least 1");
         }
+        let sched_seed = match self.sched_seed {
+            Some(seed) => seed,
+            None => crate::shuffle::seed_from_env()?,
+        };
         let blocking = BlockingPool::new(self.blocking_threads, self.blocking_keep_alive);
         let config = DriverConfig {
             ring_entries: self.ring_entries,
@@ -141,6 +157,7 @@ impl Builder {
             blocking,
             config,
             self.hooks.clone(),
+            sched_seed,
         ));
         let (ready_tx, ready_rx) = std::sync::mpsc::channel();
         let mut threads = Vec::with_capacity(self.workers);

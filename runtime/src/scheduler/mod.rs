@@ -21,6 +21,7 @@ mod hooks;
 mod owned;
 mod queue;
 mod registry;
+pub mod shuffle;
 mod worker;
 
 pub(crate) use countdown::Countdown;
@@ -193,6 +194,8 @@ pub(crate) struct Pool {
     /// Workers whose threads are finished.
     pub(crate) exited: Countdown,
     next_owner: AtomicUsize,
+    /// Seeded scheduling's seed (see `shuffle`); None: the default order.
+    pub(crate) sched_seed: Option<u64>,
 }
 
 impl Pool {
@@ -201,6 +204,7 @@ impl Pool {
         blocking: BlockingPool,
         driver_config: DriverConfig,
         hooks: Hooks,
+        sched_seed: Option<u64>,
     ) -> Pool {
         Pool {
             workers: (0..workers)
@@ -216,6 +220,7 @@ impl Pool {
             tasks_dropped: Countdown::new(workers),
             exited: Countdown::new(workers),
             next_owner: AtomicUsize::new(0),
+            sched_seed,
         }
     }
 

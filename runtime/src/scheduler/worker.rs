@@ -7,6 +7,7 @@ use std::sync::mpsc::Sender;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use super::shuffle::Shuffle;
 use super::{enter_context, Executor, Pool};
 use crate::driver::{self, Driver};
 use crate::task::Task;
@@ -45,6 +46,7 @@ pub(crate) fn run_worker(
         executor,
         index,
         tick: 0,
+        shuffle: pool.sched_seed.map(|seed| Shuffle::new(seed, index as u64)),
     };
     // Tasks run, and are dropped at shutdown, inside the embedder's wrapper.
     pool.hooks.around_worker(|| {
@@ -70,6 +72,8 @@ struct Worker {
     executor: Arc<Executor>,
     index: usize,
     tick: u32,
+    /// Seeded scheduling's choices for this worker (see `shuffle`).
+    shuffle: Option<Shuffle>,
 }
 
 impl Worker {
@@ -100,6 +104,13 @@ impl Worker {
                 }
                 None => 0,
             };
+            // Seeded, a busy worker sometimes steals too: more interleavings to try.
+            let others = self.pool.workers.len() > 1;
+            let steal_busy =
+                ran > 0 && others && self.shuffle.as_mut().is_some_and(|s| s.one_in(8));
+            if steal_busy {
+                self.steal();
+            }
             if ran > 0 || woke > 0 || self.steal() {
                 continue;
             }
@@ -108,6 +119,9 @@ impl Worker {
     }
 
     fn next_task(&mut self) -> Option<Task> {
+        if self.shuffle.is_some() {
+            return self.next_task_shuffled();
+        }
         self.tick = self.tick.wrapping_add(1);
         if self.tick % INJECTOR_INTERVAL == 0 {
             if let Some(task) = self.take_from_injector() {
@@ -126,6 +140,38 @@ impl Worker {
             owned().or_else(local)
         };
         own.or_else(|| self.take_from_injector())
+    }
+
+    /// `next_task` under seeded scheduling: a few of the worker's own tasks go to the
+    /// back of their queues first, and the injector, the owned queue and the local
+    /// tasks are looked at in a shuffled order.
+    fn next_task_shuffled(&mut self) -> Option<Task> {
+        // No draw when there is nothing to choose: how often an idle worker looks must
+        // not move the sequence, or a seed would not replay.
+        if !self.executor.has_queued() && self.pool.injector.is_empty() {
+            return None;
+        }
+        let shuffle = self.shuffle.as_mut()?;
+        let (passed_over, first) = (shuffle.below(4), shuffle.below(3));
+        let executor = &self.executor;
+        for _ in 0..passed_over {
+            // SAFETY (both): this is the worker's own thread, the owner of `owned`.
+            match unsafe { executor.owned.pop(&executor.run_queue) } {
+                Some(task) => unsafe { executor.owned.push(task, &executor.run_queue) },
+                None => break,
+            }
+            if let Some(task) = executor.local_queue.pop() {
+                executor.local_queue.push(task);
+            }
+        }
+        // SAFETY: as above.
+        let owned = || unsafe { executor.owned.pop(&executor.run_queue) };
+        let local = || executor.local_queue.pop();
+        match first {
+            0 => self.take_from_injector().or_else(owned).or_else(local),
+            1 => local().or_else(owned).or_else(|| self.take_from_injector()),
+            _ => owned().or_else(local).or_else(|| self.take_from_injector()),
+        }
     }
 
     /// Takes one task from the injector and moves a fair share of the rest to this
@@ -155,7 +201,12 @@ impl Worker {
     fn steal(&mut self) -> bool {
         let workers = &self.pool.workers;
         let mut taken = Vec::new();
-        for offset in 1..workers.len() {
+        // Seeded: the victims are tried from a shuffled starting point.
+        let start = match &mut self.shuffle {
+            Some(shuffle) => shuffle.below(workers.len()),
+            None => 0,
+        };
+        for offset in (1..workers.len()).map(|o| (o + start - 1) % (workers.len() - 1) + 1) {
             let victim = &workers[(self.index + offset) % workers.len()];
             if victim.owned.steal_half(&mut taken) > 0 {
                 self.executor
