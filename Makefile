@@ -9,8 +9,8 @@ VENV ?= .venv
 SHELL := /bin/bash
 
 .PHONY: setup setup-python setup-tools build demo demo-rust lint lint-rust lint-python \
-	test test-rust test-fallback test-valgrind test-asan test-python test-seeded bench \
-	bench-quick \
+	test test-rust test-fallback test-valgrind test-asan test-python test-seeded test-soak \
+	soak bench bench-quick \
 	bench-setup clean
 
 # -- setup -------------------------------------------------------------------------------
@@ -64,7 +64,7 @@ lint: lint-rust lint-python
 
 # The whole suite: lint; Rust and Python, each in both drivers; the cancellation test
 # under valgrind; the scheduler and the generated programs under seeded scheduling.
-test: setup lint test-rust test-fallback test-valgrind test-python test-seeded
+test: setup lint test-rust test-fallback test-valgrind test-python test-seeded test-soak
 
 test-rust:
 	$(CARGO) test --workspace
@@ -94,6 +94,16 @@ test-seeded: setup
 	    RINGLOOM_SCHED_SEED=$$seed $(VENV)/bin/python -m pytest -q tests/pool \
 	        || { echo "failed under RINGLOOM_SCHED_SEED=$$seed"; exit 1; }; \
 	done
+
+# The soak (benches/soak.py): a mixed load through one pool, RSS, fds, threads and the
+# rings' in-flight ops sampled every second; fails on growth after the warm-up, on an
+# unexpected task failure, on a future that never ends. `make soak` runs SOAK_S seconds
+# (default 600) and writes the curve to benches/soak/; `make test` runs a minute of it.
+SOAK_S ?= 600
+soak: setup
+	$(VENV)/bin/python benches/soak.py --seconds $(SOAK_S) --report benches/soak
+test-soak: setup
+	$(VENV)/bin/python benches/soak.py --seconds 60
 
 # Optional, where a nightly toolchain exists (not part of `make test`: a fresh machine has
 # only stable). Unlike valgrind it runs the io_uring driver too.
