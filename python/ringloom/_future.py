@@ -114,10 +114,14 @@ class ParkingFuture(concurrent.futures.Future):  # type: ignore[type-arg]
         if callbacks is None:
             return
         for callback in callbacks if isinstance(callbacks, list) else (callbacks,):
-            try:
-                callback(self)
-            except Exception:
-                _base.LOGGER.exception("exception calling callback for %r", self)
+            self._call(callback)
+
+    def _call(self, callback: Callable[[concurrent.futures.Future[Any]], object]) -> None:
+        """Runs a done callback; what it raises is logged, as the stock future does."""
+        try:
+            callback(self)
+        except Exception:
+            _base.LOGGER.exception("exception calling callback for %r", self)
 
     def cancel(self) -> bool:
         with self._lock:
@@ -150,10 +154,7 @@ class ParkingFuture(concurrent.futures.Future):  # type: ignore[type-arg]
                 else:
                     self._callbacks = [callbacks, fn]
                 return
-        try:
-            fn(self)
-        except Exception:
-            _base.LOGGER.exception("exception calling callback for %r", self)
+        self._call(fn)
 
     def set_running_or_notify_cancel(self) -> bool:
         with self._lock:
