@@ -171,26 +171,21 @@ class ParkingFuture(concurrent.futures.Future):  # type: ignore[type-arg]
             raise RuntimeError("Future in unexpected state")
 
     def set_result(self, result: Any) -> None:
-        with self._lock:
-            refused = self._state in _DONE_STATES
-            if not refused:
-                self._result = result
-                self._state = _FINISHED
-                self._wake_waiters(lambda waiter: waiter.add_result(self))
-        self._finish(refused)
+        self._settle("_result", result, "add_result")
 
     def set_exception(self, exception: BaseException | None) -> None:
+        self._settle("_exception", exception, "add_exception")
+
+    def _settle(self, field: str, value: Any, tell: str) -> None:
+        """Finishes with ``value`` in ``field``, telling stock waiters through their
+        ``tell`` method, then runs the callbacks; or, for a future already done, raises
+        the stock error (outside the lock: its message is the repr, which takes it)."""
         with self._lock:
             refused = self._state in _DONE_STATES
             if not refused:
-                self._exception = exception
+                setattr(self, field, value)
                 self._state = _FINISHED
-                self._wake_waiters(lambda waiter: waiter.add_exception(self))
-        self._finish(refused)
-
-    def _finish(self, refused: bool) -> None:
-        """After a set_*: the callbacks, or the stock error for a future already done
-        (raised outside the lock: its message is the repr, which takes the lock)."""
+                self._wake_waiters(lambda waiter: getattr(waiter, tell)(self))
         if refused:
             raise concurrent.futures.InvalidStateError(f"{self._state}: {self!r}")
         self._invoke_callbacks()
