@@ -51,6 +51,7 @@ demo-rust:
 lint-rust:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --all-targets -- -D warnings
+	$(CARGO) clippy -p ringloom --all-targets --features fault-injection -- -D warnings
 
 # ruff over everything Python; mypy over the package (its types are part of its API).
 lint-python: setup-python
@@ -66,11 +67,16 @@ lint: lint-rust lint-python
 # under valgrind; the scheduler and the generated programs under seeded scheduling.
 test: setup lint test-rust test-fallback test-valgrind test-python test-seeded test-soak
 
+# The injected faults (runtime/tests/faults.rs) need the `fault-injection` feature, which
+# no other build has.
+FAULTS = $(CARGO) test -p ringloom --features fault-injection --test faults
 test-rust:
 	$(CARGO) test --workspace
+	$(FAULTS)
 
 test-fallback:
 	RINGLOOM_DRIVER=fallback $(CARGO) test --workspace
+	RINGLOOM_DRIVER=fallback $(FAULTS)
 
 # valgrind cannot see what the kernel writes, but it does see every userspace read,
 # write and free around cancelled ops (the Ignored lifecycle, discards, fd closing). It

@@ -7,6 +7,7 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::sync::Arc;
 use std::time::Duration;
 
+use super::faults::Faults;
 use super::op::{Fallback, Interest, Submitted, Syscall};
 use super::{Completion, DriverShared, Lifecycle, Remote};
 use crate::blocking::BlockingPool;
@@ -33,6 +34,7 @@ pub(crate) struct FallbackBackend {
     /// Completions produced outside a wait (immediate cancels), delivered next turn.
     ready: Vec<(u64, Completion)>,
     events: Vec<libc::epoll_event>,
+    faults: Faults,
 }
 
 fn would_block(result: &io::Result<u32>) -> bool {
@@ -57,7 +59,11 @@ fn cancelled() -> Completion {
 }
 
 impl FallbackBackend {
-    pub(crate) fn new(wake_fd: RawFd, pool: BlockingPool) -> io::Result<FallbackBackend> {
+    pub(crate) fn new(
+        wake_fd: RawFd,
+        pool: BlockingPool,
+        faults: Faults,
+    ) -> io::Result<FallbackBackend> {
         // SAFETY: epoll_create1 takes no pointers; the result is checked.
         let epfd = unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) };
         if epfd < 0 {
@@ -81,6 +87,7 @@ impl FallbackBackend {
             waiters: HashMap::new(),
             ready: Vec::new(),
             events: vec![libc::epoll_event { events: 0, u64: 0 }; 256],
+            faults,
         })
     }
 
@@ -262,6 +269,10 @@ impl FallbackBackend {
                 ms.min(i32::MAX as u128) as i32
             }
         };
+        if self.faults.refuse_enter().is_some() {
+            // As an interrupted epoll_wait: nothing ready this time.
+            return Ok(true);
+        }
         // SAFETY: `events` is a live buffer of `len` epoll_events.
         let n = unsafe {
             libc::epoll_wait(

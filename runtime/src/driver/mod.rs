@@ -19,6 +19,7 @@ use crate::blocking::BlockingPool;
 use op::{OpCode, Submitted};
 
 mod fallback;
+mod faults;
 mod inflight;
 pub(crate) mod op;
 mod probe;
@@ -26,6 +27,8 @@ mod timers;
 mod unpark;
 mod uring;
 
+#[cfg(feature = "fault-injection")]
+pub use faults::FaultPlan;
 pub use inflight::Completion;
 pub(crate) use inflight::{Discard, InFlightTable, Lifecycle};
 pub use probe::{DriverKind, RingFeatures};
@@ -104,6 +107,8 @@ impl DriverShared {
     }
 }
 
+// One per thread, moved once into its thread-local: a box would only add a hop.
+#[allow(clippy::large_enum_variant)]
 enum Backend {
     Uring(uring::UringBackend),
     Fallback(fallback::FallbackBackend),
@@ -115,6 +120,9 @@ pub struct DriverConfig {
     pub ring_entries: u32,
     pub force_fallback: bool,
     pub blocking: BlockingPool,
+    /// Faults to inject (tests only: the `fault-injection` feature).
+    #[cfg(feature = "fault-injection")]
+    pub faults: Option<FaultPlan>,
 }
 
 /// A thread's driver. Not `Send`: it lives on the thread that created it.
@@ -125,6 +133,7 @@ pub struct Driver {
     discards: Vec<(Box<dyn Discard>, Completion)>,
     /// One turn's reaped completions (empty between turns).
     completions: Vec<(u64, Completion)>,
+    faults: faults::Faults,
 }
 
 thread_local! {
@@ -152,6 +161,7 @@ impl Driver {
             ));
         }
         let unpark = Unpark::new()?;
+        let faults = faults::Faults::new(config);
         let (backend, kind, why) = if config.force_fallback {
             (
                 None,
@@ -159,7 +169,7 @@ impl Driver {
                 "forced by configuration".to_string(),
             )
         } else {
-            match uring::UringBackend::new(config.ring_entries, unpark.fd()) {
+            match uring::UringBackend::new(config.ring_entries, unpark.fd(), faults.clone()) {
                 Ok(ring) => {
                     let kind = DriverKind::Uring(ring.features());
                     (Some(Backend::Uring(ring)), kind, String::new())
@@ -176,6 +186,7 @@ impl Driver {
             None => Backend::Fallback(fallback::FallbackBackend::new(
                 unpark.fd(),
                 config.blocking.clone(),
+                faults.clone(),
             )?),
         };
         ANNOUNCED.get_or_init(|| match &kind {
@@ -198,6 +209,7 @@ impl Driver {
             wakers: Vec::new(),
             discards: Vec::new(),
             completions: Vec::new(),
+            faults,
         })
     }
 
@@ -222,13 +234,22 @@ impl Driver {
 
     fn submit_op<T: OpCode>(&mut self, data: &mut T) -> io::Result<Submitted> {
         count(&self.shared.counters.ops_submitted, 1);
+        let fault = self.faults.fail_op::<T>();
         match &mut self.backend {
             Backend::Uring(ring) => {
-                let entry = data.uring_entry();
+                let entry = match fault {
+                    // The op's data stays in the table until the NOP completes, as
+                    // its own entry's would.
+                    Some(_) => io_uring::opcode::Nop::new().build(),
+                    None => data.uring_entry(),
+                };
                 let user_data = self.shared.ops.lock().unwrap().insert(Lifecycle::Submitted);
                 if let Err(err) = ring.push(entry.user_data(user_data)) {
                     self.shared.ops.lock().unwrap().remove(user_data);
                     return Err(err);
+                }
+                if let Some(errno) = fault {
+                    self.faults.mark(user_data, errno);
                 }
                 Ok(Submitted::InFlight {
                     driver: self.shared.clone(),
@@ -236,7 +257,13 @@ impl Driver {
                 })
             }
             Backend::Fallback(fallback) => {
-                let submitted = fallback.submit(&self.shared, data.fallback());
+                let submitted = match fault {
+                    Some(errno) => Ok(Submitted::Done(Completion {
+                        result: -errno,
+                        flags: 0,
+                    })),
+                    None => fallback.submit(&self.shared, data.fallback()),
+                };
                 if let Ok(Submitted::Done(_)) = submitted {
                     // Finished on the spot; it still counts as a completion.
                     count(&self.shared.counters.ops_completed, 1);
@@ -320,7 +347,10 @@ impl Driver {
             completions.len() as u64,
         );
         let mut ops = self.shared.ops.lock().unwrap();
-        for (user_data, completion) in completions.drain(..) {
+        for (user_data, mut completion) in completions.drain(..) {
+            if let Some(errno) = self.faults.take(user_data) {
+                completion.result = -errno;
+            }
             let (waker, discard) = ops.complete(user_data, completion);
             if let Some(waker) = waker {
                 self.wakers.push(waker);
@@ -331,8 +361,11 @@ impl Driver {
         }
     }
 
-    fn complete(&mut self, user_data: u64, completion: Completion) {
+    fn complete(&mut self, user_data: u64, mut completion: Completion) {
         count(&self.shared.counters.ops_completed, 1);
+        if let Some(errno) = self.faults.take(user_data) {
+            completion.result = -errno;
+        }
         let (waker, discard) = self
             .shared
             .ops

@@ -1,11 +1,13 @@
 //! The io_uring backend: one ring, one submitter (its owning thread).
 
+use std::collections::VecDeque;
 use std::io;
 use std::os::fd::RawFd;
 use std::time::Duration;
 
 use io_uring::{opcode, squeue, types, IoUring, Probe};
 
+use super::faults::Faults;
 use super::inflight::RESERVED_USER_DATA;
 use super::{Completion, RingFeatures};
 
@@ -34,6 +36,10 @@ pub(crate) struct UringBackend {
     outstanding: usize,
     /// Completions reaped early (to make room in a full queue), delivered next turn.
     backlog: Vec<(u64, Completion)>,
+    /// Entries that found the submission queue full while the kernel would not take
+    /// what was in it (EAGAIN, EBUSY): they go in, in order, as room appears.
+    waiting: VecDeque<squeue::Entry>,
+    faults: Faults,
 }
 
 /// Opcodes ringloom submits; probed so the driver can say what is missing.
@@ -137,7 +143,7 @@ impl Drop for UringBackend {
 }
 
 impl UringBackend {
-    pub(crate) fn new(entries: u32, wake_fd: RawFd) -> io::Result<UringBackend> {
+    pub(crate) fn new(entries: u32, wake_fd: RawFd, faults: Faults) -> io::Result<UringBackend> {
         let (ring, mut features) = build_ring(entries)?;
         let mut probe = Probe::new();
         if ring.submitter().register_probe(&mut probe).is_ok() {
@@ -156,6 +162,8 @@ impl UringBackend {
             queued: 0,
             outstanding: 0,
             backlog: Vec::new(),
+            waiting: VecDeque::new(),
+            faults,
         })
     }
 
@@ -163,23 +171,43 @@ impl UringBackend {
         self.features
     }
 
-    /// Queues an entry, making room first if the submission queue is full.
+    /// Queues an entry, making room first if the submission queue is full. It never
+    /// fails for want of room: what the kernel will not take yet waits in `waiting`.
     pub(crate) fn push(&mut self, entry: squeue::Entry) -> io::Result<()> {
         debug_assert!(
             entry.get_user_data() < RESERVED_USER_DATA || entry.get_user_data() >= CANCEL_TOKEN
         );
-        loop {
-            // SAFETY: every entry ringloom builds points only into memory owned by the
-            // op (kept alive by the in-flight table until its completion) or by this
-            // backend (wake_buf, park_timeout), per OpCode's contract.
-            let pushed = unsafe { self.ring.submission().push(&entry) };
-            match pushed {
-                Ok(()) => {
-                    self.queued += 1;
-                    self.outstanding += 1;
-                    return Ok(());
-                }
-                Err(_) => self.flush()?,
+        self.outstanding += 1;
+        if self.waiting.is_empty() {
+            if self.try_push(&entry) {
+                return Ok(());
+            }
+            self.flush()?;
+            if self.waiting.is_empty() && self.try_push(&entry) {
+                return Ok(());
+            }
+        }
+        self.waiting.push_back(entry);
+        Ok(())
+    }
+
+    fn try_push(&mut self, entry: &squeue::Entry) -> bool {
+        // SAFETY: every entry ringloom builds points only into memory owned by the
+        // op (kept alive by the in-flight table until its completion) or by this
+        // backend (wake_buf, park_timeout), per OpCode's contract.
+        let pushed = unsafe { self.ring.submission().push(entry) }.is_ok();
+        if pushed {
+            self.queued += 1;
+        }
+        pushed
+    }
+
+    /// Moves waiting entries into the submission queue while it has room.
+    fn refill(&mut self) {
+        while let Some(entry) = self.waiting.pop_front() {
+            if !self.try_push(&entry) {
+                self.waiting.push_front(entry);
+                return;
             }
         }
     }
@@ -192,21 +220,26 @@ impl UringBackend {
         self.flush()
     }
 
-    /// Submits what is queued, to make room in a full submission queue.
+    /// Submits what is queued, to make room in a full submission queue. A refusal the
+    /// kernel means as "later" (EBUSY: its completion queue is full; EAGAIN: no memory
+    /// for requests just now; EINTR) leaves the entries queued for the next enter.
     fn flush(&mut self) -> io::Result<()> {
-        match self.ring.submit() {
-            Ok(_) => {
-                self.queued = self.ring.submission().len() as u32;
-                Ok(())
-            }
+        let submitted = match self.faults.refuse_enter() {
+            Some(errno) => Err(io::Error::from_raw_os_error(errno)),
+            None => self.ring.submit(),
+        };
+        match submitted {
+            Ok(_) => {}
             Err(err) if err.raw_os_error() == Some(libc::EBUSY) => {
-                // The completion queue is full: take completions off it and try again.
+                // Take completions off the full queue so the next enter can go on.
                 self.reap_into_backlog();
-                Ok(())
             }
-            Err(err) if err.raw_os_error() == Some(libc::EINTR) => Ok(()),
-            Err(err) => Err(err),
+            Err(err) if matches!(err.raw_os_error(), Some(libc::EAGAIN) | Some(libc::EINTR)) => {}
+            Err(err) => return Err(err),
         }
+        self.queued = self.ring.submission().len() as u32;
+        self.refill();
+        Ok(())
     }
 
     fn reap_into_backlog(&mut self) {
@@ -250,19 +283,46 @@ impl UringBackend {
         completions: &mut Vec<(u64, Completion)>,
     ) -> io::Result<bool> {
         completions.append(&mut self.backlog);
-        let wait = match wait {
+        let mut wait = match wait {
             Some(Some(timeout)) if timeout.is_zero() => None,
             other => other,
         };
         if wait.is_some() {
             self.arm_wake()?;
         }
-        let result = match wait {
-            None if self.queued == 0 && self.outstanding == 0 => {
-                self.reap(completions);
-                return Ok(false);
+        if wait.is_none() && self.queued == 0 && self.outstanding == 0 {
+            self.reap(completions);
+            return Ok(false);
+        }
+        let timeout = match wait {
+            Some(Some(timeout)) => Some(
+                types::Timespec::new()
+                    .sec(timeout.as_secs())
+                    .nsec(timeout.subsec_nanos()),
+            ),
+            _ => None,
+        };
+        if let (Some(ts), false) = (timeout, self.features.ext_arg) {
+            *self.park_timeout = ts;
+            let entry = opcode::Timeout::new(&*self.park_timeout)
+                .build()
+                .user_data(TIMEOUT_TOKEN);
+            self.push(entry)?;
+        }
+        // Entries beyond the submission queue reach the kernel before any wait: a wait
+        // on what is queued alone could be one for ops that never finish.
+        while !self.waiting.is_empty() {
+            let before = self.waiting.len();
+            self.flush()?;
+            if self.waiting.len() == before {
+                // Refused: come back at once rather than sleep with entries unsent.
+                wait = None;
+                break;
             }
-            None => {
+        }
+        let result = match (self.faults.refuse_enter(), wait, timeout) {
+            (Some(errno), _, _) => Err(io::Error::from_raw_os_error(errno)),
+            (None, None, _) => {
                 // SAFETY: no extra argument is passed; the queued entries satisfy the
                 // push contract above.
                 unsafe {
@@ -274,23 +334,12 @@ impl UringBackend {
                     )
                 }
             }
-            Some(None) => self.ring.submit_and_wait(1),
-            Some(Some(timeout)) => {
-                let ts = types::Timespec::new()
-                    .sec(timeout.as_secs())
-                    .nsec(timeout.subsec_nanos());
-                if self.features.ext_arg {
-                    let args = types::SubmitArgs::new().timespec(&ts);
-                    self.ring.submitter().submit_with_args(1, &args)
-                } else {
-                    *self.park_timeout = ts;
-                    let entry = opcode::Timeout::new(&*self.park_timeout)
-                        .build()
-                        .user_data(TIMEOUT_TOKEN);
-                    self.push(entry)?;
-                    self.ring.submit_and_wait(1)
-                }
+            (None, Some(_), Some(ts)) if self.features.ext_arg => {
+                let args = types::SubmitArgs::new().timespec(&ts);
+                self.ring.submitter().submit_with_args(1, &args)
             }
+            // Without a timeout, or with the TIMEOUT entry pushed above.
+            (None, Some(_), _) => self.ring.submit_and_wait(1),
         };
         match result {
             Ok(_) => {}
@@ -313,6 +362,7 @@ impl UringBackend {
         // What the kernel did not take (an enter refused with EBUSY or EAGAIN submits
         // nothing) stays queued for the next enter to pass on.
         self.queued = self.ring.submission().len() as u32;
+        self.refill();
         self.reap(completions);
         Ok(true)
     }

@@ -29,6 +29,8 @@ pub struct Builder {
     /// `Some(Some(n))`: seeded scheduling with seed n; `Some(None)`: off; `None`: as
     /// `RINGLOOM_SCHED_SEED` says.
     sched_seed: Option<Option<u64>>,
+    #[cfg(feature = "fault-injection")]
+    faults: Option<crate::driver::FaultPlan>,
 }
 
 impl Default for Builder {
@@ -43,6 +45,8 @@ impl Default for Builder {
             shutdown_timeout: Duration::from_secs(10),
             hooks: Hooks::default(),
             sched_seed: None,
+            #[cfg(feature = "fault-injection")]
+            faults: None,
         }
     }
 }
@@ -99,6 +103,14 @@ impl Builder {
         self
     }
 
+    /// Injects the plan's faults into every driver of the runtime (tests only: the
+    /// `fault-injection` feature).
+    #[cfg(feature = "fault-injection")]
+    pub fn inject_faults(&mut self, plan: crate::driver::FaultPlan) -> &mut Self {
+        self.faults = Some(plan);
+        self
+    }
+
     /// Runs each worker's life (its task loop and its shutdown, when it drops unfinished
     /// tasks) inside `wrapper`, which must call the closure it is given exactly once.
     /// An embedder uses it to attach the thread to an interpreter once for its life.
@@ -151,6 +163,8 @@ impl Builder {
             ring_entries: self.ring_entries,
             force_fallback: self.force_fallback,
             blocking: blocking.clone(),
+            #[cfg(feature = "fault-injection")]
+            faults: self.faults.clone(),
         };
         let pool = Arc::new(Pool::new(
             self.workers,
