@@ -44,7 +44,7 @@ fn ring_offset(offset: i64) -> PyResult<u64> {
 /// drops every `fcntl`/`lockf` lock the process holds on the file (POSIX releases them
 /// on the close of any descriptor of the file). The fallback driver runs the call later,
 /// on another thread, so there the op owns a duplicate (and the locks caveat holds; the
-/// README says so).
+/// README says so), or lends the number when no descriptor is left for a duplicate.
 fn op_fd(fd: RawFd) -> io::Result<(OpFd, bool)> {
     let lend = matches!(
         ringloom::driver::current_shared().map(|driver| driver.kind()),
@@ -60,8 +60,20 @@ fn op_fd(fd: RawFd) -> io::Result<(OpFd, bool)> {
     }
     // SAFETY: the borrow lasts only for the dup call; an fd that is not open makes the dup
     // fail with EBADF.
-    let own = unsafe { BorrowedFd::borrow_raw(fd) }.try_clone_to_owned()?;
-    Ok((OpFd::from(own), false))
+    match unsafe { BorrowedFd::borrow_raw(fd) }.try_clone_to_owned() {
+        Ok(own) => Ok((OpFd::from(own), false)),
+        // Out of descriptors: the call lends the number rather than fail with EMFILE
+        // where a stock read or write would not.
+        Err(err) if crate::waits::out_of_descriptors(&err) => {
+            // SAFETY: the blocking-pool call acts on the number as a stock call on
+            // another thread would: if the caller's file is closed and the number reused
+            // meanwhile, it reads or writes the other file, as a plain `os.read` racing
+            // a close would; the memory it uses is the op's own, kept until it returns.
+            let lent = unsafe { OpFd::borrowed(fd) };
+            Ok((lent, false))
+        }
+        Err(err) => Err(err),
+    }
 }
 
 /// After queuing an op on a lent descriptor: hands it to the kernel now.

@@ -197,6 +197,15 @@ fn wait_with(
                 Err(err) if err.raw_os_error() == Some(libc::EBADF) && !nval_is_error => {
                     return Ok(vec![(fd, libc::POLLNVAL as u32)]);
                 }
+                // Out of descriptors: a wait needs none of its own, so it lends the
+                // number rather than fail with EMFILE where a stock one would not.
+                Err(err) if out_of_descriptors(&err) => {
+                    // SAFETY: as for io_uring above, nothing but readiness rides on
+                    // the number: if it is closed and reused while registered, the
+                    // other file's readiness is a hint the caller's own retry answers,
+                    // and no memory is lent.
+                    unsafe { OpFd::borrowed(fd) }
+                }
                 Err(err) => return Err(os_error(err)),
             }
         };
@@ -228,6 +237,11 @@ fn wait_with(
 }
 
 type PollFuture = ringloom::op::Op<PollAdd>;
+
+/// Whether a failed `dup` means the process (or the system) has no descriptor to spare.
+pub(crate) fn out_of_descriptors(err: &io::Error) -> bool {
+    matches!(err.raw_os_error(), Some(libc::EMFILE) | Some(libc::ENFILE))
+}
 
 /// Ready descriptors with their returned masks.
 type Ready = Vec<(RawFd, u32)>;
