@@ -1,11 +1,14 @@
 """Generated programs over the pool's public API (hypothesis stateful testing).
 
 Each program makes a ``VirtualThreadPool`` (bounded or not), then a random sequence of:
-submits that return, raise, sleep, wait on an event, take a shared lock, or take an item
-from a shared native queue; maps; cancellations; events set; items put from the test's
+submits (at random priorities) that return, raise, sleep, wait on an event, take a shared
+lock, or take an item from a shared native queue; maps and starmaps; cancellations;
+waits that time out while their future goes on; events set; items put from the test's
 OS thread; OS threads that take the same lock; a task that submits to its own pool and
-waits for that future. At the end every event is set and every future must end with exactly the
-outcome the model expects; a future that does not end within ``HANG_LIMIT`` fails the
+waits for that future. At the end every event is set, the pool is shut down as the
+program says (waiting, not waiting, or cancelling what has not started), and every future
+must end with exactly the outcome the model expects (or cancelled, after a cancelling
+shutdown); a future that does not end within ``HANG_LIMIT`` fails the
 program with the stack of every thread and virtual thread. After ``shutdown`` the
 process has the descriptors and OS threads it had before. The examples are derandomized,
 so a run in CI replays the same programs; a failure prints the steps that reproduce it.
@@ -39,6 +42,10 @@ class Boom(Exception):
 
 def give(value: int) -> int:
     return value
+
+
+def add(a: int, b: int) -> int:
+    return a + b
 
 
 def fail(message: str) -> None:
@@ -81,9 +88,14 @@ class PoolPrograms(RuleBasedStateMachine):
         self.os_threads: list[threading.Thread] = []
         self.os_increments = 0
 
-    @initialize(limit=st.one_of(st.none(), st.integers(1, 4)), workers=st.integers(1, 2))
-    def start(self, limit: int | None, workers: int) -> None:
+    @initialize(
+        limit=st.one_of(st.none(), st.integers(1, 4)),
+        workers=st.integers(1, 2),
+        ending=st.sampled_from(["wait", "no_wait", "cancel_futures"]),
+    )
+    def start(self, limit: int | None, workers: int, ending: str) -> None:
         self.limit = limit
+        self.ending = ending
         self.pool = VirtualThreadPool(max_platform_threads=workers, max_virtual_threads=limit)
 
     def expect(
@@ -166,6 +178,28 @@ class PoolPrograms(RuleBasedStateMachine):
         assert self.pool is not None
         assert list(self.pool.map(give, values)) == values
 
+    @rule(pairs=st.lists(st.tuples(st.integers(), st.integers()), max_size=10))
+    def starmap_pairs(self, pairs: list[tuple[int, int]]) -> None:
+        assert self.pool is not None
+        assert list(self.pool.starmap(add, pairs)) == [a + b for a, b in pairs]
+
+    @precondition(lambda self: self.limit is None)
+    @rule(index=st.integers(0, EVENTS - 1))
+    def result_times_out(self, index: int) -> None:
+        """A wait that gives up: the future (its event unset) goes on and ends later."""
+        assert self.pool is not None
+        event = ringloom.Event()
+        future = self.pool.submit(wait_for, event, index)
+        try:
+            future.result(timeout=0.001)
+        except concurrent.futures.TimeoutError:
+            pass
+        else:
+            raise AssertionError("result() returned before its event was set")
+        assert not future.done(), future
+        event.set()
+        self.expect(future, ("value", index))
+
     @precondition(lambda self: self.limit is None)
     @rule(value=st.integers())
     def submit_nested(self, value: int) -> None:
@@ -175,7 +209,9 @@ class PoolPrograms(RuleBasedStateMachine):
         def nested() -> int:
             return pool.submit(give, value).result(HANG_LIMIT)
 
-        self.expect(pool.submit(nested), ("value", value))
+        # ("nested", v): v, or (after a shutdown that did not wait for it) the
+        # RuntimeError a submit to a shut-down pool raises, as ThreadPoolExecutor's does.
+        self.expect(pool.submit(nested), ("nested", value))
 
     @precondition(lambda self: bool(self.expected))
     @rule(data=st.data())
@@ -194,25 +230,40 @@ class PoolPrograms(RuleBasedStateMachine):
         # One filler (None) for every taker that no put will serve.
         for _ in range(len(self.takers) - len(self.put)):
             self.items.put(None)
+        # The program's ending: a shutdown that waits, one that does not, or one that
+        # cancels what has not started (any future may then end cancelled instead).
+        may_cancel = self.ending == "cancel_futures"
+        if self.ending != "wait":
+            self.pool.shutdown(wait=False, cancel_futures=may_cancel)
+        made = 0
+        taken = []
         try:
-            for future, outcome, _ in self.expected:
+            for future, outcome, increments in self.expected:
                 try:
                     value = future.result(HANG_LIMIT)
                 except concurrent.futures.TimeoutError:
                     raise AssertionError(f"a future never ended\n{stacks()}") from None
                 except concurrent.futures.CancelledError:
-                    assert outcome == ("cancelled",), outcome
+                    assert outcome == ("cancelled",) or may_cancel, outcome
                     continue
                 except Boom as err:
                     assert outcome == ("raises", Boom, err.args[0]), (outcome, err)
                     continue
+                except RuntimeError as err:
+                    assert outcome[0] == "nested" and self.ending != "wait", (outcome, err)
+                    assert "after shutdown" in str(err), err
+                    continue
+                if outcome[0] == "nested":
+                    outcome = ("value", outcome[1])
                 assert outcome == ("value", value), (outcome, value)
-            taken = []
+                made += increments
             for taker in self.takers:
                 try:
                     taken.append(taker.result(HANG_LIMIT))
                 except concurrent.futures.TimeoutError:
                     raise AssertionError(f"a taker never ended\n{stacks()}") from None
+                except concurrent.futures.CancelledError:
+                    assert may_cancel
         finally:
             self.pool.shutdown(wait=True)
             for thread in self.os_threads:
@@ -225,8 +276,7 @@ class PoolPrograms(RuleBasedStateMachine):
             left.append(self.items.get_nowait())
         got = collections.Counter(x for x in taken + left if x is not None)
         assert got == collections.Counter(self.put), (taken, left, self.put)
-        vthread_increments = sum(increments for _, _, increments in self.expected)
-        assert self.counter[0] == vthread_increments + self.os_increments
+        assert self.counter[0] == made + self.os_increments
         wait_until(lambda: os_threads() <= self.threads)
         wait_until(lambda: open_fds() <= self.fds)
 
