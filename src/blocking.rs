@@ -72,7 +72,7 @@ pub(crate) fn blocking(
         let outcome = handle.await;
         *slot.borrow_mut() = Some(outcome);
     };
-    match vthread::park(py, Box::pin(wait)) {
+    match vthread::park(py, Box::pin(wait), crate::frames::ParkedOn::Blocking) {
         Some(parked) => parked?,
         None => {
             return Err(PyRuntimeError::new_err(

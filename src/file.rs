@@ -23,6 +23,7 @@ use pyo3::types::PyBytes;
 use ringloom::op::{OpFd, OpenAt, Read, Write};
 
 use crate::errors::os_error;
+use crate::frames::ParkedOn;
 use crate::vthread;
 use crate::waits::{self, park_for};
 
@@ -309,7 +310,7 @@ fn ring_read(py: Python<'_>, fd: RawFd, len: usize, at: u64) -> PyResult<Vec<u8>
         .map_err(|_| PyMemoryError::new_err(format!("cannot allocate {len} bytes")))?;
     let op = Read::submit(op_fd, buf, at);
     submit_lent(lent)?;
-    let parked = park_for(py, op).expect("checked: a virtual thread");
+    let parked = park_for(py, op, ParkedOn::File("READ")).expect("checked: a virtual thread");
     let (result, buf) = parked?;
     result.map_err(os_error)?;
     Ok(buf)
@@ -358,7 +359,7 @@ pub(crate) fn file_write(
     let owned = unsafe { std::slice::from_raw_parts(ptr as *const u8, len) }.to_vec();
     let op = Write::submit(op_fd, owned, at);
     submit_lent(lent)?;
-    let parked = park_for(py, op).expect("checked: a virtual thread");
+    let parked = park_for(py, op, ParkedOn::File("WRITE")).expect("checked: a virtual thread");
     let (result, _buf) = parked?;
     result.map_err(os_error)
 }
@@ -397,8 +398,9 @@ pub(crate) fn file_open(
             CachedOpen::Fifo => return open_on_pool(py, path, flags, mode),
         }
     }
+    let opening = OpenAt::submit(None, path, flags, mode);
     let parked =
-        park_for(py, OpenAt::submit(None, path, flags, mode)).expect("checked: a virtual thread");
+        park_for(py, opening, ParkedOn::File("OPENAT")).expect("checked: a virtual thread");
     Ok(parked?.map_err(os_error)?.into_raw_fd())
 }
 
@@ -483,7 +485,7 @@ fn open_on_pool(py: Python<'_>, path: CString, flags: i32, mode: u32) -> PyResul
             return Err(err);
         }
     });
-    let parked = park_for(py, opening).expect("checked: a virtual thread")?;
+    let parked = park_for(py, opening, ParkedOn::Blocking).expect("checked: a virtual thread")?;
     let opened = parked.map_err(|err| {
         pyo3::exceptions::PyRuntimeError::new_err(format!("the open failed in the pool: {err}"))
     })?;

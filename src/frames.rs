@@ -2,12 +2,19 @@
 //! can show each virtual thread's stack under its own identity: profilers, debuggers
 //! and Dask's worker profiler look threads up there by `get_ident()`.
 //!
-//! Off until `ringloom.monkey.patch_thread()` turns it on; then each start and end of
-//! a virtual thread costs one short lock of a map.
+//! Beside each, what it is parked on and since when, for a hang's report
+//! (`ringloom.watchdog.dump_virtual_threads()`).
+//!
+//! Off until `ringloom.monkey.patch_thread()` (or `ringloom.watchdog.track()`) turns it
+//! on; then each start, end, park and resume of a virtual thread costs one short lock of
+//! a map.
 
 use std::collections::HashMap;
+use std::fmt;
+use std::os::fd::RawFd;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
@@ -19,6 +26,83 @@ type Entry = (Py<PyAny>, u64);
 
 /// Identity of each live virtual thread -> its entry.
 static LIVE: Mutex<Option<HashMap<u64, Entry>>> = Mutex::new(None);
+
+/// What a parked virtual thread waits for: the ring op (or the other wait) behind it.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum ParkedOn {
+    /// A timer on the worker's ring.
+    Sleep(Duration),
+    /// POLL_ADD on `fd` for `events`, and on `others` more descriptors with it.
+    Poll {
+        fd: RawFd,
+        events: u32,
+        others: usize,
+    },
+    /// A ringloom lock, event, condition or queue (stock ones too, once patched).
+    Waiter,
+    /// A call running on the blocking pool.
+    Blocking,
+    /// A ring op on a file: "READ", "WRITE", "OPENAT".
+    File(&'static str),
+}
+
+impl fmt::Display for ParkedOn {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match *self {
+            ParkedOn::Sleep(d) => write!(f, "ring TIMEOUT: sleep of {:.3} s", d.as_secs_f64()),
+            ParkedOn::Poll { fd, events, others } => {
+                let mut wants = Vec::new();
+                if events & libc::POLLIN as u32 != 0 {
+                    wants.push("POLLIN");
+                }
+                if events & libc::POLLOUT as u32 != 0 {
+                    wants.push("POLLOUT");
+                }
+                write!(f, "ring POLL_ADD: fd {fd} for {}", wants.join("|"))?;
+                if others > 0 {
+                    write!(f, " (and {others} more descriptors)")?;
+                }
+                Ok(())
+            }
+            ParkedOn::Waiter => f.write_str("a lock, event, condition or queue"),
+            ParkedOn::Blocking => f.write_str("a call on the blocking pool"),
+            ParkedOn::File(op) => write!(f, "ring {op} on a file"),
+        }
+    }
+}
+
+/// Identity of each parked virtual thread noted -> what it waits for, and since when.
+static WAITS: Mutex<Option<HashMap<u64, (ParkedOn, Instant)>>> = Mutex::new(None);
+
+/// Notes that the virtual thread `ident` parks on `on` (`None`: it resumed).
+pub(crate) fn note_wait(ident: u64, on: Option<ParkedOn>) {
+    if !TRACKING.load(Ordering::Relaxed) {
+        return;
+    }
+    let mut waits = WAITS.lock().unwrap_or_else(|p| p.into_inner());
+    let waits = waits.get_or_insert_with(HashMap::new);
+    match on {
+        Some(on) => waits.insert(ident, (on, Instant::now())),
+        None => waits.remove(&ident),
+    };
+}
+
+/// `{identity: (what, seconds)}` for each parked virtual thread noted.
+#[pyfunction]
+pub(crate) fn vthread_waits(py: Python<'_>) -> PyResult<Bound<'_, PyDict>> {
+    let waits: Vec<(u64, String, f64)> = WAITS
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .iter()
+        .flatten()
+        .map(|(ident, (on, since))| (*ident, on.to_string(), since.elapsed().as_secs_f64()))
+        .collect();
+    let dict = PyDict::new(py);
+    for (ident, on, seconds) in waits {
+        dict.set_item(ident, (on, seconds))?;
+    }
+    Ok(dict)
+}
 
 /// Notes a virtual thread that starts on this worker, in `greenlet`.
 pub(crate) fn track(py: Python<'_>, ident: u64, greenlet: &Bound<'_, PyAny>) {
@@ -85,5 +169,8 @@ pub(crate) fn forget_after_fork() {
         if let Some(map) = live.take() {
             std::mem::forget(map);
         }
+    }
+    if let Ok(mut waits) = WAITS.try_lock() {
+        waits.take();
     }
 }

@@ -56,6 +56,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(vthread::get_ident, m)?)?;
     m.add_function(wrap_pyfunction!(frames::track_vthreads, m)?)?;
     m.add_function(wrap_pyfunction!(frames::vthread_frames, m)?)?;
+    m.add_function(wrap_pyfunction!(frames::vthread_waits, m)?)?;
     m.add_function(wrap_pyfunction!(running_loop::isolate_running_loops, m)?)?;
     m.add_function(wrap_pyfunction!(vthread::vthread_ident, m)?)?;
     m.add_function(wrap_pyfunction!(vthread::vthread_state, m)?)?;

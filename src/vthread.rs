@@ -177,20 +177,23 @@ pub(crate) fn intercepting(py: Python<'_>) -> PyResult<bool> {
 /// nothing) when the caller is not a virtual thread: the caller then blocks the plain way.
 /// `Some(Err)` when the greenlet is thrown an exception while parked (such as
 /// `GreenletExit` when its hub is dropped at shutdown).
-pub(crate) fn park(py: Python<'_>, wait: Wait) -> Option<PyResult<()>> {
+/// `on` says what it waits for, for a hang's report (see `frames`).
+pub(crate) fn park(py: Python<'_>, wait: Wait, on: frames::ParkedOn) -> Option<PyResult<()>> {
     match in_virtual_thread(py) {
         Ok(true) => {}
         Ok(false) => return None,
         Err(err) => return Some(Err(err)),
     }
-    let hub = CURRENT.with(|c| {
+    let (hub, ident) = CURRENT.with(|c| {
         let mut current = c.borrow_mut();
         let slot = current.as_mut().expect("checked above");
         slot.wait = Some(wait);
-        slot.hub.clone_ref(py).into_bound(py)
+        (slot.hub.clone_ref(py).into_bound(py), slot.ident)
     });
+    frames::note_wait(ident, Some(on));
     // No borrow of CURRENT is held across the switch: the resume takes the slot meanwhile.
     let switched = hub.call_method0(intern!(py, "switch")).map(drop);
+    frames::note_wait(ident, None);
     // A switch that failed before leaving must not leave its wait behind: the resume
     // would take the greenlet for parked when it returns or yields later.
     CURRENT.with(|c| {

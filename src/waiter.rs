@@ -182,7 +182,7 @@ pub(crate) fn wait(
                 let _ = ringloom::time::timeout(timeout, notified).await;
             }),
         };
-        match vthread::park(py, wait) {
+        match vthread::park(py, wait, crate::frames::ParkedOn::Waiter) {
             Some(Err(err)) => return Err(err),
             Some(Ok(())) => return Ok(inner.take()),
             None => {}

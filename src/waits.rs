@@ -14,6 +14,7 @@ use pyo3::prelude::*;
 use ringloom::op::{OpFd, PollAdd};
 
 use crate::errors::os_error;
+use crate::frames::ParkedOn;
 use crate::vthread;
 
 /// Sleeps for `seconds`. In a virtual thread this parks it on a ringloom timer and the
@@ -23,7 +24,8 @@ use crate::vthread;
 pub(crate) fn sleep(py: Python<'_>, seconds: f64) -> PyResult<()> {
     let duration = Duration::try_from_secs_f64(seconds)
         .map_err(|_| PyValueError::new_err("sleep length must be a non-negative number"))?;
-    if let Some(parked) = vthread::park(py, Box::pin(ringloom::time::sleep(duration))) {
+    let on = ParkedOn::Sleep(duration);
+    if let Some(parked) = vthread::park(py, Box::pin(ringloom::time::sleep(duration)), on) {
         return parked;
     }
     py.detach(|| std::thread::sleep(duration));
@@ -213,6 +215,11 @@ fn wait_with(
     }
     let result: Rc<RefCell<Option<io::Result<Ready>>>> = Rc::default();
     let slot = result.clone();
+    let on = ParkedOn::Poll {
+        fd: fds.first().map_or(-1, |&(fd, _)| fd),
+        events: fds.first().map_or(0, |&(_, events)| events),
+        others: fds.len().saturating_sub(1),
+    };
     let any = AnyReady { polls };
     let waiting = async move {
         let outcome = match timeout {
@@ -223,7 +230,7 @@ fn wait_with(
         };
         *slot.borrow_mut() = Some(outcome);
     };
-    match vthread::park(py, Box::pin(waiting)) {
+    match vthread::park(py, Box::pin(waiting), on) {
         Some(parked) => parked?,
         None => return Err(PyRuntimeError::new_err("wait left its virtual thread")),
     }
@@ -280,6 +287,7 @@ impl Future for AnyReady {
 pub(crate) fn park_for<T: 'static>(
     py: Python<'_>,
     future: impl Future<Output = T> + 'static,
+    on: ParkedOn,
 ) -> Option<PyResult<T>> {
     let result: Rc<RefCell<Option<T>>> = Rc::default();
     let slot = result.clone();
@@ -287,7 +295,7 @@ pub(crate) fn park_for<T: 'static>(
         let output = future.await;
         *slot.borrow_mut() = Some(output);
     };
-    match vthread::park(py, Box::pin(waiting))? {
+    match vthread::park(py, Box::pin(waiting), on)? {
         Ok(()) => {}
         Err(err) => return Some(Err(err)),
     }

@@ -95,6 +95,9 @@ def track_vthreads() -> None:
 def vthread_frames() -> dict[int, tuple[Any, int]]:
     """``{identity: (frame or None, worker ident)}`` of the live virtual threads noted."""
 
+def vthread_waits() -> dict[int, tuple[str, float]]:
+    """``{identity: (what it waits for, seconds parked)}`` of the parked ones noted."""
+
 def close_all() -> None: ...
 
 class Batch:

@@ -22,6 +22,16 @@ Example, for a bare ``Loom``::
 
 Each record carries the details as attributes too: ``vt_function``, ``vt_file``,
 ``vt_line``, ``vt_held`` (seconds) and ``vt_thread`` (the worker's thread ident).
+
+For a hang rather than a hog, ``dump_virtual_threads()`` describes every live virtual
+thread: what a parked one waits for (the ring op, or the lock or pool call) and for how
+long, and its stack. It needs the virtual threads tracked: ``track()`` (or
+``ringloom.monkey.patch_thread()``, which does it) before they start::
+
+    ringloom.watchdog.track()
+    ...
+    if not done.wait(60):
+        raise AssertionError("hang\n" + ringloom.watchdog.dump_virtual_threads())
 """
 
 from __future__ import annotations
@@ -42,7 +52,7 @@ from typing import Any
 
 from ringloom import _native
 
-__all__ = ["DEFAULT_THRESHOLD", "Watchdog", "default_threshold"]
+__all__ = ["DEFAULT_THRESHOLD", "Watchdog", "default_threshold", "dump_virtual_threads", "track"]
 
 #: Seconds a virtual thread may run without parking before the watchdog logs it.
 DEFAULT_THRESHOLD = 0.1
@@ -231,3 +241,29 @@ class Watchdog:
                 },
             )
         del frames
+
+
+def track() -> None:
+    """Notes virtual threads from now on (their stacks and waits), for
+    ``dump_virtual_threads``; each start, end, park and resume then takes a short lock."""
+    _native.track_vthreads()
+
+
+def dump_virtual_threads() -> str:
+    """Every live virtual thread noted since ``track()``: its identity, what it is parked
+    on and for how long (or that it runs or is ready), and its stack, innermost last."""
+    waits = _native.vthread_waits()
+    current = sys._current_frames()
+    lines = []
+    for ident, (frame, worker) in sorted(_native.vthread_frames().items()):
+        if ident in waits:
+            on, seconds = waits[ident]
+            state = f"parked {seconds:.3f} s on {on}"
+        else:
+            state = "running or ready"
+            if frame is None:
+                frame = current.get(worker)
+        lines.append(f"virtual thread {ident} (worker {worker}): {state}")
+        if frame is not None:
+            lines.extend("  " + line.rstrip("\n") for line in traceback.format_stack(frame))
+    return "\n".join(lines) if lines else "no virtual thread noted (see track())"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import socket
 import threading
 import time
 
@@ -10,6 +11,7 @@ import pytest
 import ringloom
 from ringloom import Loom, VirtualThreadPool
 from ringloom.watchdog import Watchdog, default_threshold
+from support import wait_until
 
 
 def spin(seconds: float) -> int:
@@ -162,3 +164,40 @@ def test_a_wait_on_a_stock_lock_is_named(caplog: pytest.LogCaptureFixture) -> No
     message = record.getMessage()
     assert "stock lock" in message and "patch_all" in message
     assert "in use" in message  # the stack names the function waiting
+
+
+def test_dump_names_each_parked_virtual_thread_with_its_wait_and_stack() -> None:
+    ringloom.watchdog.track()
+    pool = VirtualThreadPool()
+    a, b = socket.socketpair()
+    fd = a.fileno()
+    event = ringloom.Event()
+
+    def receiver() -> bytes:
+        return a.recv(4)
+
+    def waiter() -> bool:
+        return event.wait(60)
+
+    try:
+        received, waited = pool.submit(receiver), pool.submit(waiter)
+        wait_until(lambda: pool.get_stats()["parked"] == 2)
+        dump = ringloom.watchdog.dump_virtual_threads()
+        b.sendall(b"ping")
+        event.set()
+        assert received.result(60) == b"ping" and waited.result(60) is True
+        after = ringloom.watchdog.dump_virtual_threads()
+    finally:
+        event.set()
+        pool.shutdown()
+        a.close()
+        b.close()
+    # Each parked one: what it waits for (the ring op and its descriptor), and where.
+    blocks = dump.split("virtual thread ")
+    recv_block = next(block for block in blocks if "in receiver" in block)
+    wait_block = next(block for block in blocks if "in waiter" in block)
+    assert "parked" in recv_block, recv_block
+    assert f"on ring POLL_ADD: fd {fd} for POLLIN" in recv_block, recv_block
+    assert "on a lock, event, condition or queue" in wait_block, wait_block
+    # Once they ended, neither is listed.
+    assert "in receiver" not in after and "in waiter" not in after, after

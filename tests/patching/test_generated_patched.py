@@ -60,6 +60,7 @@ def run_programs() -> None:
     from typing import Any
 
     import ringloom
+    import ringloom.watchdog
     from hypothesis import HealthCheck, settings
     from hypothesis import strategies as st
     from hypothesis.stateful import (
@@ -130,10 +131,12 @@ def run_programs() -> None:
         return back
 
     def stacks() -> str:
-        return "\n".join(
+        """Every thread's stack, then every virtual thread's with what it is parked on."""
+        threads = "\n".join(
             f"-- {ident}\n{''.join(traceback.format_stack(frame))}"
             for ident, frame in sys._current_frames().items()
         )
+        return f"{threads}\n{ringloom.watchdog.dump_virtual_threads()}"
 
     steps: collections.Counter[str] = collections.Counter()
 

@@ -24,6 +24,7 @@ import traceback
 from typing import Any
 
 import ringloom
+import ringloom.watchdog
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, precondition, rule
@@ -63,12 +64,18 @@ def wait_for(event: Any, index: int) -> int:
     return index
 
 
+# Every virtual thread noted, for a hang's report (`stacks`).
+ringloom.watchdog.track()
+
+
 def stacks() -> str:
-    """Every thread's and virtual thread's stack, for a hang's report."""
-    return "\n".join(
+    """Every OS thread's stack, then every virtual thread's with what it is parked on
+    (its ring op, or the lock or pool call), for a hang's report."""
+    threads = "\n".join(
         f"-- {ident}\n{''.join(traceback.format_stack(frame))}"
         for ident, frame in sys._current_frames().items()
     )
+    return f"{threads}\n{ringloom.watchdog.dump_virtual_threads()}"
 
 
 class PoolPrograms(RuleBasedStateMachine):
