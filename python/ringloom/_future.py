@@ -58,6 +58,15 @@ class _Lazy:
         return future.__dict__.setdefault(self.name, self.make(future))
 
 
+# The future's lock is the stock one whatever ``ringloom.monkey`` patches later (this
+# module is imported before it can): it is held only for a few field updates, never
+# across a park, and a worker's hub takes it to set a result outside any virtual
+# thread, where a patched lock handed over to a parked virtual thread of that same
+# worker would never be released.
+_stock_lock = _thread.allocate_lock
+_StockCondition = threading.Condition
+
+
 class ParkingFuture(concurrent.futures.Future):  # type: ignore[type-arg]
     """A ``concurrent.futures.Future`` whose ``result()`` and ``exception()`` park a
     virtual thread that waits on them (a worker blocked there could hold the very task
@@ -76,12 +85,12 @@ class ParkingFuture(concurrent.futures.Future):  # type: ignore[type-arg]
     #: Whether a stock wait made the Condition or the waiter list (read before looking
     #: for them, so that most futures never materialize an instance dict).
     _stock_waits = False
-    _condition = _Lazy(lambda future: threading.Condition(future._lock))
+    _condition = _Lazy(lambda future: _StockCondition(future._lock))
     _waiters = _Lazy(lambda future: [])
 
     def __init__(self) -> None:
         # Not the stock __init__: it builds the Condition this class makes lazily.
-        self._lock = _thread.allocate_lock()
+        self._lock = _stock_lock()
         self._state = _PENDING
         self._result: Any = None
         self._exception: BaseException | None = None

@@ -14,6 +14,7 @@ Example::
 
 from __future__ import annotations
 
+import _thread
 import concurrent.futures
 import functools
 import heapq
@@ -28,6 +29,15 @@ from ringloom import sync as _sync
 from ringloom import watchdog as _watchdog
 from ringloom._checks import check_callable, check_count, check_priority, intercepts
 from ringloom._future import CTRL_C_SLICE, ParkingFuture, collect
+
+# The pool's own lock is the stock one whatever ``ringloom.monkey`` patches later (this
+# module is imported before it can): no critical section of the pool parks, and a done
+# callback takes the lock on a worker's hub, outside any virtual thread, where a patched
+# lock handed over to a parked virtual thread of that same worker would never be
+# released. Waits on ``_idle`` still park a virtual thread: the stock Condition's
+# waiter locks come from ``threading._allocate_lock``, patched or not.
+_stock_lock = _thread.allocate_lock
+_StockCondition = threading.Condition
 
 __all__ = ["DEFAULT_PLATFORM_THREADS", "DEFAULT_PRIORITY", "VirtualThreadPool"]
 
@@ -111,8 +121,8 @@ class VirtualThreadPool(concurrent.futures.Executor):
         self._watchdog: _watchdog.Watchdog | None = None
         self._workers: int = workers if workers is not None else DEFAULT_PLATFORM_THREADS
         self._limit = check_count("max_virtual_threads", max_virtual_threads)
-        self._lock = threading.Lock()
-        self._idle = threading.Condition(self._lock)
+        self._lock = _stock_lock()
+        self._idle = _StockCondition(self._lock)
         self._queue: list[tuple[int, int, _WorkItem]] = []
         self._seq = itertools.count()
         self._live: set[_WorkItem] = set()  # submitted, not done
@@ -306,8 +316,8 @@ class VirtualThreadPool(concurrent.futures.Executor):
         parent), work refused with the message that says why, unfinished futures
         failed the same way (their tasks run only in the parent)."""
         self._inherited = True
-        self._lock = threading.Lock()
-        self._idle = threading.Condition(self._lock)
+        self._lock = _stock_lock()
+        self._idle = _StockCondition(self._lock)
         self._broken = True  # no dispatching from the done callbacks below
         self._loom = None
         self._watchdog = None  # its thread is gone with the rest

@@ -14,8 +14,9 @@ written and read back with ``open()``; nested waits on the pool's own futures;
 cancellations; and a ``SIGINT`` delivered while the main thread waits on a future,
 whose ``KeyboardInterrupt`` must end only that wait. At the end every future must have
 the outcome the model expects, the counter every increment, the queue every item once;
-descriptors and OS threads come back to the start. Derandomized: every run replays the
-same programs.
+descriptors and OS threads come back to the start. A failing program is kept in
+``generated-failures/`` (committed with its fix) and replayed first by every run; the
+rest come from a fixed seed, the same every run.
 """
 
 from __future__ import annotations
@@ -57,11 +58,12 @@ def run_programs() -> None:
     import threading
     import time
     import traceback
+    from pathlib import Path
     from typing import Any
 
     import ringloom
     import ringloom.watchdog
-    from hypothesis import HealthCheck, settings
+    from hypothesis import HealthCheck, seed, settings
     from hypothesis import strategies as st
     from hypothesis.stateful import (
         RuleBasedStateMachine,
@@ -70,6 +72,7 @@ def run_programs() -> None:
         rule,
         run_state_machine_as_test,
     )
+    from kept_failures import KeptFailures
     from ringloom.threads import OSThread
     from support import open_fds, os_threads, wait_until
 
@@ -334,14 +337,19 @@ def run_programs() -> None:
             wait_until(lambda: os_threads() <= self.threads)
             wait_until(lambda: open_fds() <= self.fds)
 
+    @seed(20261206)
+    def patched_program() -> PatchedPrograms:
+        """The factory: its digest keys the kept failures, its seed fixes the programs."""
+        return PatchedPrograms()
+
     examples = int(os.environ.get("RINGLOOM_GENERATED_EXAMPLES", "200"))
     run_state_machine_as_test(
-        PatchedPrograms,
+        patched_program,
         settings=settings(
             max_examples=examples,
             stateful_step_count=30,
             deadline=None,
-            derandomize=True,
+            database=KeptFailures(Path(__file__).with_name("generated-failures")),
             suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
         ),
     )

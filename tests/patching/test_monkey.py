@@ -216,6 +216,37 @@ def test_a_lock_shared_by_os_threads_and_virtual_threads(tmp_path: Path) -> None
     assert out["count"] == out["expected"]
 
 
+def test_tasks_that_submit_to_their_own_pool_under_patching(tmp_path: Path) -> None:
+    """The pool's own lock and its futures' stay stock under patching: a done callback
+    takes them on a worker's hub, outside any virtual thread, and a patched lock handed
+    over to a parked virtual thread of that worker deadlocked it (seen with 2,000 tasks
+    each submitting one more while the main thread submitted)."""
+    out = run_patched(
+        """
+        import faulthandler, json
+        from ringloom import VirtualThreadPool
+
+        faulthandler.dump_traceback_later(120, exit=True)  # a deadlock fails, with stacks
+        pool = VirtualThreadPool(max_platform_threads=2)
+
+        def give(v):
+            return v
+
+        def nested(v):
+            return pool.submit(give, v).result(60)
+
+        results = []
+        for _ in range(10):
+            futures = [pool.submit(nested, i) for i in range(2_000)]
+            results.append([f.result(60) for f in futures] == list(range(2_000)))
+        pool.shutdown()
+        print(json.dumps({"rounds": results}))
+        """,
+        tmp_path=tmp_path,
+    )
+    assert out["rounds"] == [True] * 10
+
+
 def test_thread_pool_executor_of_2000_runs_on_few_os_threads(tmp_path: Path) -> None:
     out = run_patched(
         """
