@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-import threading
+import _thread
 from collections.abc import Iterable
 from typing import Any, Callable, TypeVar
 
@@ -16,7 +16,10 @@ __all__ = ["run_in_virtual_thread", "shared_pool", "virtual_map"]
 T = TypeVar("T")
 
 _default_pool: VirtualThreadPool | None = None
-_default_lock = threading.Lock()
+# Stock whatever is patched later, as the pool's own lock (see ringloom._pool): a
+# patched `Thread.start()` in a done callback on a worker's hub may take it.
+_stock_lock = _thread.allocate_lock
+_default_lock = _stock_lock()
 
 
 def shared_pool() -> VirtualThreadPool:
@@ -32,7 +35,7 @@ def shared_pool() -> VirtualThreadPool:
 def _reset_after_fork() -> None:
     """In a forked child the parent's shared pool is inherited: the next use makes one."""
     global _default_pool, _default_lock
-    _default_lock = threading.Lock()
+    _default_lock = _stock_lock()
     _default_pool = None
 
 
