@@ -177,17 +177,17 @@ impl UringBackend {
         debug_assert!(
             entry.get_user_data() < RESERVED_USER_DATA || entry.get_user_data() >= CANCEL_TOKEN
         );
-        self.outstanding += 1;
-        if self.waiting.is_empty() {
-            if self.try_push(&entry) {
-                return Ok(());
+        // Behind entries already waiting, never ahead of them: the ring keeps order.
+        if !(self.waiting.is_empty() && self.try_push(&entry)) {
+            if self.waiting.is_empty() {
+                // An error here leaves the entry out and uncounted: its op fails.
+                self.flush()?;
             }
-            self.flush()?;
-            if self.waiting.is_empty() && self.try_push(&entry) {
-                return Ok(());
+            if !(self.waiting.is_empty() && self.try_push(&entry)) {
+                self.waiting.push_back(entry);
             }
         }
-        self.waiting.push_back(entry);
+        self.outstanding += 1;
         Ok(())
     }
 
