@@ -84,7 +84,7 @@ test-fallback:
 # a program that waits in the ring never gets its other threads run under it (even the
 # smoke test stalls at 0% CPU). Through cargo's target runner, as any test binary runs.
 test-valgrind: setup-tools
-	RINGLOOM_DRIVER=fallback \
+	RINGLOOM_DRIVER=fallback RINGLOOM_TASK_SLAB=0 \
 	CARGO_TARGET_X86_64_UNKNOWN_LINUX_GNU_RUNNER="valgrind --error-exitcode=9 --quiet" \
 	    $(CARGO) test --test cancel --test op_lifetime
 
@@ -112,12 +112,16 @@ test-soak: setup
 	$(VENV)/bin/python benches/soak.py --seconds 60
 
 # Optional, where a nightly toolchain exists (not part of `make test`: a fresh machine has
-# only stable). Unlike valgrind it runs the io_uring driver too.
-test-asan:
-	RUSTFLAGS="-Zsanitizer=address -Cforce-frame-pointers=yes" CARGO_TARGET_DIR=target/asan \
+# only stable). Unlike valgrind it runs the io_uring driver too. Twice: with the task-cell
+# slab (its own memory use), and without it, so that a task freed too early is a freed
+# malloc block ASan reports rather than a slot it sees as live.
+ASAN = RUSTFLAGS="-Zsanitizer=address -Cforce-frame-pointers=yes" CARGO_TARGET_DIR=target/asan \
 	LSAN_OPTIONS=suppressions=$(CURDIR)/runtime/lsan.supp \
 	    $(CARGO) +nightly test --target x86_64-unknown-linux-gnu --lib --test cancel --test net \
-	    --test scheduler --test fs --test op_waker --test op_lifetime
+	    --test scheduler --test fs --test op_waker --test op_lifetime --test task_memory
+test-asan:
+	$(ASAN)
+	RINGLOOM_TASK_SLAB=0 $(ASAN)
 
 # ThreadSanitizer, also optional (nightly with rust-src: std is rebuilt instrumented, or
 # its own synchronisation reads as races), in both drivers. The 100,000-sleep order test
@@ -128,7 +132,7 @@ TSAN = RUSTFLAGS="-Zsanitizer=thread -Cforce-frame-pointers=yes" CARGO_TARGET_DI
 	$(CARGO) +nightly test -Zbuild-std --target x86_64-unknown-linux-gnu -p ringloom \
 	--features fault-injection --lib --test cancel --test net --test scheduler --test fs \
 	--test op_waker --test op_lifetime --test time --test smoke --test faults \
-	-- --skip hundred_thousand_sleeps
+	--test task_memory -- --skip hundred_thousand_sleeps
 test-tsan:
 	$(TSAN)
 	RINGLOOM_DRIVER=fallback $(TSAN)

@@ -6,6 +6,12 @@ use std::sync::atomic::Ordering;
 use crate::driver::DriverKind;
 use crate::scheduler::Pool;
 
+/// Bytes of memory mapped for task cells, by every runtime in the process: spawned tasks
+/// are carved from chunks per executor thread, and a chunk is returned once it empties.
+pub fn task_cell_memory() -> usize {
+    crate::task::slab::mapped_bytes()
+}
+
 /// One worker's counters at the moment they were read.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct WorkerStats {

@@ -66,6 +66,7 @@ impl Runtime {
         let executor = Arc::new(Executor::new(None));
         let _ = executor.driver.set(shared.clone());
         driver.enter();
+        crate::task::enable_cell_slab();
         let _context = enter_context(self.pool().clone(), executor.clone());
         let _teardown = Teardown {
             executor: executor.clone(),

@@ -38,6 +38,7 @@ pub(crate) fn run_worker(
     };
     let _ = executor.driver.set(driver.shared().clone());
     driver.enter();
+    crate::task::enable_cell_slab();
     let context = enter_context(pool.clone(), executor.clone());
     let _ = ready.send(Ok(()));
 

@@ -1,6 +1,7 @@
 //! The typed task allocation: header, then the future or its output, and the vtable
 //! functions that know that type.
 
+use std::alloc::Layout;
 use std::cell::UnsafeCell;
 use std::future::Future;
 use std::marker::PhantomData;
@@ -11,6 +12,7 @@ use std::task::{Context, Poll, Waker};
 
 use super::header::{Header, Task, Vtable};
 use super::join::{JoinError, JoinHandle};
+use super::slab;
 use super::waker;
 use crate::scheduler::{current_worker_index, Home};
 
@@ -41,11 +43,17 @@ impl<F: Future + 'static> Vtables<F>
 where
     F::Output: Send + 'static,
 {
-    const VTABLE: Vtable = Vtable {
+    /// For a cell from the global allocator.
+    const BOXED: Vtable = Vtable {
         run: run::<F>,
         shut_down: shut_down::<F>,
         poll_join: poll_join::<F>,
-        dealloc: dealloc::<F>,
+        dealloc: dealloc_boxed::<F>,
+    };
+    /// For a cell carved by this thread's slab (see `slab`).
+    const SLAB: Vtable = Vtable {
+        dealloc: dealloc_slab::<F>,
+        ..Self::BOXED
     };
 }
 
@@ -57,12 +65,27 @@ where
     F: Future + 'static,
     F::Output: Send + 'static,
 {
-    let vtable: &'static Vtable = &Vtables::<F>::VTABLE;
-    let cell = Box::new(Cell {
-        header: Header::new(vtable, scheduler, owner),
-        stage: UnsafeCell::new(Stage::Running(future)),
-    });
-    let ptr = NonNull::from(Box::leak(cell)).cast::<Header>();
+    let layout = Layout::new::<Cell<F>>();
+    let (vtable, ptr): (&'static Vtable, NonNull<Cell<F>>) =
+        match slab::allocate(layout.size(), layout.align()) {
+            Some(slot) => (&Vtables::<F>::SLAB, slot.cast()),
+            None => {
+                // SAFETY: a `Cell` is never zero-sized (its header is not).
+                let raw = unsafe { std::alloc::alloc(layout) } as *mut Cell<F>;
+                let Some(ptr) = NonNull::new(raw) else {
+                    std::alloc::handle_alloc_error(layout)
+                };
+                (&Vtables::<F>::BOXED, ptr)
+            }
+        };
+    // SAFETY: `ptr` is a fresh allocation of the cell's size and alignment.
+    unsafe {
+        ptr.as_ptr().write(Cell {
+            header: Header::new(vtable, scheduler, owner),
+            stage: UnsafeCell::new(Stage::Running(future)),
+        })
+    };
+    let ptr = ptr.cast::<Header>();
     // SAFETY: the header starts with two references (see `Header::new`): one for each
     // of the values made here.
     let (task, handle) = unsafe { (Task::from_raw(ptr), JoinHandle::from_raw(ptr)) };
@@ -229,13 +252,32 @@ unsafe fn take_output<F: Future>(cell: &Cell<F>, out: *mut ()) {
     }
 }
 
+/// Drops the cell in place; its memory is the caller's to free.
+///
 /// # Safety
 /// See `Vtable::dealloc`.
-unsafe fn dealloc<F: Future>(ptr: NonNull<Header>) {
-    // SAFETY: the allocation is a leaked `Box<Cell<F>>` and this was its last
-    // reference. Its stage holds no future here (see `Cell::stage`), only the
-    // `Send` output or nothing, so dropping it on this thread is fine; the one
-    // exception is a pool task's queue reference dropped unrun after shutdown, whose
-    // future is `Send`.
-    drop(unsafe { Box::from_raw(ptr.cast::<Cell<F>>().as_ptr()) });
+unsafe fn drop_cell<F: Future>(ptr: NonNull<Header>) {
+    // SAFETY: this was the last reference. The stage holds no future here (see
+    // `Cell::stage`), only the `Send` output or nothing, so dropping it on this thread is
+    // fine; the one exception is a pool task's queue reference dropped unrun after
+    // shutdown, whose future is `Send`.
+    unsafe { std::ptr::drop_in_place(ptr.cast::<Cell<F>>().as_ptr()) };
+}
+
+/// # Safety
+/// See `Vtable::dealloc`; the cell came from the global allocator.
+unsafe fn dealloc_boxed<F: Future>(ptr: NonNull<Header>) {
+    // SAFETY: forwarded.
+    unsafe { drop_cell::<F>(ptr) };
+    // SAFETY: allocated in `new_task` with this layout.
+    unsafe { std::alloc::dealloc(ptr.as_ptr() as *mut u8, Layout::new::<Cell<F>>()) };
+}
+
+/// # Safety
+/// See `Vtable::dealloc`; the cell came from `slab::allocate`.
+unsafe fn dealloc_slab<F: Future>(ptr: NonNull<Header>) {
+    // SAFETY: forwarded.
+    unsafe { drop_cell::<F>(ptr) };
+    // SAFETY: the slot `new_task` took, given back once.
+    unsafe { slab::free(ptr.cast()) };
 }

@@ -8,9 +8,11 @@
 mod cell;
 mod header;
 mod join;
+pub(crate) mod slab;
 mod state;
 mod waker;
 
 pub(crate) use cell::new_task;
 pub(crate) use header::{Header, Task, MAX_WORKERS};
 pub use join::{JoinError, JoinHandle};
+pub(crate) use slab::enable_on_this_thread as enable_cell_slab;
