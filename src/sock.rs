@@ -1,6 +1,8 @@
-//! `recv`, `recv_into`, `send` and `sendall` of a blocking socket (no timeout) in an
-//! intercepting virtual thread, as one native call each. `ringloom.green.socket` calls
-//! them first, and takes its own path when they answer None (another kind of call).
+//! `recv`, `recv_into`, `send` and `sendall` of a blocking socket, or of one with a
+//! timeout, in an intercepting virtual thread, as one native call each.
+//! `ringloom.green.socket` calls them first, and takes its own path when they answer None
+//! (another kind of call). A timeout bounds the whole call (`sendall` included, as
+//! stock): past it the call raises the stock `TimeoutError('timed out')`.
 //!
 //! The Python version of each tried the stock method with `MSG_DONTWAIT`, caught the
 //! `BlockingIOError` (an exception object and a traceback per wait), parked, and tried
@@ -13,8 +15,9 @@
 use std::cell::RefCell;
 use std::io;
 use std::os::fd::RawFd;
+use std::time::{Duration, Instant};
 
-use pyo3::exceptions::{PyMemoryError, PyTypeError, PyValueError};
+use pyo3::exceptions::{PyMemoryError, PyTimeoutError, PyTypeError, PyValueError};
 use pyo3::ffi;
 use pyo3::prelude::*;
 use pyo3::types::PyBytes;
@@ -31,16 +34,33 @@ thread_local! {
     static STAGING: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
 }
 
-/// Whether the call is one for these functions: in an intercepting virtual thread, on
-/// a blocking socket (`gettimeout()` None), without `MSG_DONTWAIT`.
-fn applies(sock: &Bound<'_, PyAny>, flags: i32) -> PyResult<bool> {
+/// How long a call may wait: for ever (a blocking socket), or until a deadline.
+#[derive(Clone, Copy)]
+enum Wait {
+    Forever,
+    Until(Instant),
+}
+
+/// Whether the call is one for these functions (in an intercepting virtual thread,
+/// without `MSG_DONTWAIT`, on a socket that is not non-blocking), and how long it may
+/// wait: `gettimeout()` None is for ever, a positive timeout from now.
+fn applies(sock: &Bound<'_, PyAny>, flags: i32) -> PyResult<Option<Wait>> {
     let py = sock.py();
     if flags & libc::MSG_DONTWAIT != 0 || !vthread::intercepting(py)? {
-        return Ok(false);
+        return Ok(None);
     }
-    Ok(sock
+    let timeout: Option<f64> = sock
         .call_method0(pyo3::intern!(py, "gettimeout"))?
-        .is_none())
+        .extract()?;
+    Ok(match timeout {
+        None => Some(Wait::Forever),
+        Some(secs) if secs > 0.0 => Duration::try_from_secs_f64(secs)
+            .ok()
+            .and_then(|timeout| Instant::now().checked_add(timeout))
+            .map(Wait::Until)
+            .or(Some(Wait::Forever)),
+        Some(_) => None,
+    })
 }
 
 /// The socket's descriptor now (`fileno()`; -1 once closed, which the syscall then
@@ -66,11 +86,12 @@ fn zero_length_stream_read(sock: &Bound<'_, PyAny>) -> PyResult<bool> {
 }
 
 /// Runs `syscall(fd)` until it does not fail with `EAGAIN`, parking on the ring until
-/// `fd` is ready for `events` between tries; `EINTR` runs the signal handlers and tries
-/// again. The result is the syscall's count.
+/// `fd` is ready for `events` between tries (within `wait`); `EINTR` runs the signal
+/// handlers and tries again. The result is the syscall's count.
 fn until_ready(
     sock: &Bound<'_, PyAny>,
     events: u32,
+    wait: Wait,
     mut syscall: impl FnMut(RawFd) -> isize,
 ) -> PyResult<usize> {
     let py = sock.py();
@@ -82,7 +103,15 @@ fn until_ready(
         }
         let err = io::Error::last_os_error();
         match err.raw_os_error() {
-            Some(libc::EAGAIN) => waits::wait_not_ready(py, fd, events)?,
+            Some(libc::EAGAIN) => match wait {
+                Wait::Forever => waits::wait_not_ready(py, fd, events)?,
+                Wait::Until(deadline) => {
+                    let left = deadline.saturating_duration_since(Instant::now());
+                    if left.is_zero() || !waits::wait_not_ready_for(py, fd, events, left)? {
+                        return Err(PyTimeoutError::new_err("timed out"));
+                    }
+                }
+            },
             Some(libc::EINTR) => py.check_signals()?,
             _ => return Err(os_error(err)),
         }
@@ -123,17 +152,17 @@ impl Drop for Exported {
     }
 }
 
-/// `sock.recv(bufsize, flags)` for a blocking socket, parking while nothing has
-/// arrived; None when the call is not one for it (see `applies`).
+/// `sock.recv(bufsize, flags)`, parking while nothing has arrived; None when the call is
+/// not one for it (see `applies`).
 #[pyfunction]
 pub(crate) fn socket_recv<'py>(
     sock: &Bound<'py, PyAny>,
     bufsize: isize,
     flags: i32,
 ) -> PyResult<Option<Bound<'py, PyBytes>>> {
-    if !applies(sock, flags)? {
+    let Some(wait) = applies(sock, flags)? else {
         return Ok(None);
-    }
+    };
     let Ok(bufsize) = usize::try_from(bufsize) else {
         return Err(PyValueError::new_err("negative buffersize in recv"));
     };
@@ -141,7 +170,8 @@ pub(crate) fn socket_recv<'py>(
         return Ok(Some(PyBytes::new(sock.py(), b"")));
     }
     // SAFETY: `buf` is borrowed mutably for the whole call, park included.
-    let recv = |buf: &mut [u8]| unsafe { recv_parked(sock, buf.as_mut_ptr(), buf.len(), flags) };
+    let recv =
+        |buf: &mut [u8]| unsafe { recv_parked(sock, buf.as_mut_ptr(), buf.len(), flags, wait) };
     let py = sock.py();
     if bufsize > STAGED_MAX {
         let mut buf = Vec::new();
@@ -168,8 +198,7 @@ pub(crate) fn socket_recv<'py>(
     bytes.map(Some)
 }
 
-/// `sock.recv_into(buffer, nbytes, flags)` for a blocking socket; None when the call
-/// is not one for it.
+/// `sock.recv_into(buffer, nbytes, flags)`; None when the call is not one for it.
 #[pyfunction]
 pub(crate) fn socket_recv_into(
     sock: &Bound<'_, PyAny>,
@@ -177,9 +206,9 @@ pub(crate) fn socket_recv_into(
     nbytes: isize,
     flags: i32,
 ) -> PyResult<Option<usize>> {
-    if !applies(sock, flags)? {
+    let Some(wait) = applies(sock, flags)? else {
         return Ok(None);
-    }
+    };
     let Ok(nbytes) = usize::try_from(nbytes) else {
         return Err(PyValueError::new_err("negative buffersize in recv_into"));
     };
@@ -204,7 +233,7 @@ pub(crate) fn socket_recv_into(
     }
     // SAFETY: the exported buffer is writable and at least `len` bytes long, and stays
     // exported (so neither freed nor resized) until `view` drops, after the call.
-    let got = unsafe { recv_parked(sock, view.0.buf.cast(), len, flags) }?;
+    let got = unsafe { recv_parked(sock, view.0.buf.cast(), len, flags, wait) }?;
     Ok(Some(got))
 }
 
@@ -217,9 +246,10 @@ unsafe fn recv_parked(
     ptr: *mut u8,
     len: usize,
     flags: i32,
+    wait: Wait,
 ) -> PyResult<usize> {
     let ptr = ptr as usize;
-    until_ready(sock, libc::POLLIN as u32, |fd| {
+    until_ready(sock, libc::POLLIN as u32, wait, |fd| {
         // SAFETY: the caller's promise: `ptr..ptr + len` is writable for this call.
         unsafe {
             libc::recv(
@@ -238,10 +268,11 @@ fn send_from(
     view: &Exported,
     offset: usize,
     flags: i32,
+    wait: Wait,
 ) -> PyResult<usize> {
     let ptr = view.0.buf as usize + offset;
     let len = view.len() - offset;
-    until_ready(sock, libc::POLLOUT as u32, |fd| {
+    until_ready(sock, libc::POLLOUT as u32, wait, |fd| {
         // SAFETY: `ptr..ptr + len` lies in the exported buffer, which stays exported
         // until `view` drops.
         unsafe {
@@ -255,36 +286,36 @@ fn send_from(
     })
 }
 
-/// `sock.send(data, flags)` for a blocking socket: parks while there is no room; None
-/// when the call is not one for it.
+/// `sock.send(data, flags)`: parks while there is no room; None when the call is not one
+/// for it.
 #[pyfunction]
 pub(crate) fn socket_send(
     sock: &Bound<'_, PyAny>,
     data: &Bound<'_, PyAny>,
     flags: i32,
 ) -> PyResult<Option<usize>> {
-    if !applies(sock, flags)? {
+    let Some(wait) = applies(sock, flags)? else {
         return Ok(None);
-    }
+    };
     let view = Exported::get(data, false)?;
-    send_from(sock, &view, 0, flags).map(Some)
+    send_from(sock, &view, 0, flags, wait).map(Some)
 }
 
-/// `sock.sendall(data, flags)` for a blocking socket: sends every byte, parking while
-/// there is no room. False (nothing sent) when the call is not one for it.
+/// `sock.sendall(data, flags)`: sends every byte, parking while there is no room, within
+/// one timeout for the whole call. False (nothing sent) when the call is not one for it.
 #[pyfunction]
 pub(crate) fn socket_sendall(
     sock: &Bound<'_, PyAny>,
     data: &Bound<'_, PyAny>,
     flags: i32,
 ) -> PyResult<bool> {
-    if !applies(sock, flags)? {
+    let Some(wait) = applies(sock, flags)? else {
         return Ok(false);
-    }
+    };
     let view = Exported::get(data, false)?;
     let mut sent = 0;
     while sent < view.len() {
-        sent += send_from(sock, &view, sent, flags)?;
+        sent += send_from(sock, &view, sent, flags, wait)?;
     }
     Ok(true)
 }

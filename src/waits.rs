@@ -56,6 +56,16 @@ pub(crate) fn wait_not_ready(py: Python<'_>, fd: RawFd, events: u32) -> PyResult
     wait_with(py, &[(fd, events)], None, true, false).map(drop)
 }
 
+/// As `wait_not_ready`, for at most `timeout`: false if it ran out first.
+pub(crate) fn wait_not_ready_for(
+    py: Python<'_>,
+    fd: RawFd,
+    events: u32,
+    timeout: Duration,
+) -> PyResult<bool> {
+    wait_with(py, &[(fd, events)], Some(timeout), true, false).map(|ready| !ready.is_empty())
+}
+
 /// Waits until at least one of `fds` (pairs of descriptor and poll(2) mask) is ready,
 /// or `timeout` (seconds; `None` waits forever) runs out. Returns the ready pairs of
 /// descriptor and returned mask (empty on timeout); a descriptor that is not open is

@@ -44,7 +44,7 @@ from ringloom import monkey
 from ringloom.sync import Semaphore
 from ringloom.virtual_thread import VirtualThreadPool
 
-__all__ = ["Worker"]
+__all__ = ["Worker", "platform_threads"]
 
 #: How long an acceptor waits in ``accept`` before it looks whether the worker is
 #: stopping, and how often the main thread heartbeats.
@@ -56,13 +56,30 @@ _TRANSIENT_ACCEPT_ERRORS = (errno.ECONNABORTED, errno.EPROTO, errno.EAGAIN, errn
 _RESOURCE_ERRORS = (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM)
 
 
+def platform_threads() -> int:
+    """Runtime workers (OS threads) per gunicorn worker: ``RINGLOOM_GUNICORN_THREADS``,
+    default 1. A worker process has one GIL: a second OS thread mostly waits for it, so
+    scale with gunicorn's ``-w`` as with gevent; more threads help views that spend long
+    in C code that releases the GIL."""
+    value = os.environ.get("RINGLOOM_GUNICORN_THREADS", "1")
+    try:
+        threads = int(value)
+    except ValueError:
+        threads = 0
+    if threads < 1:
+        raise ValueError(f"RINGLOOM_GUNICORN_THREADS must be a positive integer, not {value!r}")
+    return threads
+
+
 class Worker(AsyncWorker):  # type: ignore[misc]
     """gunicorn's async worker with virtual threads for connections (see the module)."""
 
     def init_process(self) -> None:
         # Before gunicorn imports the app (super().init_process loads it).
         monkey.patch_all()
-        self._pool = VirtualThreadPool(watchdog_threshold=None)
+        self._pool = VirtualThreadPool(
+            max_platform_threads=platform_threads(), watchdog_threshold=None
+        )
         self._slots = Semaphore(self.worker_connections)
         # One token per connection being served (set.add and discard are atomic).
         self._active: set[object] = set()

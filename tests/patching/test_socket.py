@@ -103,6 +103,33 @@ def test_timeout_socket_gets_its_data(loom: Loom) -> None:
         assert future.result(timeout=10) == b"late"
 
 
+def test_a_timeout_bounds_a_whole_sendall_and_recv_into_gets_its_data(loom: Loom) -> None:
+    a, b = socket.socketpair()
+    with a, b:
+
+        def writer() -> str:
+            a.settimeout(0.2)
+            try:
+                a.sendall(b"x" * 50_000_000)  # more than both buffers hold; b never reads
+            except TimeoutError as err:
+                return str(err)
+            return "sent"
+
+        assert ringloom.submit(loom, writer).result(timeout=10) == "timed out"
+
+    a, b = socket.socketpair()
+    with a, b:
+
+        def reader() -> bytes:
+            a.settimeout(5)
+            buffer = bytearray(10)
+            return bytes(buffer[: a.recv_into(buffer)])
+
+        future = ringloom.submit(loom, reader)
+        ringloom.submit(loom, lambda: (ringloom.sleep(0.02), b.sendall(b"late"))).result(10)
+        assert future.result(timeout=10) == b"late"
+
+
 def test_default_timeout_applies(loom: Loom) -> None:
     def reader() -> str:
         socket.setdefaulttimeout(0.05)
