@@ -22,13 +22,14 @@ setup-python:
 	$(VENV)/bin/pip install -q maturin greenlet pytest hypothesis requests redis distributed gunicorn flask ruff mypy
 	$(VENV)/bin/maturin develop -q --release
 
-# valgrind and redis-server, from the distribution's packages if missing (the redis test
-# starts and stops its own server on a free loopback port; the package's service is not
-# used).
+# valgrind, redis-server and wrk, from the distribution's packages if missing (the redis
+# test starts and stops its own server on a free loopback port; the package's service is
+# not used; wrk drives the gunicorn benchmark, smoke-tested in tests/benches).
 setup-tools:
 	@missing=""; \
 	command -v valgrind >/dev/null || missing="$$missing valgrind"; \
 	command -v redis-server >/dev/null || missing="$$missing redis-server"; \
+	command -v wrk >/dev/null || missing="$$missing wrk"; \
 	if [ -n "$$missing" ]; then \
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
 	fi

@@ -11,6 +11,9 @@ prints no such line is recorded as failed with its stderr tail; it is never drop
 
 from __future__ import annotations
 
+import os
+import shutil
+import subprocess
 from dataclasses import dataclass, field
 
 
@@ -60,3 +63,15 @@ class Case:
     timeout: float = 300.0
     #: Working directory (None: the repository root).
     cwd: str | None = None
+
+
+def install_package(package: str, command: str) -> None:
+    """Installs ``package`` from the distribution (we run as root) unless ``command`` is
+    on the path already; a failure leaves the rows that need it failed."""
+    if shutil.which(command) or not shutil.which("apt-get"):
+        return
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    install = ["apt-get", "install", "-y", "-qq", package]
+    if subprocess.run(install, env=env, capture_output=True).returncode != 0:
+        subprocess.run(["apt-get", "update", "-qq"], env=env, capture_output=True)
+        subprocess.run(install, env=env, capture_output=True)

@@ -14,13 +14,13 @@ import subprocess
 import sys
 from pathlib import Path
 
-from suites.common import Case, Goal, SuiteUnavailable, Workload
+from suites.common import Case, Goal, SuiteUnavailable, Workload, install_package
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent.parent
 SCRIPTS = ROOT / "benches" / "python"
 DATA = SCRIPTS / ".data"
-PEER_PACKAGES = ("gevent", "uvloop", "requests")
+PEER_PACKAGES = ("gevent", "uvloop", "requests", "gunicorn", "flask")
 
 TIMING = {"wall_s": "s", "peak_rss_mib": "MiB", "os_threads": "threads"}
 
@@ -166,6 +166,20 @@ WORKLOADS: dict[str, Workload] = {
         ),
     ),
 }
+for _workers in (1, 2):
+    WORKLOADS[f"py.gunicorn.w{_workers}"] = Workload(
+        title=f"Python: gunicorn, {_workers} worker{'s' if _workers > 1 else ''}, a Flask view "
+        "that calls a 20 ms upstream with requests, 1,000 connections (wrk)",
+        primary="req_per_s",
+        higher_is_better=True,
+        metrics={"req_per_s": "req/s", "p99_ms": "ms", "rss_mib_per_worker": "MiB", "errors": ""},
+        target=">= 1.3x the gevent worker's req/s, p99 and memory per worker <= its",
+        goals=(
+            Goal("req_per_s", ">=", 1.3, kind="ratio", peer="gevent"),
+            Goal("p99_ms", "<=", 1.0, kind="ratio", peer="gevent"),
+            Goal("rss_mib_per_worker", "<=", 1.0, kind="ratio", peer="gevent"),
+        ),
+    )
 
 
 def _cpus() -> tuple[int, int]:
@@ -198,6 +212,7 @@ def prepare(quick: bool) -> None:
         )
         if done.returncode != 0:
             raise SuiteUnavailable(f"pip install {' '.join(missing)} failed: {done.stderr[-300:]}")
+    install_package("wrk", "wrk")
     check = subprocess.run(
         [sys.executable, "-c", "import ringloom"], capture_output=True, text=True, cwd=ROOT
     )
@@ -368,4 +383,27 @@ def cases(quick: bool) -> list[Case]:
                 timeout=120,
             )
         )
+    for workers in (1, 2):
+        for peer in ("ringloom", "gevent", "gthread", "sync"):
+            out.append(
+                Case(
+                    f"py.gunicorn.w{workers}",
+                    peer,
+                    _script(
+                        "gunicorn_wsgi.py",
+                        peer,
+                        "--workers",
+                        workers,
+                        "--conns",
+                        1_000,
+                        "--seconds",
+                        3 if quick else 10,
+                        "--server-cpu",
+                        main,
+                        "--load-cpu",
+                        other,
+                    ),
+                    timeout=180,
+                )
+            )
     return out

@@ -10,12 +10,11 @@ workload is measured.
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
 from pathlib import Path
 
-from .common import Case, Goal, SuiteUnavailable, Workload
+from .common import Case, Goal, SuiteUnavailable, Workload, install_package
 
 ROOT = Path(__file__).resolve().parents[2]
 CRATE = ROOT / "benches" / "rust"
@@ -192,22 +191,11 @@ def _run(argv: list[str], what: str, cwd: Path | None = None) -> None:
         raise SuiteUnavailable(f"{what} failed (exit {done.returncode}): {tail}")
 
 
-def _install_fio() -> None:
-    """fio from the distribution (we run as root); a failure leaves the fio rows failed."""
-    if shutil.which("fio") or not shutil.which("apt-get"):
-        return
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    install = ["apt-get", "install", "-y", "-qq", "fio"]
-    if subprocess.run(install, env=env, capture_output=True).returncode != 0:
-        subprocess.run(["apt-get", "update", "-qq"], env=env, capture_output=True)
-        subprocess.run(install, env=env, capture_output=True)
-
-
 def prepare(quick: bool) -> None:
     if not shutil.which("cargo"):
         raise SuiteUnavailable("cargo is not installed")
     _run(["cargo", "build", "--release", "--quiet"], "cargo build --release in benches/rust", CRATE)
-    _install_fio()
+    install_package("fio", "fio")
     _run([str(RBENCH), "mkfile", str(data_file(quick)), str(FILE_BYTES[quick])], "test file")
 
 

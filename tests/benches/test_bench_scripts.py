@@ -21,6 +21,7 @@ CASES = [
     ("locks.py", ["ringloom", "uncontended", "--n", "1000", "--cpu", "-1"], "ns_per_op"),
     ("locks.py", ["ringloom", "handoff", "--n", "1000", "--cpu", "-1"], "ops_per_s"),
     ("locks.py", ["ringloom", "queue", "--n", "1000", "--cpu", "-1"], "items_per_s"),
+    ("gunicorn_wsgi.py", ["ringloom", "--conns", "20", "--seconds", "1"], "req_per_s"),
 ]
 
 
