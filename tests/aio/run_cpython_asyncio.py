@@ -1,0 +1,233 @@
+"""Runs CPython's own ``test.test_asyncio`` modules with a chosen event loop installed,
+and prints pass/fail/error/skip counts per module.
+
+The loop under test (``ringloom``, ``uvloop``, or ``asyncio`` for the stock one) replaces
+every loop the tests make for real I/O:
+
+- the event loop policy (``asyncio.new_event_loop()``, ``asyncio.run``,
+  ``IsolatedAsyncioTestCase``): ``asyncio.DefaultEventLoopPolicy`` is replaced too, since
+  the modules reset the policy with ``set_event_loop_policy(None)``;
+- ``asyncio.SelectorEventLoop()`` called without a selector (the functional test cases
+  of test_server, test_sslproto, test_buffered_proto, test_base_events, test_unix_events);
+- the per-selector test cases (test_events, test_sock_lowlevel, test_sendfile): the
+  epoll one is kept and its ``create_event_loop`` makes the loop under test; the poll,
+  select and kqueue ones are dropped.
+
+Loops the tests build on purpose as mocks or fakes (``TestLoop``, a ``SelectorEventLoop``
+given a mock selector) stay what they are, for every loop alike. Each module runs in its
+own child process; ``--debug`` sets ``PYTHONASYNCIODEBUG=1``.
+
+Example::
+
+    .venv/bin/python tests/aio/run_cpython_asyncio.py --loop ringloom --loop asyncio \\
+        --module test_futures --module test_streams
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+import unittest
+from typing import Any
+
+__all__ = ["MODULES", "install_loop", "main", "run_module"]
+
+#: The modules that test loop behaviour (the issue's list, and their neighbours).
+MODULES = [
+    "test_events",
+    "test_base_events",
+    "test_sock_lowlevel",
+    "test_streams",
+    "test_tasks",
+    "test_futures",
+    "test_sslproto",
+    "test_subprocess",
+    "test_server",
+    "test_buffered_proto",
+    "test_timeouts",
+    "test_unix_events",
+    "test_sendfile",
+    "test_ssl",
+    "test_taskgroups",
+    "test_waitfor",
+    "test_locks",
+    "test_queues",
+    "test_runners",
+    "test_context",
+    "test_pep492",
+]
+
+LOOPS = ["ringloom", "uvloop", "asyncio"]
+
+# Modules with one test case per selector class.
+_PER_SELECTOR = {"test_events", "test_sock_lowlevel", "test_sendfile"}
+_DROPPED = ("KqueueEventLoopTests", "PollEventLoopTests", "SelectEventLoopTests")
+
+
+def install_loop(name: str) -> Any:
+    """Installs loop ``name`` as described in the module docstring; returns a factory
+    of new loops of that kind.
+
+    Example: ``make = install_loop("ringloom"); loop = make(); loop.close()``
+    """
+    import asyncio
+
+    if name == "asyncio":
+        return asyncio.new_event_loop
+    if name == "ringloom":
+        import ringloom.asyncio
+
+        policy_cls: Any = ringloom.asyncio.EventLoopPolicy
+        factory: Any = ringloom.asyncio.new_event_loop
+        asyncio.SelectorEventLoop = ringloom.asyncio.RingEventLoop  # type: ignore[misc]
+    elif name == "uvloop":
+        import uvloop
+
+        policy_cls = uvloop.EventLoopPolicy
+        factory = uvloop.new_event_loop
+        stock = asyncio.SelectorEventLoop
+
+        def selector_loop(selector: Any = None) -> Any:
+            return uvloop.new_event_loop() if selector is None else stock(selector)
+
+        asyncio.SelectorEventLoop = selector_loop  # type: ignore[misc,assignment]
+    else:
+        raise ValueError(f"unknown loop {name!r}")
+    asyncio.DefaultEventLoopPolicy = policy_cls  # type: ignore[misc]
+    asyncio.set_event_loop_policy(policy_cls())
+    return factory
+
+
+class _Counts(unittest.TextTestResult):
+    """A result that also keeps the ids and first error lines of what failed."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.passed = 0
+        self.problems: list[tuple[str, str, str]] = []
+
+    def addSuccess(self, test: unittest.TestCase) -> None:  # noqa: N802 (unittest's name)
+        super().addSuccess(test)
+        self.passed += 1
+
+    def _keep(self, kind: str, test: Any, err: Any) -> None:
+        text = self._exc_info_to_string(err, test)  # type: ignore[attr-defined]
+        last = [line for line in text.strip().splitlines() if line.strip()][-1]
+        self.problems.append((kind, test.id(), last[:300]))
+
+    def addFailure(self, test: unittest.TestCase, err: Any) -> None:  # noqa: N802
+        super().addFailure(test, err)
+        self._keep("fail", test, err)
+
+    def addError(self, test: Any, err: Any) -> None:  # noqa: N802
+        super().addError(test, err)
+        self._keep("error", test, err)
+
+    def addUnexpectedSuccess(self, test: unittest.TestCase) -> None:  # noqa: N802
+        super().addUnexpectedSuccess(test)
+        self.problems.append(("unexpected-success", test.id(), ""))
+
+
+def run_module(loop_name: str, module_name: str) -> dict[str, Any]:
+    """Runs one module in this process with ``loop_name`` installed; its counts.
+
+    Example: ``run_module("ringloom", "test_futures")["fail"] == 0``
+    """
+    make_loop = install_loop(loop_name)
+    import importlib
+
+    module = importlib.import_module(f"test.test_asyncio.{module_name}")
+    if module_name in _PER_SELECTOR and loop_name != "asyncio":
+        for dropped in _DROPPED:
+            if hasattr(module, dropped):
+                delattr(module, dropped)
+        case = module.EPollEventLoopTests
+        case.create_event_loop = lambda self: make_loop()
+    elif module_name in _PER_SELECTOR:
+        for dropped in _DROPPED:
+            if hasattr(module, dropped):
+                delattr(module, dropped)
+    suite = unittest.defaultTestLoader.loadTestsFromModule(module)
+    with open(os.devnull, "w") as sink:
+        runner = unittest.TextTestRunner(stream=sink, resultclass=_Counts, verbosity=0)
+        result: Any = runner.run(suite)
+    return {
+        "module": module_name,
+        "loop": loop_name,
+        "run": result.testsRun,
+        "pass": result.passed,
+        "fail": len(result.failures),
+        "error": len(result.errors),
+        "skip": len(result.skipped),
+        "xfail": len(result.expectedFailures),
+        "problems": result.problems,
+    }
+
+
+def _child(loop_name: str, module_name: str, timeout: float, debug: bool) -> dict[str, Any]:
+    env = dict(os.environ)
+    if debug:
+        env["PYTHONASYNCIODEBUG"] = "1"
+    cmd = [sys.executable, __file__, "--child", loop_name, module_name]
+    started = time.monotonic()
+    try:
+        out = subprocess.run(
+            cmd, env=env, capture_output=True, text=True, timeout=timeout, check=False
+        )
+    except subprocess.TimeoutExpired:
+        return {"module": module_name, "loop": loop_name, "crash": f"timeout {timeout:.0f} s"}
+    for line in reversed(out.stdout.splitlines()):
+        if line.startswith("{"):
+            counts: dict[str, Any] = json.loads(line)
+            counts["seconds"] = round(time.monotonic() - started, 1)
+            return counts
+    tail = (out.stderr.strip().splitlines() or ["?"])[-1]
+    return {"module": module_name, "loop": loop_name, "crash": f"rc {out.returncode}: {tail}"}
+
+
+def main(argv: list[str] | None = None) -> int:
+    """The command line (see the module docstring); 0 unless a module crashed.
+
+    Example: ``main(["--loop", "ringloom", "--module", "test_futures"])``
+    """
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--loop", action="append", choices=LOOPS)
+    parser.add_argument("--module", action="append")
+    parser.add_argument("--timeout", type=float, default=900)
+    parser.add_argument("--debug", action="store_true", help="PYTHONASYNCIODEBUG=1")
+    parser.add_argument("--json", help="append each module's counts to this file")
+    parser.add_argument("--child", nargs=2, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.child:
+        print(json.dumps(run_module(*args.child)), flush=True)
+        return 0
+    crashed = False
+    print(f"{'loop':9} {'module':20} {'run':>5} {'pass':>5} {'fail':>4} {'err':>4} {'skip':>4}")
+    for loop_name in args.loop or LOOPS:
+        for module_name in args.module or MODULES:
+            counts = _child(loop_name, module_name, args.timeout, args.debug)
+            counts["driver"] = os.environ.get("RINGLOOM_DRIVER", "uring")
+            counts["debug"] = args.debug
+            if "crash" in counts:
+                crashed = True
+                print(f"{loop_name:9} {module_name:20} CRASH {counts['crash']}", flush=True)
+            else:
+                print(
+                    f"{loop_name:9} {module_name:20} {counts['run']:5} {counts['pass']:5} "
+                    f"{counts['fail']:4} {counts['error']:4} {counts['skip']:4}",
+                    flush=True,
+                )
+                for kind, test_id, line in counts["problems"]:
+                    print(f"    {kind}: {test_id}: {line}", flush=True)
+            if args.json:
+                with open(args.json, "a") as out:
+                    out.write(json.dumps(counts) + "\n")
+    return 1 if crashed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
