@@ -1,0 +1,110 @@
+"""``ringloom.asyncio``: subprocess transports and signal handlers."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sys
+import threading
+
+import pytest
+import ringloom.asyncio
+from conftest import RunLoop
+
+
+def test_subprocess_exec_communicate(run_loop: RunLoop) -> None:
+    async def main() -> tuple[bytes, bytes, int]:
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-c",
+            "import sys; data = sys.stdin.read(); print(data.upper()); "
+            "print('err', file=sys.stderr); sys.exit(3)",
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        out, err = await proc.communicate(b"hello")
+        return out, err, await proc.wait()
+
+    out, err, code = run_loop(main)
+    assert (out.strip(), err.strip(), code) == (b"HELLO", b"err", 3)
+
+
+def test_subprocess_shell_and_pipe_lines(run_loop: RunLoop) -> None:
+    async def main() -> list[bytes]:
+        proc = await asyncio.create_subprocess_shell(
+            "for i in 1 2 3; do echo line$i; done", stdout=asyncio.subprocess.PIPE
+        )
+        assert proc.stdout is not None
+        lines = [line async for line in proc.stdout]
+        assert await proc.wait() == 0
+        return lines
+
+    assert run_loop(main) == [b"line1\n", b"line2\n", b"line3\n"]
+
+
+def test_subprocess_protocol_and_kill(run_loop: RunLoop) -> None:
+    class Proto(asyncio.SubprocessProtocol):
+        def __init__(self) -> None:
+            self.exited: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+        def process_exited(self) -> None:
+            self.exited.set_result(None)
+
+    async def main() -> int:
+        loop = asyncio.get_running_loop()
+        transport, proto = await loop.subprocess_exec(
+            Proto, sys.executable, "-c", "import time; time.sleep(60)"
+        )
+        transport.kill()
+        await proto.exited
+        code = transport.get_returncode()
+        transport.close()
+        return code
+
+    assert run_loop(main) == -signal.SIGKILL
+
+
+def test_signal_handlers() -> None:
+    if threading.current_thread() is not threading.main_thread():
+        pytest.skip("signal handlers need the main thread")
+
+    async def main() -> list[int]:
+        loop = asyncio.get_running_loop()
+        got: asyncio.Queue[int] = asyncio.Queue()
+        loop.add_signal_handler(signal.SIGUSR1, got.put_nowait, 1)
+        loop.add_signal_handler(signal.SIGUSR2, got.put_nowait, 2)
+        try:
+            seen = []
+            # Sent from another thread while the loop waits with nothing else to do:
+            # the signal's wakeup byte ends the ring wait.
+            for signum in (signal.SIGUSR1, signal.SIGUSR2):
+                threading.Thread(target=os.kill, args=(os.getpid(), signum)).start()
+                seen.append(await got.get())
+            return seen
+        finally:
+            assert loop.remove_signal_handler(signal.SIGUSR1)
+            assert loop.remove_signal_handler(signal.SIGUSR2)
+
+    assert ringloom.asyncio.run(main()) == [1, 2]
+
+
+def test_ctrl_c_cancels_the_main_task() -> None:
+    """SIGINT during a main-thread ring wait reaches asyncio.Runner's handler, which
+    cancels the main task (KeyboardInterrupt comes out of run)."""
+    if threading.current_thread() is not threading.main_thread():
+        pytest.skip("needs the main thread")
+    cancelled: list[bool] = []
+
+    async def main() -> None:
+        threading.Timer(0.05, os.kill, (os.getpid(), signal.SIGINT)).start()
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            cancelled.append(True)
+            raise
+
+    with pytest.raises(KeyboardInterrupt):
+        ringloom.asyncio.run(main())
+    assert cancelled == [True]
