@@ -28,6 +28,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -203,6 +204,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--child", nargs=2, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
+        # A shell's background job starts with SIGINT ignored; the tests send it.
+        signal.signal(signal.SIGINT, signal.default_int_handler)
         print(json.dumps(run_module(*args.child)), flush=True)
         return 0
     crashed = False

@@ -9,14 +9,16 @@ import os
 import socket
 import sys
 import threading
-from typing import Any
+from typing import Any, Callable
 
 import pytest
 import ringloom
 import ringloom.asyncio
-from conftest import RunLoop
 from ringloom.asyncio import EventLoopPolicy, RingEventLoop, RingSelector
 from support import TIMEOUT
+
+# The ``run_loop`` fixture (conftest.py): runs a coroutine function on a new loop.
+RunLoop = Callable[..., Any]
 
 
 def test_the_stdlib_asyncio_is_not_shadowed() -> None:

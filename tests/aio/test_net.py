@@ -8,10 +8,12 @@ import socket
 import ssl
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import pytest
-from conftest import RunLoop
+
+# The ``run_loop`` fixture (conftest.py): runs a coroutine function on a new loop.
+RunLoop = Callable[..., Any]
 
 LOCALHOST = "127.0.0.1"
 

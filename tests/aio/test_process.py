@@ -7,10 +7,13 @@ import os
 import signal
 import sys
 import threading
+from typing import Any, Callable
 
 import pytest
 import ringloom.asyncio
-from conftest import RunLoop
+
+# The ``run_loop`` fixture (conftest.py): runs a coroutine function on a new loop.
+RunLoop = Callable[..., Any]
 
 
 def test_subprocess_exec_communicate(run_loop: RunLoop) -> None:
