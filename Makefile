@@ -20,7 +20,7 @@ SHELL := /bin/bash
 setup-python:
 	@test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install -q maturin greenlet pytest hypothesis requests redis distributed ruff mypy \
-		trustme uvloop
+		trustme uvloop uvicorn aiohttp httpx
 	$(VENV)/bin/maturin develop -q --release
 
 # valgrind and redis-server, from the distribution's packages if missing (the redis test

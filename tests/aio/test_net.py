@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 import pytest
+import trustme
 
 # The ``run_loop`` fixture (conftest.py): runs a coroutine function on a new loop.
 RunLoop = Callable[..., Any]
@@ -207,7 +208,6 @@ def test_unix_sockets(run_loop: RunLoop) -> None:
 @pytest.fixture(scope="module")
 def tls() -> tuple[ssl.SSLContext, ssl.SSLContext]:
     """A server and a client context: a certificate for 127.0.0.1 from a CA made now."""
-    trustme = pytest.importorskip("trustme")
     ca = trustme.CA()
     server = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     ca.issue_cert(LOCALHOST).configure_cert(server)
