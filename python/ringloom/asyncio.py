@@ -158,8 +158,9 @@ class RingSelector(selectors.EpollSelector):
             self._finish_pending()
         if timeout is not None:
             timeout = max(timeout, 0.0)
+        fd_to_key: dict[int, selectors.SelectorKey] = self._fd_to_key  # type: ignore[attr-defined]
         # One more than the keys, for the wake pipe.
-        most = len(self.get_map()) + 1
+        most = len(fd_to_key) + 1
         ready = self._epoll.poll(0, most)
         if not ready and timeout != 0:
             self._wait(timeout)
@@ -169,7 +170,7 @@ class RingSelector(selectors.EpollSelector):
             if fd == self._wake_r:
                 self._drain()
                 continue
-            key = self.get_map().get(fd)
+            key = fd_to_key.get(fd)
             if key is None:
                 continue
             events = 0
