@@ -190,6 +190,38 @@ def _child(loop_name: str, module_name: str, timeout: float, debug: bool) -> dic
     return {"module": module_name, "loop": loop_name, "crash": f"rc {out.returncode}: {tail}"}
 
 
+def table(files: dict[str, str]) -> str:
+    """A markdown table: a row per module, a column per labelled ``--json`` file, each
+    cell ``passed / failed+errors / skipped``.
+
+    Example: ``print(table({"ringloom": "ringloom.jsonl", "uvloop": "uvloop.jsonl"}))``
+    """
+    runs: dict[str, dict[str, dict[str, Any]]] = {}
+    for label, path in files.items():
+        with open(path) as lines:
+            runs[label] = {c["module"]: c for c in map(json.loads, lines)}
+    modules = [m for m in MODULES if any(m in run for run in runs.values())]
+    rows = ["| module | " + " | ".join(runs) + " |", "|---" + "|---:" * len(runs) + "|"]
+    totals = {label: [0, 0, 0] for label in runs}
+    for module in modules:
+        cells = []
+        for label, run in runs.items():
+            c = run.get(module)
+            if c is None or "crash" in c:
+                cells.append("crash" if c else "-")
+                continue
+            bad = c["fail"] + c["error"]
+            for i, n in enumerate((c["pass"], bad, c["skip"])):
+                totals[label][i] += n
+            shown = f"**{bad}**" if bad else "0"
+            cells.append(f"{c['pass']} / {shown} / {c['skip']}")
+        rows.append(f"| {module} | " + " | ".join(cells) + " |")
+    rows.append(
+        "| **all** | " + " | ".join(f"**{p}** / {b} / {s}" for p, b, s in totals.values()) + " |"
+    )
+    return "\n".join(rows)
+
+
 def main(argv: list[str] | None = None) -> int:
     """The command line (see the module docstring); 0 unless a module crashed.
 
@@ -201,8 +233,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--timeout", type=float, default=900)
     parser.add_argument("--debug", action="store_true", help="PYTHONASYNCIODEBUG=1")
     parser.add_argument("--json", help="append each module's counts to this file")
+    parser.add_argument(
+        "--table",
+        nargs="+",
+        metavar="LABEL=FILE",
+        help="print a markdown table of --json files (no tests run)",
+    )
     parser.add_argument("--child", nargs=2, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.table:
+        print(table(dict(item.split("=", 1) for item in args.table)))
+        return 0
     if args.child:
         # A shell's background job starts with SIGINT ignored; the tests send it.
         signal.signal(signal.SIGINT, signal.default_int_handler)
