@@ -35,7 +35,7 @@ import time
 import unittest
 from typing import Any
 
-__all__ = ["MODULES", "install_loop", "main", "run_module"]
+__all__ = ["MODULES", "install_loop", "load_suite", "main", "run_module", "table"]
 
 #: The modules that test loop behaviour (the issue's list, and their neighbours).
 MODULES = [
@@ -107,13 +107,38 @@ def install_loop(name: str) -> Any:
     return factory
 
 
+class Hang(BaseException):
+    """Raised into a test that outlived the per-test limit (``--test-timeout``); a
+    BaseException, so that the test's own ``except Exception`` does not swallow it."""
+
+
+def _on_alarm(signum: int, frame: Any) -> None:
+    raise Hang(f"did not finish within {_test_timeout()} s (stopped by the runner)")
+
+
+def _test_timeout() -> float:
+    return float(os.environ.get("RUN_CPYTHON_ASYNCIO_TEST_TIMEOUT", "60"))
+
+
 class _Counts(unittest.TextTestResult):
-    """A result that also keeps the ids and first error lines of what failed."""
+    """A result that also keeps the ids and first error lines of what failed, and
+    stops a test that hangs (SIGALRM after ``--test-timeout`` seconds: every loop runs
+    Python signal handlers while it waits; a test that sets its own alarm takes the
+    signal over for its duration)."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.passed = 0
         self.problems: list[tuple[str, str, str]] = []
+
+    def startTest(self, test: unittest.TestCase) -> None:  # noqa: N802 (unittest's name)
+        super().startTest(test)
+        signal.signal(signal.SIGALRM, _on_alarm)
+        signal.setitimer(signal.ITIMER_REAL, _test_timeout())
+
+    def stopTest(self, test: unittest.TestCase) -> None:  # noqa: N802
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        super().stopTest(test)
 
     def addSuccess(self, test: unittest.TestCase) -> None:  # noqa: N802 (unittest's name)
         super().addSuccess(test)
@@ -137,10 +162,10 @@ class _Counts(unittest.TextTestResult):
         self.problems.append(("unexpected-success", test.id(), ""))
 
 
-def run_module(loop_name: str, module_name: str) -> dict[str, Any]:
-    """Runs one module in this process with ``loop_name`` installed; its counts.
+def load_suite(loop_name: str, module_name: str) -> unittest.TestSuite:
+    """Installs ``loop_name`` and loads module ``module_name``'s tests for it.
 
-    Example: ``run_module("ringloom", "test_futures")["fail"] == 0``
+    Example: ``unittest.TextTestRunner().run(load_suite("ringloom", "test_futures"))``
     """
     make_loop = install_loop(loop_name)
     import importlib
@@ -163,7 +188,15 @@ def run_module(loop_name: str, module_name: str) -> dict[str, Any]:
         for dropped in _DROPPED:
             if hasattr(module, dropped):
                 delattr(module, dropped)
-    suite = unittest.defaultTestLoader.loadTestsFromModule(module)
+    return unittest.defaultTestLoader.loadTestsFromModule(module)
+
+
+def run_module(loop_name: str, module_name: str) -> dict[str, Any]:
+    """Runs one module in this process with ``loop_name`` installed; its counts.
+
+    Example: ``run_module("ringloom", "test_futures")["fail"] == 0``
+    """
+    suite = load_suite(loop_name, module_name)
     with open(os.devnull, "w") as sink:
         runner = unittest.TextTestRunner(stream=sink, resultclass=_Counts, verbosity=0)
         result: Any = runner.run(suite)
@@ -180,8 +213,10 @@ def run_module(loop_name: str, module_name: str) -> dict[str, Any]:
     }
 
 
-def _child(loop_name: str, module_name: str, timeout: float, debug: bool) -> dict[str, Any]:
-    env = dict(os.environ)
+def _child(
+    loop_name: str, module_name: str, timeout: float, debug: bool, test_timeout: float
+) -> dict[str, Any]:
+    env = dict(os.environ, RUN_CPYTHON_ASYNCIO_TEST_TIMEOUT=str(test_timeout))
     if debug:
         env["PYTHONASYNCIODEBUG"] = "1"
     cmd = [sys.executable, __file__, "--child", loop_name, module_name]
@@ -242,6 +277,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--loop", action="append", choices=LOOPS)
     parser.add_argument("--module", action="append")
     parser.add_argument("--timeout", type=float, default=900)
+    parser.add_argument(
+        "--test-timeout", type=float, default=60, help="seconds a test may run (then: error)"
+    )
     parser.add_argument("--debug", action="store_true", help="PYTHONASYNCIODEBUG=1")
     parser.add_argument("--json", help="append each module's counts to this file")
     parser.add_argument(
@@ -264,7 +302,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{'loop':9} {'module':20} {'run':>5} {'pass':>5} {'fail':>4} {'err':>4} {'skip':>4}")
     for loop_name in args.loop or LOOPS:
         for module_name in args.module or MODULES:
-            counts = _child(loop_name, module_name, args.timeout, args.debug)
+            counts = _child(loop_name, module_name, args.timeout, args.debug, args.test_timeout)
             counts["driver"] = os.environ.get("RINGLOOM_DRIVER", "uring")
             counts["debug"] = args.debug
             if "crash" in counts:
