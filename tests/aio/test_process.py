@@ -111,3 +111,26 @@ def test_ctrl_c_cancels_the_main_task() -> None:
     with pytest.raises(KeyboardInterrupt):
         ringloom.asyncio.run(main())
     assert cancelled == [True]
+
+
+def test_a_forked_child_runs_its_own_loop() -> None:
+    """The helper Loom of the parent (whose worker the child does not have) is made
+    again in a forked child."""
+    if threading.current_thread() is not threading.main_thread():
+        pytest.skip("forks from the main thread")
+
+    async def main() -> int:
+        await asyncio.sleep(0.001)
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(None, sum, [20, 22])
+
+    assert ringloom.asyncio.run(main()) == 42  # the parent's helper exists now
+    pid = os.fork()
+    if pid == 0:
+        code = 1
+        try:
+            code = 0 if ringloom.asyncio.run(main()) == 42 else 2
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
