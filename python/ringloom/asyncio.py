@@ -189,7 +189,13 @@ class RingSelector(selectors.EpollSelector):
             _native.wait_fd(epfd, _POLLIN, timeout)
             return
         wait = _RingWait()
-        _loom().spawn(_native.wait_fd, wait, args=(epfd, _POLLIN, timeout))
+        try:
+            _loom().spawn(_native.wait_fd, wait, args=(epfd, _POLLIN, timeout))
+        except RuntimeError:
+            # The helper is closed (interpreter exit closes every Loom): poll(2) on
+            # this thread, GIL released, rather than fail the loop.
+            _native.wait_fd(epfd, _POLLIN, timeout)
+            return
         try:
             wait.parker.park()
         except BaseException:

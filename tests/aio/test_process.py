@@ -134,3 +134,39 @@ def test_a_forked_child_runs_its_own_loop() -> None:
             os._exit(code)
     _, status = os.waitpid(pid, 0)
     assert os.waitstatus_to_exitcode(status) == 0
+
+
+LATE_SCRIPT = """
+import asyncio, atexit
+
+def late():
+    import ringloom.asyncio as ra
+    try:
+        ra._loom().spawn(print, None)
+    except RuntimeError:
+        print("helper closed")
+    print(ra.run(asyncio.sleep(0.001, "late run")))
+
+atexit.register(late)  # before ringloom's own exit hook, so it runs after it
+import ringloom.asyncio
+print(ringloom.asyncio.run(asyncio.sleep(0.001, "first run")))
+"""
+
+
+def test_a_loop_run_after_the_exit_hook_closed_the_helper() -> None:
+    """At interpreter exit every Loom is closed; a loop run later (an earlier atexit
+    hook) waits with poll(2) on its own thread instead of failing."""
+    import subprocess
+
+    from support import script_env
+
+    out = subprocess.run(
+        [sys.executable, "-c", LATE_SCRIPT],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=script_env(),
+        check=False,
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split("\n") == ["first run", "helper closed", "late run", ""]
