@@ -31,6 +31,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 import unittest
 from typing import Any
@@ -62,7 +63,9 @@ MODULES = [
     "test_pep492",
 ]
 
-LOOPS = ["ringloom", "uvloop", "asyncio"]
+#: ``ringloom-vthread``: the ringloom loop, every test run inside one virtual thread of a
+#: one-worker Loom (``patch_asyncio`` on), not on the main thread.
+LOOPS = ["ringloom", "ringloom-vthread", "uvloop", "asyncio"]
 
 # Modules with one test case per selector class.
 _PER_SELECTOR = {"test_events", "test_sock_lowlevel", "test_sendfile"}
@@ -79,7 +82,7 @@ def install_loop(name: str) -> Any:
 
     if name == "asyncio":
         return asyncio.new_event_loop
-    if name == "ringloom":
+    if name in ("ringloom", "ringloom-vthread"):
         import ringloom.asyncio
 
         policy_cls: Any = ringloom.asyncio.EventLoopPolicy
@@ -133,11 +136,13 @@ class _Counts(unittest.TextTestResult):
 
     def startTest(self, test: unittest.TestCase) -> None:  # noqa: N802 (unittest's name)
         super().startTest(test)
-        signal.signal(signal.SIGALRM, _on_alarm)
-        signal.setitimer(signal.ITIMER_REAL, _test_timeout())
+        if threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGALRM, _on_alarm)
+            signal.setitimer(signal.ITIMER_REAL, _test_timeout())
 
     def stopTest(self, test: unittest.TestCase) -> None:  # noqa: N802
-        signal.setitimer(signal.ITIMER_REAL, 0)
+        if threading.current_thread() is threading.main_thread():
+            signal.setitimer(signal.ITIMER_REAL, 0)
         super().stopTest(test)
 
     def addSuccess(self, test: unittest.TestCase) -> None:  # noqa: N802 (unittest's name)
@@ -191,6 +196,22 @@ def load_suite(loop_name: str, module_name: str) -> unittest.TestSuite:
     return unittest.defaultTestLoader.loadTestsFromModule(module)
 
 
+def _in_virtual_thread(fn: Any, *args: Any) -> Any:
+    """``fn(*args)`` in a virtual thread of a one-worker Loom (no per-test limit there:
+    SIGALRM reaches only the main thread; the module's limit still applies)."""
+    import ringloom
+    import ringloom.monkey
+
+    ringloom.monkey.patch_asyncio()
+
+    def body() -> Any:
+        assert ringloom.in_virtual_thread()
+        return fn(*args)
+
+    with ringloom.Loom(workers=1) as loom:
+        return ringloom.submit(loom, body).result()
+
+
 def run_module(loop_name: str, module_name: str) -> dict[str, Any]:
     """Runs one module in this process with ``loop_name`` installed; its counts.
 
@@ -199,7 +220,10 @@ def run_module(loop_name: str, module_name: str) -> dict[str, Any]:
     suite = load_suite(loop_name, module_name)
     with open(os.devnull, "w") as sink:
         runner = unittest.TextTestRunner(stream=sink, resultclass=_Counts, verbosity=0)
-        result: Any = runner.run(suite)
+        if loop_name == "ringloom-vthread":
+            result: Any = _in_virtual_thread(runner.run, suite)
+        else:
+            result = runner.run(suite)
     return {
         "module": module_name,
         "loop": loop_name,
@@ -299,7 +323,7 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(run_module(*args.child)), flush=True)
         return 0
     crashed = False
-    print(f"{'loop':9} {'module':20} {'run':>5} {'pass':>5} {'fail':>4} {'err':>4} {'skip':>4}")
+    print(f"{'loop':16} {'module':20} {'run':>5} {'pass':>5} {'fail':>4} {'err':>4} {'skip':>4}")
     for loop_name in args.loop or LOOPS:
         for module_name in args.module or MODULES:
             counts = _child(loop_name, module_name, args.timeout, args.debug, args.test_timeout)
@@ -307,10 +331,10 @@ def main(argv: list[str] | None = None) -> int:
             counts["debug"] = args.debug
             if "crash" in counts:
                 crashed = True
-                print(f"{loop_name:9} {module_name:20} CRASH {counts['crash']}", flush=True)
+                print(f"{loop_name:16} {module_name:20} CRASH {counts['crash']}", flush=True)
             else:
                 print(
-                    f"{loop_name:9} {module_name:20} {counts['run']:5} {counts['pass']:5} "
+                    f"{loop_name:16} {module_name:20} {counts['run']:5} {counts['pass']:5} "
                     f"{counts['fail']:4} {counts['error']:4} {counts['skip']:4}",
                     flush=True,
                 )
