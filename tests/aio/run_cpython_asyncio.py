@@ -64,8 +64,11 @@ MODULES = [
 ]
 
 #: ``ringloom-vthread``: the ringloom loop, every test run inside one virtual thread of a
-#: one-worker Loom (``patch_asyncio`` on), not on the main thread.
-LOOPS = ["ringloom", "ringloom-vthread", "uvloop", "asyncio"]
+#: one-worker Loom (``patch_asyncio`` on), not on the main thread; ``asyncio-thread``: the
+#: stock loop with every test run in one OS thread that is not the main thread, to tell
+#: what fails off the main thread whatever the loop.
+LOOPS = ["ringloom", "ringloom-vthread", "uvloop", "asyncio", "asyncio-thread"]
+_OFF_MAIN = {"ringloom-vthread", "asyncio-thread"}
 
 # Modules with one test case per selector class.
 _PER_SELECTOR = {"test_events", "test_sock_lowlevel", "test_sendfile"}
@@ -80,7 +83,7 @@ def install_loop(name: str) -> Any:
     """
     import asyncio
 
-    if name == "asyncio":
+    if name in ("asyncio", "asyncio-thread"):
         return asyncio.new_event_loop
     if name in ("ringloom", "ringloom-vthread"):
         import ringloom.asyncio
@@ -173,6 +176,7 @@ def load_suite(loop_name: str, module_name: str) -> unittest.TestSuite:
     Example: ``unittest.TextTestRunner().run(load_suite("ringloom", "test_futures"))``
     """
     make_loop = install_loop(loop_name)
+    import asyncio
     import importlib
 
     module = importlib.import_module(f"test.test_asyncio.{module_name}")
@@ -193,6 +197,19 @@ def load_suite(loop_name: str, module_name: str) -> unittest.TestSuite:
         for dropped in _DROPPED:
             if hasattr(module, dropped):
                 delattr(module, dropped)
+    if loop_name in _OFF_MAIN and module_name == "test_events":
+        # The unix mixin's SafeChildWatcher takes SIGCHLD through add_signal_handler,
+        # which only the main thread may do: off it, the threaded watcher (as asyncio's
+        # default policy uses), so that the loop's own tests run there too.
+        mixin = module.EventLoopTestsMixin
+
+        def set_up(self: Any) -> None:
+            mixin.setUp(self)
+            watcher = asyncio.ThreadedChildWatcher()
+            watcher.attach_loop(self.loop)
+            asyncio.set_child_watcher(watcher)
+
+        module.EPollEventLoopTests.setUp = set_up
     return unittest.defaultTestLoader.loadTestsFromModule(module)
 
 
@@ -212,6 +229,15 @@ def _in_virtual_thread(fn: Any, *args: Any) -> Any:
         return ringloom.submit(loom, body).result()
 
 
+def _in_os_thread(fn: Any, *args: Any) -> Any:
+    """``fn(*args)`` in a new OS thread (not the main one)."""
+    out: list[Any] = []
+    thread = threading.Thread(target=lambda: out.append(fn(*args)))
+    thread.start()
+    thread.join()
+    return out[0]
+
+
 def run_module(loop_name: str, module_name: str) -> dict[str, Any]:
     """Runs one module in this process with ``loop_name`` installed; its counts.
 
@@ -222,6 +248,8 @@ def run_module(loop_name: str, module_name: str) -> dict[str, Any]:
         runner = unittest.TextTestRunner(stream=sink, resultclass=_Counts, verbosity=0)
         if loop_name == "ringloom-vthread":
             result: Any = _in_virtual_thread(runner.run, suite)
+        elif loop_name == "asyncio-thread":
+            result = _in_os_thread(runner.run, suite)
         else:
             result = runner.run(suite)
     return {
