@@ -301,9 +301,10 @@ def _child(
     return {"module": module_name, "loop": loop_name, "crash": f"rc {out.returncode}: {tail}"}
 
 
-def table(files: dict[str, str]) -> str:
+def table(files: dict[str, str], only_failing: bool = False) -> str:
     """A markdown table: a row per module, a column per labelled ``--json`` file, each
-    cell ``passed / failed+errors / skipped``.
+    cell ``passed / failed+errors / skipped``; ``only_failing``: only the modules with a
+    failure or error in some column (and the totals).
 
     Example: ``print(table({"ringloom": "ringloom.jsonl", "uvloop": "uvloop.jsonl"}))``
     """
@@ -326,6 +327,8 @@ def table(files: dict[str, str]) -> str:
                 totals[label][i] += n
             shown = f"**{bad}**" if bad else "0"
             cells.append(f"{c['pass']} / {shown} / {c['skip']}")
+        if only_failing and "**" not in "".join(cells):
+            continue
         rows.append(f"| {module} | " + " | ".join(cells) + " |")
     rows.append(
         "| **all** | " + " | ".join(f"**{p}** / {b} / {s}" for p, b, s in totals.values()) + " |"
@@ -353,10 +356,13 @@ def main(argv: list[str] | None = None) -> int:
         metavar="LABEL=FILE",
         help="print a markdown table of --json files (no tests run)",
     )
+    parser.add_argument(
+        "--only-failing", action="store_true", help="--table: only modules with failures"
+    )
     parser.add_argument("--child", nargs=2, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.table:
-        print(table(dict(item.split("=", 1) for item in args.table)))
+        print(table(dict(item.split("=", 1) for item in args.table), args.only_failing))
         return 0
     if args.child:
         # A shell's background job starts with SIGINT ignored; the tests send it.
