@@ -1,6 +1,8 @@
 """A fast subset of CPython's own asyncio tests, with the ringloom loop installed by
 ``run_cpython_asyncio.py`` (in a child process per module, under the driver this run
-uses): no failure or error beyond the known ones listed here."""
+uses), with and without asyncio's debug mode: no failure or error beyond the known ones
+listed here. The whole list of modules, uvloop's and the stock loop's counts beside
+ringloom's: README, "asyncio on the ring"."""
 
 from __future__ import annotations
 
@@ -33,10 +35,13 @@ KNOWN_FAILURES: dict[str, str] = {}
 
 
 @pytest.mark.skipif(sys.version_info[:2] != (3, 11), reason="the modules of CPython 3.11")
-def test_cpython_asyncio_subset_passes(tmp_path: Path) -> None:
+@pytest.mark.parametrize("debug", [False, True], ids=["normal", "debug-mode"])
+def test_cpython_asyncio_subset_passes(tmp_path: Path, debug: bool) -> None:
     pytest.importorskip("test.test_asyncio")
     out = tmp_path / "counts.jsonl"
     args = [sys.executable, str(RUNNER), "--loop", "ringloom", "--json", str(out)]
+    if debug:
+        args.append("--debug")  # PYTHONASYNCIODEBUG=1 in the children
     for module in MODULES:
         args += ["--module", module]
     proc = subprocess.run(args, capture_output=True, text=True, timeout=300, check=False)
