@@ -146,32 +146,49 @@ def test_set_default_executor_takes_a_virtual_thread_pool() -> None:
     assert ringloom.asyncio.run(main()) is True
 
 
-def test_a_virtual_thread_parks_on_a_coroutine_of_the_loop() -> None:
-    """``run_coroutine`` from a virtual thread of a one-worker pool: many at once, each
-    parked (not holding the worker) until its coroutine on the loop ends."""
+def _by_run_coroutine(coro: Any, loop: asyncio.AbstractEventLoop) -> Any:
+    return ringloom.asyncio.run_coroutine(coro, loop)
+
+
+def _by_futures_wait(coro: Any, loop: asyncio.AbstractEventLoop) -> Any:
+    future = asyncio.run_coroutine_threadsafe(coro, loop)
+    concurrent.futures.wait([future])  # parks an intercepting virtual thread
+    return future.result()
+
+
+@pytest.mark.parametrize("wait", [_by_run_coroutine, _by_futures_wait])
+def test_a_virtual_thread_parks_on_a_coroutine_of_the_loop(wait: Any) -> None:
+    """``run_coroutine``, or ``run_coroutine_threadsafe`` and ``concurrent.futures.wait``,
+    from virtual threads of a one-worker pool: all of them at once, each parked (not
+    holding the worker) until its coroutine on the loop ends."""
 
     async def double(n: int, gate: asyncio.Event) -> int:
         await gate.wait()
         return 2 * n
 
-    async def main() -> list[int]:
+    async def main() -> tuple[bool, list[int]]:
         loop = asyncio.get_running_loop()
         gate = asyncio.Event()
 
         def in_vthread(n: int) -> int:
             assert ringloom.in_virtual_thread()
-            return ringloom.asyncio.run_coroutine(double(n, gate), loop)
+            return wait(double(n, gate), loop)
 
         with ringloom.VirtualThreadPool(max_platform_threads=1) as pool:
             futures = [asyncio.wrap_future(pool.submit(in_vthread, n)) for n in range(20)]
             # Every virtual thread has submitted its coroutine and parked: the one
-            # worker was free for all of them.
-            while len(asyncio.all_tasks()) < 21:
+            # worker was free for all of them (a wait that held the worker would let
+            # only one coroutine in until the gate opens).
+            # The gate opens either way, so that the pool's tasks end before it shuts
+            # down (its shutdown blocks this loop's thread).
+            deadline = loop.time() + TIMEOUT
+            while len(asyncio.all_tasks()) < 21 and loop.time() < deadline:
                 await asyncio.sleep(0.001)
+            all_parked = len(asyncio.all_tasks()) == 21
             gate.set()
-            return list(await asyncio.gather(*futures))
+            return all_parked, list(await asyncio.gather(*futures))
 
-    assert ringloom.asyncio.run(main()) == [2 * n for n in range(20)]
+    assert ringloom.asyncio.run(main()) == (True, [2 * n for n in range(20)])
 
 
 def test_run_coroutine_timeout_cancels_the_coroutine() -> None:
