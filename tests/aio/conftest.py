@@ -1,8 +1,10 @@
 """Fixtures of the ``ringloom.asyncio`` tests: ``run_loop`` runs a coroutine function on a
-new ringloom loop, on the main thread and (a second parameter) in a virtual thread."""
+new ringloom loop, on the main thread and (a second parameter) in a virtual thread;
+``hang_guard`` (every test) ends a run that hangs, with every thread's stack."""
 
 from __future__ import annotations
 
+import faulthandler
 from collections.abc import Coroutine, Iterator
 from typing import Any, Callable
 
@@ -13,6 +15,20 @@ import ringloom.monkey
 from support import TIMEOUT
 
 RunLoop = Callable[..., Any]
+
+#: Seconds a test of this directory may take before the run is ended with every thread's
+#: stack (a lost wake-up is then a failure, not a stuck run). Far above any test's time.
+HANG_LIMIT = 180
+
+
+@pytest.fixture(autouse=True)
+def hang_guard() -> Iterator[None]:
+    """Ends the process with all stacks if the test outlives ``HANG_LIMIT``."""
+    faulthandler.dump_traceback_later(HANG_LIMIT, exit=True)
+    try:
+        yield
+    finally:
+        faulthandler.cancel_dump_traceback_later()
 
 
 @pytest.fixture(params=["main-thread", "virtual-thread"])
