@@ -19,7 +19,8 @@ SHELL := /bin/bash
 # it (editable: the package's Python files are the tree's).
 setup-python:
 	@test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
-	$(VENV)/bin/pip install -q maturin greenlet pytest hypothesis requests redis distributed gunicorn flask ruff mypy
+	$(VENV)/bin/pip install -q maturin greenlet pytest hypothesis requests redis distributed gunicorn flask \
+		ruff mypy trustme uvloop uvicorn aiohttp httpx
 	$(VENV)/bin/maturin develop -q --release
 
 # valgrind, redis-server and wrk, from the distribution's packages if missing (the redis

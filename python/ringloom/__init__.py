@@ -10,6 +10,8 @@ The core:
 - ``Loom``, ``sleep``, ``wait_fd``, ``blocking``: the native bridge, for building on;
 - ``ringloom.monkey`` patches the standard library's threading, queues and locks
   (explicitly: ``patch_all()`` or ``python -m ringloom run``).
+- ``ringloom.asyncio``: an asyncio event loop whose waits go through the ring
+  (``ringloom.asyncio.run(main())``, ``new_event_loop``, ``EventLoopPolicy``).
 
 ``import ringloom`` installs the I/O interception (``ringloom.green``: ``time.sleep``,
 sockets, files, ... park a virtual thread, and behave as stock outside one); set
