@@ -382,7 +382,10 @@ impl Future for Hub {
             return Poll::Pending;
         }
         if let Ran::Spent = with_gil(|py| this.run(py)) {
-            cx.waker().wake_by_ref();
+            // Back after the worker's next ring turn: a hub with ready virtual threads
+            // that woke itself at once would run again and again before the ring was
+            // looked at, and the completions of every other virtual thread would wait.
+            ringloom::driver::defer(cx.waker());
         }
         Poll::Pending
     }

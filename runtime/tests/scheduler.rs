@@ -7,6 +7,7 @@ use std::pin::Pin;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
+use std::task::Poll;
 use std::time::Duration;
 
 use common::{hang_guard, runtime, Slot};
@@ -761,4 +762,33 @@ fn a_sched_seed_that_is_not_a_number_is_refused_clearly() {
         .status()
         .expect("child runs");
     assert!(status.success());
+}
+
+#[test]
+fn a_yield_lets_the_ring_turn_before_the_task_runs_again() {
+    hang_guard(LIMIT, || {
+        let rt = runtime(1);
+        let after_yields = rt
+            .block_on(rt.spawn(async {
+                let mut op = std::pin::pin!(ringloom::op::Nop::submit());
+                let mut yields = 0;
+                // One yield should do: the NOP is submitted and reaped in the turn the
+                // yield waits for. A few more allow for a ring that takes two enters.
+                loop {
+                    ringloom::yield_now().await;
+                    yields += 1;
+                    let polled = std::future::poll_fn(|cx| Poll::Ready(op.as_mut().poll(cx)));
+                    if polled.await.is_ready() || yields == 3 {
+                        return yields;
+                    }
+                }
+            }))
+            .unwrap();
+        // Woken at once, a yielding task ran again in the same batch of the worker's
+        // loop, before the ring was entered: 64 yields passed before the NOP went in.
+        assert!(
+            after_yields < 3,
+            "the NOP was still pending after {after_yields} yields"
+        );
+    });
 }

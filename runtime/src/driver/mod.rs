@@ -130,6 +130,8 @@ pub struct Driver {
     shared: Arc<DriverShared>,
     backend: Backend,
     wakers: Vec<Waker>,
+    /// Wakers to wake at the end of the next turn (see [`defer`]).
+    deferred: Vec<Waker>,
     discards: Vec<(Box<dyn Discard>, Completion)>,
     /// One turn's reaped completions (empty between turns).
     completions: Vec<(u64, Completion)>,
@@ -138,6 +140,30 @@ pub struct Driver {
 
 thread_local! {
     static CURRENT: RefCell<Option<Driver>> = const { RefCell::new(None) };
+}
+
+/// Wakes `waker` at the end of this thread's next driver turn, once what is queued is
+/// submitted, completions are reaped and due timers fired. A task that has run long and
+/// yields this way lets I/O in before it runs again: waking itself at once would put it
+/// back in the same batch of the worker's loop, and a busy worker would not look at its
+/// ring for as long as such tasks keep yielding. Outside a thread with a driver (or
+/// inside its turn), it wakes `waker` at once.
+pub fn defer(waker: &Waker) {
+    let deferred = CURRENT
+        .try_with(|current| match current.try_borrow_mut() {
+            Ok(mut current) => match current.as_mut() {
+                Some(driver) => {
+                    driver.deferred.push(waker.clone());
+                    true
+                }
+                None => false,
+            },
+            Err(_) => false,
+        })
+        .unwrap_or(false);
+    if !deferred {
+        waker.wake_by_ref();
+    }
 }
 
 /// Whether the environment asks for the fallback driver (`RINGLOOM_DRIVER=fallback`).
@@ -207,6 +233,7 @@ impl Driver {
             }),
             backend,
             wakers: Vec::new(),
+            deferred: Vec::new(),
             discards: Vec::new(),
             completions: Vec::new(),
             faults,
@@ -293,7 +320,8 @@ impl Driver {
         }
         // Completions taken from the remote queue above have tasks to wake: blocking
         // now would sit on them until something else happened.
-        let wait = if self.wakers.is_empty() && self.discards.is_empty() {
+        let wait = if self.wakers.is_empty() && self.discards.is_empty() && self.deferred.is_empty()
+        {
             wait.map(|timeout| self.bound_by_timers(timeout))
         } else {
             wait.map(|_| Some(Duration::ZERO))
@@ -325,6 +353,9 @@ impl Driver {
         self.complete_all(&mut completions);
         self.completions = completions;
         self.fire_timers();
+        // After what the ring and the timers woke: a task that deferred its wake-up runs
+        // behind them.
+        self.wakers.append(&mut self.deferred);
         Ok(self.wake_all())
     }
 

@@ -494,7 +494,8 @@ where
     })
 }
 
-/// Lets other tasks run before this one continues.
+/// Lets other tasks run, and this thread's ring turn (submit, reap, timers), before this
+/// one continues.
 pub async fn yield_now() {
     struct YieldNow(bool);
     impl Future for YieldNow {
@@ -507,7 +508,7 @@ pub async fn yield_now() {
                 return std::task::Poll::Ready(());
             }
             self.0 = true;
-            cx.waker().wake_by_ref();
+            crate::driver::defer(cx.waker());
             std::task::Poll::Pending
         }
     }
