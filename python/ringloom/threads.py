@@ -156,9 +156,13 @@ def _report(function: Callable[..., Any], error: BaseException) -> None:
         pass
 
 
-def _run_thread(
-    function: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
-) -> None:
+def _run_thread(call: list[Any]) -> None:
+    """Runs the thread's ``[function, args, kwargs]``, taken out of ``call`` so that
+    nothing of it is left once the thread ends: ``join()`` returns only after the
+    thread let go of its function (a ``Thread``'s bound ``_bootstrap``, and so the
+    ``Thread``), as an OS thread's state is gone before its joiners wake."""
+    function, args, kwargs = call
+    call.clear()
     ident = get_ident()
     _started_raw.add(ident)
     try:
@@ -169,6 +173,7 @@ def _run_thread(
         _report(function, error)
     finally:
         _started_raw.discard(ident)
+        function = args = kwargs = None
         # What the end of an OS thread's state does: frees `Thread.join()` and
         # interpreter exit's wait for non-daemon threads.
         for sentinel in _sentinels.pop(ident, ()):
@@ -194,7 +199,8 @@ def start_new_thread(
     with _lock:
         _live += 1
     try:
-        return int(loom.spawn(_run_thread, _ENDED, True, 128, (function, args, kwargs or {})))
+        call = [function, args, kwargs or {}]
+        return int(loom.spawn(_run_thread, _ENDED, True, 128, (call,)))
     except BaseException:
         _count_out()
         raise

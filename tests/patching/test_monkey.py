@@ -478,6 +478,42 @@ def test_threads_keep_the_thread_contract(tmp_path: Path) -> None:
     }
 
 
+def test_join_returns_once_the_thread_let_go_of_its_objects(tmp_path: Path) -> None:
+    """As with an OS thread, nothing of a joined thread is held any more: its
+    ``Thread`` (and the ``threading.local`` values it set) die with the last reference,
+    whichever worker ran it and however busy the joiner's is."""
+    out = run_patched(
+        """
+        import gc, json, threading, weakref
+        from ringloom import VirtualThreadPool
+
+        class Value:
+            pass
+
+        def check(rounds):
+            alive = 0
+            local = threading.local()
+            for _ in range(rounds):
+                values = []
+                thread = threading.Thread(target=lambda: (setattr(local, "v", Value()),
+                                                          values.append(weakref.ref(local.v))))
+                thread.start()
+                thread.join()
+                gone = weakref.ref(thread)
+                del thread
+                gc.collect()
+                alive += gone() is not None
+            return alive
+
+        with VirtualThreadPool() as pool:
+            in_vthread = pool.submit(check, 200).result()
+        print(json.dumps({"main": check(200), "vthread": in_vthread}))
+        """,
+        tmp_path=tmp_path,
+    )
+    assert out == {"main": 0, "vthread": 0}
+
+
 def test_a_non_daemon_thread_is_joined_at_exit(tmp_path: Path) -> None:
     script = tmp_path / "late.py"
     script.write_text(
