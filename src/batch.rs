@@ -7,10 +7,12 @@
 //! error (in input order) is kept, and one callback runs when the last call ends.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex, OnceLock};
 
 use pyo3::prelude::*;
 use pyo3::types::PyList;
+
+use crate::window::Window;
 
 /// The shared completion of a batch of calls (`Loom.spawn_batch`).
 ///
@@ -33,6 +35,8 @@ pub(crate) struct Batch {
     failed: AtomicUsize,
     /// The error of the lowest index so far.
     error: Mutex<Option<(usize, Py<PyAny>)>>,
+    /// The bound on calls running at once, for a bounded pool's map.
+    window: OnceLock<Arc<Window>>,
 }
 
 #[pymethods]
@@ -54,6 +58,7 @@ impl Batch {
             skipped: AtomicUsize::new(0),
             failed: AtomicUsize::new(0),
             error: Mutex::new(None),
+            window: OnceLock::new(),
         })
     }
 
@@ -117,9 +122,23 @@ impl Batch {
         }
     }
 
-    /// One call of `batch` is over: the last one calls `on_done`.
+    /// Bounds the calls running at once by `window` (set once, before any call starts).
+    pub(crate) fn set_window(&self, window: Arc<Window>) {
+        // Checked by the caller (`has_window`), under the GIL it holds throughout.
+        let _ = self.window.set(window);
+    }
+
+    pub(crate) fn has_window(&self) -> bool {
+        self.window.get().is_some()
+    }
+
+    /// One call of `batch` is over: its place in the window goes to the next call, and
+    /// the last one calls `on_done`.
     fn end_one(py: Python<'_>, batch: &Py<Batch>) {
         let this = batch.get();
+        if let Some(window) = this.window.get() {
+            window.ended();
+        }
         if this.remaining.fetch_sub(1, Ordering::AcqRel) == 1 {
             if let Err(err) = this.on_done.bind(py).call1((batch,)) {
                 err.write_unraisable(py, Some(this.on_done.bind(py)));

@@ -303,6 +303,78 @@ pub(crate) fn file_read<'py>(
     Ok(PyBytes::new(py, &data))
 }
 
+/// `FileIO.readall`: from the file position to the end, the first read sized by what
+/// `fstat` says is left (plus one byte, to see the end without a second read when the
+/// file did not grow), as stock. In a virtual thread it is one call instead of a Python
+/// loop over `file_read`. None when a non-blocking descriptor has nothing yet (stock
+/// FileIO returns None); data read before such a descriptor runs dry is returned.
+#[pyfunction]
+pub(crate) fn file_readall(py: Python<'_>, fd: RawFd) -> PyResult<Option<Bound<'_, PyBytes>>> {
+    const CHUNK: usize = 64 * 1024;
+    let mut first = CHUNK;
+    // SAFETY: `st` is plain data that fstat fills in.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: `st` is a valid out-pointer; a closed fd gives EBADF, seen by the read.
+    if unsafe { libc::fstat(fd, &mut st) } == 0 {
+        // SAFETY: lseek with SEEK_CUR and 0 only reports the position.
+        let position = unsafe { libc::lseek(fd, 0, libc::SEEK_CUR) };
+        if position >= 0 && st.st_size >= position {
+            first = (st.st_size - position) as usize + 1;
+        }
+    }
+    let in_vthread = vthread::in_virtual_thread(py)?;
+    let mut data: Vec<u8> = Vec::new();
+    let mut want = first;
+    loop {
+        // Grown only when full: the byte past the expected end is room for the read
+        // that sees the end.
+        if data.capacity() == data.len() {
+            data.try_reserve_exact(want)
+                .map_err(|_| PyMemoryError::new_err(format!("cannot allocate {want} bytes")))?;
+        }
+        let spare = data.capacity() - data.len();
+        // SAFETY: `spare` bytes of capacity follow the `len` initialised ones.
+        let ptr = unsafe { data.as_mut_ptr().add(data.len()) };
+        let read = if in_vthread {
+            read_in_vthread(py, fd, ptr, spare)
+        } else {
+            let addr = ptr as usize;
+            // SAFETY: `data` has `spare` bytes of capacity at `addr`, alive for the call.
+            blocking_call(py, || unsafe { raw_read(fd, addr as *mut u8, spare, -1) })
+        };
+        let n = match read {
+            Ok(n) => n,
+            Err(err) if err.is_instance_of::<pyo3::exceptions::PyBlockingIOError>(py) => {
+                if data.is_empty() {
+                    return Ok(None);
+                }
+                break;
+            }
+            Err(err) => return Err(err),
+        };
+        if n == 0 {
+            break;
+        }
+        // SAFETY: the read initialised the next n bytes.
+        unsafe { data.set_len(data.len() + n) };
+        want = CHUNK.max(data.len());
+    }
+    Ok(Some(PyBytes::new(py, &data)))
+}
+
+/// One read at the file position into `len` bytes at `ptr`, parking while the ring
+/// reads what the page cache does not have.
+fn read_in_vthread(py: Python<'_>, fd: RawFd, ptr: *mut u8, len: usize) -> PyResult<usize> {
+    if let Some(n) = without_blocking(py, fd, ptr, len, -1, false)? {
+        return Ok(n);
+    }
+    let data = ring_read(py, fd, len, u64::MAX)?;
+    // SAFETY: the caller's `len` bytes at `ptr` are writable and the ring read at most
+    // `len` bytes into its own buffer.
+    unsafe { std::ptr::copy_nonoverlapping(data.as_ptr(), ptr, data.len()) };
+    Ok(data.len())
+}
+
 fn ring_read(py: Python<'_>, fd: RawFd, len: usize, at: u64) -> PyResult<Vec<u8>> {
     let (op_fd, lent) = op_fd(fd).map_err(os_error)?;
     let mut buf: Vec<u8> = Vec::new();

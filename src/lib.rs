@@ -26,6 +26,7 @@ mod vthread;
 mod waiter;
 mod waits;
 mod watchdog;
+mod window;
 
 #[pymodule]
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
@@ -50,6 +51,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(blocking::blocking, m)?)?;
     m.add_function(wrap_pyfunction!(file::file_readinto, m)?)?;
     m.add_function(wrap_pyfunction!(file::file_read, m)?)?;
+    m.add_function(wrap_pyfunction!(file::file_readall, m)?)?;
     m.add_function(wrap_pyfunction!(file::file_write, m)?)?;
     m.add_function(wrap_pyfunction!(file::file_open, m)?)?;
     m.add_function(wrap_pyfunction!(vthread::intercepting, m)?)?;

@@ -1,5 +1,6 @@
 //! `Loom`: a ringloom runtime whose workers run virtual threads.
 
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 
@@ -13,6 +14,7 @@ use crate::hub;
 use crate::stats::Counters;
 use crate::vthread::Unstarted;
 use crate::watchdog::Watch;
+use crate::window::{StartWindow, Window};
 
 /// Owns the runtime. Its workers are attached to the interpreter for their whole life
 /// (attaching per greenlet switch destroys the thread state a parked greenlet needs, and
@@ -133,7 +135,10 @@ impl Loom {
     /// Starts `func(*args)` in a new virtual thread for each tuple of `calls`; call `i`'s
     /// outcome goes to place `i` of `batch` (see `Batch`). The calls go out in chunks,
     /// one starter task each, so the workers share them without a task per call.
-    #[pyo3(signature = (func, calls, batch, intercept = true, priority = 128))]
+    /// With `window`, at most that many run at once: the rest start, in order, as
+    /// earlier ones end (see `window.rs`).
+    #[pyo3(signature = (func, calls, batch, intercept = true, priority = 128, window = None))]
+    #[allow(clippy::too_many_arguments)]
     fn spawn_batch(
         &self,
         func: Bound<'_, PyAny>,
@@ -141,6 +146,7 @@ impl Loom {
         batch: Bound<'_, Batch>,
         intercept: bool,
         priority: i64,
+        window: Option<usize>,
     ) -> PyResult<()> {
         if !func.is_callable() {
             return Err(PyTypeError::new_err("func must be callable"));
@@ -154,31 +160,56 @@ impl Loom {
         let runtime = guard
             .as_ref()
             .ok_or_else(|| PyRuntimeError::new_err("the Loom is closed"))?;
-        batch.get().expect(args.len());
+        if window == Some(0) {
+            return Err(PyValueError::new_err("window must be at least 1"));
+        }
+        if batch.get().has_window() {
+            return Err(PyRuntimeError::new_err("this batch was spawned already"));
+        }
+        let mut unstarted: VecDeque<Unstarted> = args
+            .into_iter()
+            .enumerate()
+            .map(|(index, args)| {
+                let sink = Sink::Batch {
+                    batch: batch.clone().unbind(),
+                    index,
+                };
+                let func = func.clone().unbind();
+                Unstarted::new(func, args, sink, intercept, priority, self.counters.clone())
+            })
+            .collect();
+        let calls = unstarted.len();
+        let backlog = match window {
+            Some(limit) if limit < calls => unstarted.split_off(limit),
+            _ => VecDeque::new(),
+        };
+        let window = (!backlog.is_empty())
+            .then(|| Arc::new(Window::new(unstarted.len(), backlog, self.workers)));
+        batch.get().expect(calls);
+        if let Some(window) = &window {
+            batch.get().set_window(window.clone());
+        }
         // Enough chunks that every worker gets several, few enough that a starter task
         // carries a good number of calls.
-        let chunk = args.len().div_ceil(self.workers * 8).clamp(1, 256);
+        let chunk = unstarted.len().div_ceil(self.workers * 8).clamp(1, 256);
         // Chunk `i` is queued on worker `first + i`: a batch is spread over the workers
         // from the start, whichever of them wakes first (see `hub::StartBatch` for the
         // spreading that stealing does later).
         let first = self.next_worker.fetch_add(1, Ordering::Relaxed);
-        let mut args = args.into_iter().enumerate().peekable();
         let mut worker = first;
-        while args.peek().is_some() {
-            let unstarted: Vec<Unstarted> = args
-                .by_ref()
-                .take(chunk)
-                .map(|(index, args)| {
-                    let sink = Sink::Batch {
-                        batch: batch.clone().unbind(),
-                        index,
-                    };
-                    let func = func.clone().unbind();
-                    Unstarted::new(func, args, sink, intercept, priority, self.counters.clone())
-                })
-                .collect();
-            drop(runtime.spawn_on(worker, hub::StartBatch::new(unstarted)));
+        while !unstarted.is_empty() {
+            let rest = unstarted.split_off(chunk.min(unstarted.len()));
+            let chunk = std::mem::replace(&mut unstarted, rest);
+            drop(runtime.spawn_on(worker, hub::StartBatch::new(chunk.into())));
             worker = worker.wrapping_add(1);
+        }
+        if let Some(window) = window {
+            for slot in 0..self.workers {
+                drop(runtime.spawn_on(
+                    first.wrapping_add(slot),
+                    StartWindow::new(window.clone(), slot),
+                ));
+            }
         }
         Ok(())
     }

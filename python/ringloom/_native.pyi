@@ -26,9 +26,12 @@ class Loom:
         batch: Batch,
         intercept: bool = True,
         priority: int = 128,
+        window: int | None = None,
     ) -> None:
         """Runs ``func(*calls[i])`` in a new virtual thread for each ``i``; outcome ``i``
-        goes to place ``i`` of ``batch``. The calls go out in chunks, not a task each."""
+        goes to place ``i`` of ``batch``. The calls go out in chunks, not a task each.
+        With ``window``, at most that many run at once, the rest in order as earlier
+        ones end."""
     def stats(self) -> dict[str, Any]: ...
     def holding(self) -> list[tuple[int, int, float]]:
         """``(thread_ident, episode, seconds)`` per worker running a virtual thread
@@ -227,5 +230,6 @@ class QueueCore:
 # virtual thread while the call waits on the ring; the plain syscall elsewhere.
 def file_readinto(fd: int, buffer: Any, offset: int = -1) -> int: ...
 def file_read(fd: int, size: int, offset: int = -1) -> bytes: ...
+def file_readall(fd: int) -> bytes | None: ...
 def file_write(fd: int, data: Any, offset: int = -1, nowait_first: bool = True) -> int: ...
 def file_open(path: bytes, flags: int, mode: int = 0o666) -> int: ...

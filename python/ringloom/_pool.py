@@ -126,7 +126,8 @@ class VirtualThreadPool(concurrent.futures.Executor):
         self._queue: list[tuple[int, int, _WorkItem]] = []
         self._seq = itertools.count()
         self._live: set[_WorkItem] = set()  # submitted, not done
-        self._batches: dict[_native.Batch, int] = {}  # maps in flight: their sizes
+        # Maps in flight: their calls, and the places of the bound they hold.
+        self._batches: dict[_native.Batch, tuple[int, int]] = {}
         self._running = 0  # dispatched, not done
         self._created = 0
         self._completed = 0
@@ -232,8 +233,15 @@ class VirtualThreadPool(concurrent.futures.Executor):
         per call behind the bound."""
         check_callable(fn)
         priority = check_priority(priority)
-        if self._limit is None:
-            return self._map_batch(fn, list(calls), timeout, priority, is_blocking)
+        if timeout is not None and timeout < 0:
+            raise ValueError("timeout must be non-negative")
+        calls = list(calls)
+        if not calls:
+            return []
+        results = self._map_batch(fn, calls, timeout, priority, is_blocking)
+        if results is not None:
+            return results
+        # Every place of a bounded pool is taken: the calls queue behind the bound.
         futures = [
             self.submit(fn, *args, priority=priority, is_blocking=is_blocking) for args in calls
         ]
@@ -246,26 +254,30 @@ class VirtualThreadPool(concurrent.futures.Executor):
         timeout: float | None,
         priority: int,
         is_blocking: bool | None,
-    ) -> list[T]:
-        """``map`` of a pool without a bound: the calls go out as one native batch,
-        whose results fill one list, without a future per call (the futures' locks and
-        callbacks cost more than a trivial call's virtual thread)."""
-        if timeout is not None and timeout < 0:
-            raise ValueError("timeout must be non-negative")
-        if not calls:
-            return []
+    ) -> list[T] | None:
+        """The calls as one native batch, whose results fill one list, without a future
+        per call (the futures' locks and callbacks cost more than a trivial call's
+        virtual thread). In a bounded pool the batch takes the places free now and runs
+        that many calls at once, the next starting as one ends; None (nothing started)
+        when no place is free."""
         results: list[Any] = [None] * len(calls)
         finished = _sync.Event()
         batch = _native.Batch(results, functools.partial(self._batch_done, finished))
+        window: int | None = None
         with self._lock:
             self._admit()
+            if self._limit is not None:
+                window = min(len(calls), self._limit - self._running)
+                if window <= 0:
+                    return None
             loom = self._open()
+            places = len(calls) if window is None else window
             self._created += len(calls)
-            self._running += len(calls)
-            self._batches[batch] = len(calls)
+            self._running += places
+            self._batches[batch] = (len(calls), places)
         intercept = intercepts(is_blocking)
         try:
-            loom.spawn_batch(fn, calls, batch, intercept, priority)
+            loom.spawn_batch(fn, calls, batch, intercept, priority, window)
         except BaseException as err:
             # Nothing was started: the batch is counted out here, or a shutdown would
             # wait for it for ever. A RuntimeError is the Loom closed under us
@@ -273,7 +285,7 @@ class VirtualThreadPool(concurrent.futures.Executor):
             with self._lock:
                 self._broken = self._broken or isinstance(err, RuntimeError)
                 self._batches.pop(batch, None)
-                self._running -= len(calls)
+                self._running -= places
                 self._cancelled += len(calls)
                 self._notify_if_idle()
             raise
@@ -291,13 +303,16 @@ class VirtualThreadPool(concurrent.futures.Executor):
     def _batch_done(self, finished: _sync.Event, batch: _native.Batch) -> None:
         """A batch's last call is over (on a worker): counts, then wakes its map."""
         with self._lock:
-            size = self._batches.pop(batch, 0)
-            self._running -= size
+            size, places = self._batches.pop(batch, (0, 0))
+            self._running -= places
             self._completed += size - batch.skipped
             self._failed += batch.failed
             self._cancelled += batch.skipped
+            start = self._take_queued()
             self._notify_if_idle()
         finished.set()
+        for nxt in start:
+            self._start(nxt)
 
     def _admit(self) -> None:
         """Refuses work after shutdown or once the runtime is gone. Lock held."""
@@ -367,20 +382,27 @@ class VirtualThreadPool(concurrent.futures.Executor):
                     self._failed += 1
             if item.dispatched:
                 self._running -= 1
-                while (
-                    not self._broken
-                    and self._queue
-                    and (self._limit is None or self._running < self._limit)
-                ):
-                    _, _, nxt = heapq.heappop(self._queue)
-                    if nxt.future.done():  # cancelled while queued
-                        continue
-                    nxt.dispatched = True
-                    self._running += 1
-                    start.append(nxt)
+                start = self._take_queued()
             self._notify_if_idle()
         for nxt in start:
             self._start(nxt)
+
+    def _take_queued(self) -> list[_WorkItem]:
+        """Queued tasks that the places now free can take, marked dispatched; the
+        caller starts them once the lock is released. Lock held."""
+        start: list[_WorkItem] = []
+        while (
+            not self._broken
+            and self._queue
+            and (self._limit is None or self._running < self._limit)
+        ):
+            _, _, nxt = heapq.heappop(self._queue)
+            if nxt.future.done():  # cancelled while queued
+                continue
+            nxt.dispatched = True
+            self._running += 1
+            start.append(nxt)
+        return start
 
     # -- monitoring and shutdown -----------------------------------------------------
 
@@ -400,7 +422,8 @@ class VirtualThreadPool(concurrent.futures.Executor):
         with self._lock:
             stats: dict[str, Any] = {
                 "active_threads": self._running,
-                "pending": len(self._live) - (self._running - sum(self._batches.values())),
+                "pending": len(self._live)
+                - (self._running - sum(places for _, places in self._batches.values())),
                 "completed_threads": self._completed,
                 "failed": self._failed,
                 "cancelled": self._cancelled,

@@ -33,10 +33,28 @@ def run(loom: Loom, fn: Any, *args: Any) -> Any:
 
 
 def test_open_io_open_and_pathlib_are_patched() -> None:
-    assert builtins.open is green_file.open
-    assert io.open is green_file.open
+    assert builtins.open is green_file.patched_open
+    assert io.open is green_file.patched_open
     assert green_file.stock_open is not green_file.open
     assert os.read is green_os.read and os.write is green_os.write
+
+
+class StoresOpen:
+    """A class that keeps ``open`` as an attribute, as CPython's test_file does."""
+
+    open = io.open
+
+    def write_and_read(self, path: pathlib.Path) -> bytes:
+        with self.open(path, "wb", 0) as f:
+            f.write(b"kept")
+        with self.open(path, "rb") as f:
+            return f.read()
+
+
+def test_open_stored_in_a_class_is_not_bound(loom: Loom, tmp_path: pathlib.Path) -> None:
+    # A plain function would be bound and get the instance as its file argument.
+    assert StoresOpen().write_and_read(tmp_path / "plain") == b"kept"
+    assert run(loom, StoresOpen().write_and_read, tmp_path / "ring") == b"kept"
 
 
 def test_outside_virtual_threads_open_is_stock(tmp_path: pathlib.Path) -> None:

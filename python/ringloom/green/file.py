@@ -123,8 +123,9 @@ class RingFileIO(io.FileIO):
     """
 
     # Whether a RWF_NOWAIT write is worth trying: most file systems refuse it for
-    # buffered writes to regular files, pipes and sockets take it.
-    _nowait_writes: bool
+    # buffered writes to regular files, pipes and sockets take it. Found at the first
+    # write (an fstat that a file only read from does not need).
+    _nowait_writes: bool | None = None
 
     def __init__(
         self,
@@ -138,11 +139,6 @@ class RingFileIO(io.FileIO):
         self._counted = closefd
         if closefd:
             _descriptors.opened()
-        try:
-            regular = stat.S_ISREG(os.fstat(self.fileno()).st_mode)
-        except OSError:
-            regular = False
-        self._nowait_writes = not regular
 
     def _check_readable(self) -> None:
         if not self.readable():  # raises ValueError when closed
@@ -184,36 +180,22 @@ class RingFileIO(io.FileIO):
         if not intercepting():
             return super().readall()
         self._check_readable()
-        fd = self.fileno()
-        # As stock: read what the size says is left in one go, then until EOF.
-        chunk = 64 * 1024
-        try:
-            left = os.fstat(fd).st_size - os.lseek(fd, 0, os.SEEK_CUR)
-            if left >= 0:
-                chunk = left + 1
-        except OSError:
-            pass
-        parts: list[bytes] = []
-        while True:
-            try:
-                data = _native.file_read(fd, chunk)
-            except BlockingIOError:
-                if parts:
-                    break
-                return None  # type: ignore[return-value]  # as stock, for non-blocking fds
-            if not data:
-                break
-            parts.append(data)
-            chunk = max(chunk, 64 * 1024)
-        return b"".join(parts)
+        return _native.file_readall(self.fileno())  # type: ignore[return-value]  # None as stock
 
     def write(self, data: Any, /) -> int | None:  # type: ignore[override]
         if not intercepting():
             return super().write(data)
         if not self.writable():  # raises ValueError when closed
             raise io.UnsupportedOperation("File not open for writing")
+        nowait = self._nowait_writes
+        if nowait is None:
+            try:
+                nowait = not stat.S_ISREG(os.fstat(self.fileno()).st_mode)
+            except OSError:
+                nowait = False
+            self._nowait_writes = nowait
         try:
-            return _native.file_write(self.fileno(), data, -1, self._nowait_writes)
+            return _native.file_write(self.fileno(), data, -1, nowait)
         except BlockingIOError:
             return None
 
@@ -304,9 +286,15 @@ open.__wrapped__ = stock_open  # type: ignore[attr-defined]
 open.__doc__ = stock_open.__doc__
 
 
+#: What ``patch`` installs: ``open`` that stays unbound where a class stores it as an
+#: attribute (``class T: open = io.open``), as the builtin does; a plain function
+#: would be bound and get the instance as its first argument.
+patched_open = staticmethod(open)
+
+
 def patch() -> None:
-    monkey.replace(builtins, "open", open)
-    monkey.replace(io, "open", open)
+    monkey.replace(builtins, "open", patched_open)
+    monkey.replace(io, "open", patched_open)
 
 
 def unpatch() -> None:
