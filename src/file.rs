@@ -332,15 +332,19 @@ pub(crate) fn file_readall(py: Python<'_>, fd: RawFd) -> PyResult<Option<Bound<'
             data.try_reserve_exact(want)
                 .map_err(|_| PyMemoryError::new_err(format!("cannot allocate {want} bytes")))?;
         }
-        let spare = data.capacity() - data.len();
-        // SAFETY: `spare` bytes of capacity follow the `len` initialised ones.
-        let ptr = unsafe { data.as_mut_ptr().add(data.len()) };
         let read = if in_vthread {
-            read_in_vthread(py, fd, ptr, spare)
+            read_in_vthread(py, fd, &mut data)
         } else {
-            let addr = ptr as usize;
+            let (len, spare) = (data.len(), data.capacity() - data.len());
+            // SAFETY: `spare` bytes of capacity follow the `len` initialised ones.
+            let addr = unsafe { data.as_mut_ptr().add(len) } as usize;
             // SAFETY: `data` has `spare` bytes of capacity at `addr`, alive for the call.
-            blocking_call(py, || unsafe { raw_read(fd, addr as *mut u8, spare, -1) })
+            let read = blocking_call(py, || unsafe { raw_read(fd, addr as *mut u8, spare, -1) });
+            if let Ok(n) = read {
+                // SAFETY: the read initialised the next n bytes.
+                unsafe { data.set_len(len + n) };
+            }
+            read
         };
         let n = match read {
             Ok(n) => n,
@@ -355,31 +359,44 @@ pub(crate) fn file_readall(py: Python<'_>, fd: RawFd) -> PyResult<Option<Bound<'
         if n == 0 {
             break;
         }
-        // SAFETY: the read initialised the next n bytes.
-        unsafe { data.set_len(data.len() + n) };
         want = CHUNK.max(data.len());
     }
     Ok(Some(PyBytes::new(py, &data)))
 }
 
-/// One read at the file position into `len` bytes at `ptr`, parking while the ring
-/// reads what the page cache does not have.
-fn read_in_vthread(py: Python<'_>, fd: RawFd, ptr: *mut u8, len: usize) -> PyResult<usize> {
-    if let Some(n) = without_blocking(py, fd, ptr, len, -1, false)? {
+/// One read at the file position into the spare capacity of `data`, parking while the
+/// ring reads what the page cache does not have; returns how many bytes it added. An
+/// empty `data` is the ring read's own buffer (no copy); otherwise the ring reads into
+/// a buffer of its own, which the kernel may keep writing if this thread is killed.
+fn read_in_vthread(py: Python<'_>, fd: RawFd, data: &mut Vec<u8>) -> PyResult<usize> {
+    let (len, spare) = (data.len(), data.capacity() - data.len());
+    // SAFETY: `spare` bytes of capacity follow the `len` initialised ones.
+    let ptr = unsafe { data.as_mut_ptr().add(len) };
+    if let Some(n) = without_blocking(py, fd, ptr, spare, -1, false)? {
+        // SAFETY: the read initialised the next n bytes.
+        unsafe { data.set_len(len + n) };
         return Ok(n);
     }
-    let data = ring_read(py, fd, len, u64::MAX)?;
-    // SAFETY: the caller's `len` bytes at `ptr` are writable and the ring read at most
-    // `len` bytes into its own buffer.
-    unsafe { std::ptr::copy_nonoverlapping(data.as_ptr(), ptr, data.len()) };
-    Ok(data.len())
+    if data.is_empty() {
+        *data = ring_read_into(py, fd, std::mem::take(data), u64::MAX)?;
+        return Ok(data.len());
+    }
+    let read = ring_read(py, fd, spare, u64::MAX)?;
+    data.extend_from_slice(&read);
+    Ok(read.len())
 }
 
 fn ring_read(py: Python<'_>, fd: RawFd, len: usize, at: u64) -> PyResult<Vec<u8>> {
-    let (op_fd, lent) = op_fd(fd).map_err(os_error)?;
     let mut buf: Vec<u8> = Vec::new();
     buf.try_reserve_exact(len)
         .map_err(|_| PyMemoryError::new_err(format!("cannot allocate {len} bytes")))?;
+    ring_read_into(py, fd, buf, at)
+}
+
+/// A ring read into the whole capacity of `buf`, which the op owns until the kernel is
+/// done with it; returns it holding what was read.
+fn ring_read_into(py: Python<'_>, fd: RawFd, buf: Vec<u8>, at: u64) -> PyResult<Vec<u8>> {
+    let (op_fd, lent) = op_fd(fd).map_err(os_error)?;
     let op = Read::submit(op_fd, buf, at);
     submit_lent(lent)?;
     let parked = park_for(py, op, ParkedOn::File("READ")).expect("checked: a virtual thread");

@@ -351,6 +351,44 @@ def test_many_virtual_threads_hash_files(loom: Loom, tmp_path: pathlib.Path) -> 
     assert [f.result(timeout=TIMEOUT) for f in futures] == [digest(i) for i in range(200)]
 
 
+def evicted(path: pathlib.Path) -> bool:
+    """Drops the file's pages from the page cache; whether its first byte is then out
+    of it (a RWF_NOWAIT read would block), as on a disk but not on tmpfs."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+        try:
+            os.preadv(fd, [bytearray(1)], 0, os.RWF_NOWAIT)
+        except BlockingIOError:
+            return True
+        return False
+    finally:
+        os.close(fd)
+
+
+def test_reads_from_the_disk_are_exact(loom: Loom, tmp_path: pathlib.Path) -> None:
+    sizes = [0, 1, 4095, 4096, 65537, 300_000]
+    contents = {}
+    for i, size in enumerate(sizes):
+        contents[i] = os.urandom(size)
+        (tmp_path / f"{i}.dat").write_bytes(contents[i])
+    if not all(evicted(tmp_path / f"{i}.dat") for i in range(1, len(sizes))):
+        pytest.skip("the page cache keeps these files (tmpfs?): no read from the disk")
+
+    def read(i: int, skip: int) -> bytes:
+        with open(tmp_path / f"{i}.dat", "rb") as f:
+            f.seek(skip)
+            return f.read()
+
+    before = loom.stats()["ops_submitted"]
+    cases = [(i, skip) for i in range(len(sizes)) for skip in (0, 3)]
+    futures = [ringloom.submit(loom, read, i, skip) for i, skip in cases]
+    for (i, skip), future in zip(cases, futures):
+        assert future.result(timeout=TIMEOUT) == contents[i][skip:], (i, skip)
+    assert loom.stats()["ops_submitted"] > before  # the reads went to the ring
+
+
 def test_print_to_a_file_in_a_virtual_thread(loom: Loom, tmp_path: pathlib.Path) -> None:
     path = tmp_path / "printed"
 
