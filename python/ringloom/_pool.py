@@ -194,7 +194,9 @@ class VirtualThreadPool(concurrent.futures.Executor):
         """``[fn(*args) for args in zip(*iterables)]``, run in virtual threads.
 
         Unlike ``Executor.map`` it returns a list (in input order), once every call is
-        done. The first exception (in input order) is raised, after the calls not yet
+        done. In a pool with ``max_virtual_threads`` the calls run in the places free
+        when ``map`` is called, each starting as an earlier one ends (or, with none
+        free, queued behind the bound like ``submit``). The first exception (in input order) is raised, after the calls not yet
         started are cancelled; so are they on ``timeout`` (seconds for the whole map,
         ``TimeoutError``) and on Ctrl-C. ``chunksize`` is accepted for compatibility.
 
@@ -409,7 +411,8 @@ class VirtualThreadPool(concurrent.futures.Executor):
     def get_stats(self) -> dict[str, Any]:
         """A snapshot of the pool's counters.
 
-        ``active_threads`` (dispatched, not done), ``pending`` (queued for a slot),
+        ``active_threads`` (dispatched, not done; a bounded pool's ``map`` counts the
+        places it holds until it ends), ``pending`` (queued for a slot),
         ``completed_threads`` (returned or raised), ``failed`` (raised), ``cancelled``,
         ``total_threads_created`` (submitted), ``platform_threads`` (workers),
         ``max_virtual_threads``, ``parked`` (waiting for a ring completion now),
