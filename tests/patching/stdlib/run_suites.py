@@ -3,10 +3,10 @@
     python tests/patching/stdlib/run_suites.py [--where main|vthread] [--skip-file F] TEST ...
 
 Each TEST is a dotted unittest name (``test.test_queue``, ``test.test_threading.LockTests``).
-``--where vthread`` runs each test (setUp, body, tearDown) inside a virtual thread of a
-``VirtualThreadPool``; ``main`` on the main OS thread. Tests named in the skip file (one
-``id: reason`` per line) are skipped with that reason. Prints one JSON line: counts and
-the ids of failures and errors.
+``--where vthread`` runs the tests (with their class and module fixtures) inside a
+virtual thread of a ``VirtualThreadPool``; ``main`` on the main OS thread. Tests named in
+the skip file (one ``id: reason`` per line) are skipped with that reason. Prints one
+JSON line: counts and the ids of failures and errors.
 """
 
 from __future__ import annotations
@@ -41,21 +41,6 @@ def _skips(path: str | None) -> dict[str, str]:
                     test_id, _, reason = line.partition(":")
                     skips[test_id.strip()] = reason.strip()
     return skips
-
-
-class _InVirtualThread:
-    """A test case run inside a virtual thread (its result object is used by one
-    virtual thread at a time)."""
-
-    def __init__(self, case: unittest.TestCase, pool: VirtualThreadPool) -> None:
-        self.case = case
-        self.pool = pool
-
-    def __call__(self, result: unittest.TestResult) -> None:
-        self.pool.submit(self.case.run, result).result()
-
-    def countTestCases(self) -> int:  # noqa: N802 (unittest's name)
-        return 1
 
 
 def main() -> int:
@@ -94,13 +79,14 @@ def main() -> int:
     stream = unittest.runner._WritelnDecorator(sys.stderr)  # type: ignore[attr-defined]
     verbosity = 2 if args.verbose else 1
     result = unittest.TextTestResult(stream, descriptions=False, verbosity=verbosity)
+    # One suite, so that unittest runs the class and module fixtures (setUpClass,
+    # setUpModule) around the cases, as its own runner does.
+    suite = unittest.TestSuite(cases)
     if args.where == "main":
-        for case in cases:
-            case.run(result)
+        suite.run(result)
     else:
         with VirtualThreadPool(max_platform_threads=2) as pool:
-            for case in cases:
-                _InVirtualThread(case, pool)(result)
+            pool.submit(suite.run, result).result()
     print()
     print(
         json.dumps(
