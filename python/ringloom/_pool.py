@@ -196,9 +196,10 @@ class VirtualThreadPool(concurrent.futures.Executor):
         Unlike ``Executor.map`` it returns a list (in input order), once every call is
         done. In a pool with ``max_virtual_threads`` the calls run in the places free
         when ``map`` is called, each starting as an earlier one ends (or, with none
-        free, queued behind the bound like ``submit``). The first exception (in input order) is raised, after the calls not yet
-        started are cancelled; so are they on ``timeout`` (seconds for the whole map,
-        ``TimeoutError``) and on Ctrl-C. ``chunksize`` is accepted for compatibility.
+        free, queued behind the bound like ``submit``). The first exception (in input
+        order) is raised, after the calls not yet started are cancelled; so are they on
+        ``timeout`` (seconds for the whole map, ``TimeoutError``) and on Ctrl-C.
+        ``chunksize`` is accepted for compatibility.
 
         Example: ``pool.map(pow, [2, 3], [2, 2]) == [4, 9]``
         """

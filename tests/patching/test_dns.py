@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+import sys
 import threading
 
 import pytest
@@ -109,3 +110,19 @@ def test_connect_to_a_host_name_resolves_it_the_parking_way(
     with server:
         assert ringloom.submit(loom, dial).result(timeout=30) in (None, 0)
     assert looked_up == ["localhost"]
+
+
+def test_a_failed_lookup_does_not_keep_its_arguments(loom: Loom) -> None:
+    # The traceback of the error keeps the patched resolver's frame; its arguments must
+    # not stay alive with it, as they do not with the stock C function.
+    def refs_kept() -> int:
+        name = "not-a-tuple-" + str(threading.get_ident())
+        before = sys.getrefcount(name)
+        try:
+            socket.getnameinfo(name, 0)  # type: ignore[arg-type]
+        except TypeError:
+            return sys.getrefcount(name) - before
+        raise AssertionError("getnameinfo took a str")
+
+    assert refs_kept() == 0
+    assert ringloom.submit(loom, refs_kept).result(timeout=30) == 0

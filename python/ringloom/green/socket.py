@@ -367,9 +367,15 @@ def _resolver(name: str) -> Callable[..., Any]:
     original = stock_resolvers[name]
 
     def resolve(*args: Any, **kwargs: Any) -> Any:
-        if not intercepting() or _no_lookup(name, args, kwargs):
-            return original(*args, **kwargs)
-        return _native.blocking(original, *args, **kwargs)
+        try:
+            if not intercepting() or _no_lookup(name, args, kwargs):
+                return original(*args, **kwargs)
+            return _native.blocking(original, *args, **kwargs)
+        except BaseException:
+            # The traceback keeps this frame: not its arguments, which the stock C
+            # function would not hold after failing (CPython's refcount test checks).
+            args = kwargs = None  # type: ignore[assignment]
+            raise
 
     resolve.__name__ = resolve.__qualname__ = name
     resolve.__doc__ = original.__doc__
