@@ -33,7 +33,7 @@ def new_loop(name: str) -> asyncio.AbstractEventLoop:
 
             return ringloom.asyncio.new_event_loop()
     except ImportError as err:
-        sys.exit(f"{name} unavailable: {err} (the suite's pip install of it failed)")
+        sys.exit(f"{name} unavailable: {err} (the suite's pip install of it failed or did not run)")
     raise SystemExit(f"unknown loop {name!r} (one of {', '.join(LOOPS)})")
 
 
