@@ -224,6 +224,8 @@ def write_report(results: dict[str, Any], quick: bool = False, partial: bool = F
             out.append(f"Target: {workload['target']}")
         if workload.get("seen"):
             out.append(f"Seen before: {workload['seen']}")
+        if workload.get("notes"):
+            out.append(f"Notes: {workload['notes']}")
         out.append("")
         out += _table(workload, peers)
         goal_lines = _goal_lines(workload, peers)

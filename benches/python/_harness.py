@@ -29,11 +29,15 @@ def _original(module: str, name: str) -> Any:
 
 
 def pin(cpu: int | None) -> None:
-    """Pins this process (and every thread it starts afterwards) to one CPU."""
+    """Pins this process (and every thread it starts afterwards) to one CPU, whichever
+    CPUs it inherited: a server started by a driver pinned to the other CPU moves to its
+    own (checking ``cpu`` against the inherited set left it on the driver's CPU). A CPU
+    the machine does not let it use leaves it where it is."""
     if cpu is not None and cpu >= 0 and hasattr(os, "sched_setaffinity"):
-        available = os.sched_getaffinity(0)
-        if cpu in available:
+        try:
             os.sched_setaffinity(0, {cpu})
+        except OSError:
+            pass
 
 
 def affinity() -> list[int]:

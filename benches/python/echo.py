@@ -83,7 +83,10 @@ def main() -> None:
     info: dict[str, Any] = {"peer": args.peer}
     try:
         assert server.stdout is not None
-        port = int(server.stdout.readline())
+        line = server.stdout.readline()
+        if not line.strip():
+            sys.exit(f"the {args.peer} server did not start (its error is above)")
+        port = int(line)
         load = subprocess.Popen(load_argv(args, port), stdout=subprocess.PIPE, text=True)
         peak_threads = 0
         cpu0, t0 = cpu_seconds(server.pid), time.perf_counter()

@@ -9,7 +9,9 @@ with the same handler on gevent sockets), ``asyncio`` and ``uvloop-streams``
 (``asyncio.start_server``, ``read``/``write``/``drain``), ``uvloop-protocol`` (a raw
 Protocol: ``transport.write`` in ``data_received``); ``tcpserver-ringloom``,
 ``tcpserver-gevent``, ``tcpserver-threads``: the stock ``socketserver.ThreadingTCPServer``
-after ringloom's, gevent's or no monkey-patching.
+after ringloom's, gevent's or no monkey-patching; ``aio-LOOP-protocol`` and
+``aio-LOOP-streams`` (py.aio.echo): the same Protocol and streams servers on each loop of
+``_aio_loops.LOOPS``.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import sys
 from typing import Any, Callable, cast
 
 import _harness as h
+from _aio_loops import LOOPS
 
 BACKLOG = 4096
 
@@ -128,11 +131,12 @@ def _asyncio_serve(streams: bool) -> Any:
     async def main() -> None:
         loop = asyncio.get_running_loop()
         sock = listener()
+        port = sock.getsockname()[1]  # rloop's create_server takes the socket's descriptor
         if streams:
             server = await asyncio.start_server(stream_handle, sock=sock, backlog=BACKLOG)
         else:
             server = await loop.create_server(Echo, sock=sock, backlog=BACKLOG)
-        announce(sock)
+        print(port, flush=True)
         closed = loop.create_future()
 
         class Stdin(asyncio.Protocol):
@@ -210,6 +214,18 @@ def _tcpserver(patch: str) -> Callable[[], None]:
     return serve
 
 
+def _aio(loop_name: str, streams: bool) -> Callable[[], None]:
+    """The Protocol or streams server above on one of ``_aio_loops.LOOPS`` (py.aio.echo)."""
+
+    def serve() -> None:
+        from _aio_loops import new_loop
+
+        loop = new_loop(loop_name)
+        loop.run_until_complete(_asyncio_serve(streams))
+
+    return serve
+
+
 PEERS: dict[str, Callable[[], None]] = {
     "tcpserver-ringloom": _tcpserver("ringloom"),
     "tcpserver-gevent": _tcpserver("gevent"),
@@ -221,6 +237,9 @@ PEERS: dict[str, Callable[[], None]] = {
     "uvloop-streams": _uvloop(streams=True),
     "uvloop-protocol": _uvloop(streams=False),
 }
+for _loop in LOOPS:
+    PEERS[f"aio-{_loop}-protocol"] = _aio(_loop, streams=False)
+    PEERS[f"aio-{_loop}-streams"] = _aio(_loop, streams=True)
 
 
 def main() -> None:

@@ -47,6 +47,8 @@ class Workload:
     #: The issue's target and what was seen before, quoted in the report.
     target: str = ""
     seen: str = ""
+    #: Anything else the reader of the row must know (a peer left out, and why).
+    notes: str = ""
     #: Which peer is "ours" (the one the ratio is about).
     ours: str = "ringloom"
     #: The targets, checked in the report (optional: a target in words only is quoted).

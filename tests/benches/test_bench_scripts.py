@@ -23,6 +23,28 @@ CASES = [
     ("locks.py", ["ringloom", "queue", "--n", "1000", "--cpu", "-1"], "items_per_s"),
     ("gunicorn_wsgi.py", ["ringloom", "--conns", "20", "--seconds", "1"], "req_per_s"),
 ]
+# The py.aio.* scripts under ringloom.asyncio's loop (each checks its own work: echoed
+# bytes, callbacks run, HTTP answers, connections served).
+UNPINNED = ["--server-cpu", "-1", "--load-cpu", "-1"]
+for _style, _size in (("protocol", "65536"), ("streams", "1024")):
+    CASES.append(
+        (
+            "echo.py",
+            [f"aio-ringloom-{_style}", "--conns", "20", "--size", _size, "--seconds", "0.3"]
+            + ["--warmup", "0.1", *UNPINNED],
+            "req_per_s",
+        )
+    )
+CASES += [
+    ("aio_callbacks.py", ["ringloom", "soon", "--n", "2000", "--cpu", "-1"], "calls_per_s"),
+    ("aio_callbacks.py", ["ringloom", "later", "--n", "2000", "--cpu", "-1"], "timers_per_s"),
+    (
+        "aio_http.py",
+        ["ringloom", "--conns", "20", "--seconds", "1", "--warmup", "0", *UNPINNED],
+        "req_per_s",
+    ),
+    ("aio_idle.py", ["ringloom", "--conns", "200", *UNPINNED], "rss_mib"),
+]
 
 
 @pytest.mark.parametrize(("script", "args", "metric"), CASES, ids=lambda c: str(c))
