@@ -40,6 +40,7 @@ from __future__ import annotations
 import asyncio
 import asyncio.events
 import asyncio.selector_events
+import asyncio.trsock
 import asyncio.unix_events
 import concurrent.futures
 import os
@@ -241,8 +242,13 @@ class RingSelector(selectors.EpollSelector):
         self._wake_r = self._wake_w = -1
 
 
+#: The transport extras made only when asked for (or when the socket closes).
+_LAZY_EXTRAS = ("socket", "sockname")
+
+
 class _RingSocketTransport(asyncio.selector_events._SelectorSocketTransport):  # type: ignore[name-defined,misc]
-    """The stock socket transport with reads of at most 64 KiB.
+    """The stock socket transport with reads of at most 64 KiB, and its ``socket`` and
+    ``sockname`` extras made when first asked for.
 
     The stock 256 KiB read allocates its bytes object above glibc's mmap threshold
     (128 KiB), so every read cost an ``mmap``, a ``mremap`` to the size received and a
@@ -251,6 +257,36 @@ class _RingSocketTransport(asyncio.selector_events._SelectorSocketTransport):  #
     """
 
     max_size = 64 * 1024
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # Made when first asked for, or as the socket closes (most connections are
+        # never asked): a wrapper object, an address tuple and its string less per
+        # connection held.
+        for name in _LAZY_EXTRAS:
+            self._extra.pop(name, None)
+
+    def _make_lazy_extras(self) -> None:
+        sock = self._sock
+        if sock is None:
+            return
+        if "socket" not in self._extra:
+            self._extra["socket"] = asyncio.trsock.TransportSocket(sock)
+        if "sockname" not in self._extra:
+            try:
+                self._extra["sockname"] = sock.getsockname()
+            except OSError:
+                self._extra["sockname"] = None
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        if name in _LAZY_EXTRAS and name not in self._extra:
+            self._make_lazy_extras()
+        return super().get_extra_info(name, default)
+
+    def _call_connection_lost(self, exc: BaseException | None) -> None:
+        # The socket goes at the end of this: what was asked later gets what stock does.
+        self._make_lazy_extras()
+        super()._call_connection_lost(exc)
 
 
 class RingEventLoop(asyncio.unix_events._UnixSelectorEventLoop):  # type: ignore[name-defined]

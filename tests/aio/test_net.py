@@ -275,3 +275,56 @@ def test_start_tls_upgrades_a_plain_connection(
         return reply, encrypted
 
     assert run_loop(main) == (b"secret hello\n", True)
+
+
+def test_transport_extras_match_the_stock_loop(run_loop: RunLoop) -> None:
+    # The ring loop's transports make `socket` and `sockname` when asked (or as the
+    # socket closes): asked before, during and after the connection, they are the stock
+    # loop's answers.
+    async def main() -> list[Any]:
+        seen: list[Any] = []
+        lost = asyncio.get_running_loop().create_future()
+
+        class Echo(asyncio.Protocol):
+            def connection_made(self, transport: asyncio.BaseTransport) -> None:
+                self.transport = transport
+                sock = transport.get_extra_info("socket")
+                seen.append((sock.family, sock.type, sock.getsockname()))
+                seen.append(transport.get_extra_info("sockname"))
+
+            def data_received(self, data: bytes) -> None:
+                self.transport.write(data)  # type: ignore[attr-defined]
+
+            def connection_lost(self, exc: BaseException | None) -> None:
+                lost.set_result(self.transport)
+
+        loop = asyncio.get_running_loop()
+        server = await loop.create_server(Echo, LOCALHOST, 0)
+        port = server.sockets[0].getsockname()[1]
+        reader, writer = await asyncio.open_connection(LOCALHOST, port)
+        # A client transport never asked before it closes.
+        seen.append(writer.get_extra_info("peername"))
+        writer.write(b"x")
+        await reader.readexactly(1)
+        client = writer.transport
+        writer.close()
+        await writer.wait_closed()
+        seen.append(client.get_extra_info("sockname")[0])
+        seen.append(client.get_extra_info("socket") is not None)
+        served = await lost
+        seen.append(served.get_extra_info("sockname"))
+        seen.append(served.get_extra_info("nothing", "default"))
+        server.close()
+        await server.wait_closed()
+        return [port, *seen]
+
+    port, *seen = run_loop(main)
+    assert seen == [
+        (socket.AF_INET, socket.SOCK_STREAM, (LOCALHOST, port)),
+        (LOCALHOST, port),
+        (LOCALHOST, port),
+        LOCALHOST,
+        True,
+        (LOCALHOST, port),
+        "default",
+    ]
