@@ -137,7 +137,9 @@ WORKLOADS: dict[str, Workload] = {
         primary="ops_per_s",
         higher_is_better=True,
         metrics={"ops_per_s": "ops/s", "ns_per_op": "ns"},
+        target=">= 70% of the bare loop one at a time",
         seen="bare loop 2.3-2.7M ops/s one at a time",
+        goals=(Goal("ops_per_s", ">=", 0.7, kind="ratio", peer=BARE),),
     ),
     "rust.nop.batch32": Workload(
         title="NOP round trips in batches of 32 (ringloom's op path vs a bare io-uring loop)",
