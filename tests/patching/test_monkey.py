@@ -692,7 +692,9 @@ from distributed import Client, LocalCluster, get_worker
 
 def nap(i):
     start = time.time()
-    time.sleep(0.5)
+    # Long enough that the scheduler has handed out every task before the first ones
+    # end, on a loaded machine too (at 0.5 s a CI run under load saw 975 at once).
+    time.sleep(2)
     return i, get_worker().address, start, time.time()
 
 if __name__ == "__main__":
@@ -738,7 +740,7 @@ def test_dask_workers_run_tasks_in_virtual_threads(tmp_path: Path) -> None:
     )
     assert proc.returncode == 0, proc.stderr[-4000:]
     out = json.loads(proc.stdout.strip().splitlines()[-1])
-    print("dask: 2,000 tasks of time.sleep(0.5) on 2 workers:", out)
+    print("dask: 2,000 tasks of time.sleep(2) on 2 workers:", out)
     assert out["order"] and out["workers"] == 2
     # get_worker() answered in every task (it raises otherwise), and the sleeps
     # overlapped by the thousand: no OS thread per task holds them back.
