@@ -183,8 +183,7 @@ impl Loom {
             Some(limit) if limit < calls => unstarted.split_off(limit),
             _ => VecDeque::new(),
         };
-        let window = (!backlog.is_empty())
-            .then(|| Arc::new(Window::new(unstarted.len(), backlog, self.workers)));
+        let window = (!backlog.is_empty()).then(|| Arc::new(Window::new(unstarted.len(), backlog)));
         batch.get().expect(calls);
         if let Some(window) = &window {
             batch.get().set_window(window.clone());
@@ -204,11 +203,9 @@ impl Loom {
             worker = worker.wrapping_add(1);
         }
         if let Some(window) = window {
-            for slot in 0..self.workers {
-                drop(runtime.spawn_on(
-                    first.wrapping_add(slot),
-                    StartWindow::new(window.clone(), slot),
-                ));
+            for worker in 0..self.workers {
+                let starter = StartWindow::new(window.clone());
+                drop(runtime.spawn_on(first.wrapping_add(worker), starter));
             }
         }
         Ok(())
@@ -251,6 +248,7 @@ impl Loom {
                 dict.set_item("driver", stats.driver_name())?;
                 dict.set_item("polls", total.polls)?;
                 dict.set_item("tasks_stolen", total.tasks_stolen)?;
+                dict.set_item("tasks_live", total.tasks_live)?;
                 dict.set_item("ops_submitted", total.ops_submitted)?;
                 dict.set_item("ops_completed", total.ops_completed)?;
                 dict.set_item("ring_enters", total.ring_enters)?;

@@ -26,20 +26,20 @@ pub(crate) struct Window {
     /// How many calls `backlog` holds: read without its lock when a call ends.
     waiting: AtomicUsize,
     backlog: Mutex<VecDeque<Unstarted>>,
-    /// The starters waiting for room, by worker.
-    starters: Mutex<Vec<Option<Waker>>>,
+    /// The starters waiting for room, with the worker each last ran on.
+    starters: Mutex<Vec<(Option<usize>, Waker)>>,
 }
 
 impl Window {
     /// A window of `limit` whose first `limit` calls are already out, with `backlog`
-    /// waiting, and a starter slot for each of `workers`.
-    pub(crate) fn new(limit: usize, backlog: VecDeque<Unstarted>, workers: usize) -> Window {
+    /// waiting.
+    pub(crate) fn new(limit: usize, backlog: VecDeque<Unstarted>) -> Window {
         Window {
             limit,
             running: AtomicUsize::new(limit),
             waiting: AtomicUsize::new(backlog.len()),
             backlog: Mutex::new(backlog),
-            starters: Mutex::new(vec![None; workers.max(1)]),
+            starters: Mutex::new(Vec::new()),
         }
     }
 
@@ -47,7 +47,7 @@ impl Window {
         self.backlog.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn starters(&self) -> MutexGuard<'_, Vec<Option<Waker>>> {
+    fn starters(&self) -> MutexGuard<'_, Vec<(Option<usize>, Waker)>> {
         self.starters.lock().unwrap_or_else(|p| p.into_inner())
     }
 
@@ -60,11 +60,12 @@ impl Window {
         }
         let waker = {
             let mut starters = self.starters();
-            let here = ringloom::current_worker().map(|worker| worker % starters.len());
-            match here.and_then(|slot| starters[slot].take()) {
-                Some(waker) => Some(waker),
-                None => starters.iter_mut().find_map(Option::take),
-            }
+            let here = ringloom::current_worker();
+            let found = starters
+                .iter()
+                .position(|(worker, _)| here.is_some() && *worker == here)
+                .or_else(|| (!starters.is_empty()).then_some(0));
+            found.map(|at| starters.swap_remove(at).1)
         };
         if let Some(waker) = waker {
             waker.wake();
@@ -105,17 +106,13 @@ impl Window {
 /// A worker's starter of a window's waiting calls; ends once none is left.
 pub(crate) struct StartWindow {
     window: Arc<Window>,
-    /// Its slot among the starters when it runs off a worker (it never does in a
-    /// running runtime: it is spawned on one).
-    slot: usize,
     done: bool,
 }
 
 impl StartWindow {
-    pub(crate) fn new(window: Arc<Window>, slot: usize) -> StartWindow {
+    pub(crate) fn new(window: Arc<Window>) -> StartWindow {
         StartWindow {
             window,
-            slot,
             done: false,
         }
     }
@@ -130,8 +127,8 @@ impl Future for StartWindow {
         {
             // Before looking for room: a call that ends after the look wakes us.
             let mut starters = window.starters();
-            let slot = ringloom::current_worker().unwrap_or(this.slot) % starters.len();
-            starters[slot] = Some(cx.waker().clone());
+            starters.retain(|(_, waker)| !waker.will_wake(cx.waker()));
+            starters.push((ringloom::current_worker(), cx.waker().clone()));
         }
         let mut started = 0;
         while let Some(call) = window.next() {
@@ -142,17 +139,19 @@ impl Future for StartWindow {
                 return Poll::Pending;
             }
         }
-        if window.waiting.load(Ordering::SeqCst) == 0 {
-            this.done = true;
-            // No waker of a finished task left behind for `ended` to wake.
-            for starter in window.starters().iter_mut() {
-                if starter.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
-                    *starter = None;
-                }
-            }
-            return Poll::Ready(());
+        if window.waiting.load(Ordering::SeqCst) > 0 {
+            return Poll::Pending;
         }
-        Poll::Pending
+        // None left: this starter ends, and so do the others once woken (no call's end
+        // wakes a starter any more), leaving no task behind.
+        this.done = true;
+        let others = std::mem::take(&mut *window.starters());
+        for (_, waker) in others {
+            if !waker.will_wake(cx.waker()) {
+                waker.wake();
+            }
+        }
+        Poll::Ready(())
     }
 }
 

@@ -230,3 +230,21 @@ def test_the_native_window_bad_input() -> None:
             loom.spawn_batch(abs, [(1,), (2,)], batch, True, 128, 1)
     finally:
         loom.close()
+
+
+def test_bounded_maps_leave_no_task_behind() -> None:
+    # Each bounded map starts a starter task per worker; all of them end with the map.
+    def call(i: int) -> int:
+        _native.sleep(0.0005)
+        return i
+
+    with VirtualThreadPool(2, max_virtual_threads=4) as pool:
+        assert pool.map(call, range(50)) == list(range(50))
+        loom = pool._loom
+        assert loom is not None
+        wait_until(lambda: pool.get_stats()["active_threads"] == 0)
+        before = loom.stats()["tasks_live"]
+        for _ in range(20):
+            assert pool.map(call, range(50)) == list(range(50))
+        wait_until(lambda: loom.stats()["tasks_live"] <= before)
+        assert loom.stats()["tasks_live"] == before
