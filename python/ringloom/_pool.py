@@ -59,32 +59,35 @@ _ENV_THRESHOLD: Any = object()
 _pools: weakref.WeakSet[VirtualThreadPool] = weakref.WeakSet()
 
 
-class _WorkItem:
-    """A submitted call: queued in the pool, then dispatched to the Loom. It is also
-    its future's done callback, so a submit makes no callback object of its own (each
-    object a submit makes is work for the cyclic GC)."""
-
-    __slots__ = ("pool", "future", "func", "args", "priority", "intercept", "dispatched")
+class _Submitted(ParkingFuture):
+    """The future of a submitted call, and the pool's record of it: queued, then
+    dispatched to the Loom. One object per ``submit`` where a future and a work item
+    were two (each object a submit keeps alive is work for the cyclic GC, a third of
+    the submitting thread's time at 100,000 futures); the pool's bookkeeping runs as
+    its first done callback would."""
 
     def __init__(
         self,
         pool: VirtualThreadPool,
-        future: concurrent.futures.Future[Any],
         func: Callable[..., Any],
         args: tuple[Any, ...],
         priority: int,
         intercept: bool,
     ) -> None:
-        self.pool = pool
-        self.future = future
-        self.func = func
-        self.args = args
-        self.priority = priority
-        self.intercept = intercept
-        self.dispatched = False
+        super().__init__()
+        self._pool: VirtualThreadPool | None = pool
+        self._func: Callable[..., Any] | None = func
+        self._args: tuple[Any, ...] | None = args
+        self._priority = priority
+        self._intercept = intercept
+        self._dispatched = False
 
-    def __call__(self, future: concurrent.futures.Future[Any]) -> None:
-        self.pool._done(self, future)
+    def _invoke_callbacks(self) -> None:
+        pool = self._pool
+        if pool is not None:
+            self._pool = None
+            pool._done(self)
+        super()._invoke_callbacks()
 
 
 class VirtualThreadPool(concurrent.futures.Executor):
@@ -123,9 +126,9 @@ class VirtualThreadPool(concurrent.futures.Executor):
         self._limit = check_count("max_virtual_threads", max_virtual_threads)
         self._lock = _stock_lock()
         self._idle = _StockCondition(self._lock)
-        self._queue: list[tuple[int, int, _WorkItem]] = []
+        self._queue: list[tuple[int, int, _Submitted]] = []
         self._seq = itertools.count()
-        self._live: set[_WorkItem] = set()  # submitted, not done
+        self._live: set[_Submitted] = set()  # submitted, not done
         # Maps in flight: their calls, and the places of the bound they hold.
         self._batches: dict[_native.Batch, tuple[int, int]] = {}
         self._running = 0  # dispatched, not done
@@ -164,8 +167,7 @@ class VirtualThreadPool(concurrent.futures.Executor):
         intercept = intercepts(is_blocking)
         if kwargs:
             fn, args = functools.partial(fn, *args, **kwargs), ()
-        future: concurrent.futures.Future[T] = ParkingFuture()
-        item = _WorkItem(self, future, fn, args, priority, intercept)
+        item = _Submitted(self, fn, args, priority, intercept)
         start = False
         with self._lock:
             self._admit()
@@ -174,13 +176,12 @@ class VirtualThreadPool(concurrent.futures.Executor):
             self._live.add(item)
             if self._limit is None or self._running < self._limit:
                 self._running += 1
-                item.dispatched = start = True
+                item._dispatched = start = True
             else:
                 heapq.heappush(self._queue, (priority, next(self._seq), item))
-        future.add_done_callback(item)
         if start:
             self._start(item)
-        return future
+        return item
 
     def map(  # type: ignore[override]
         self,
@@ -343,7 +344,7 @@ class VirtualThreadPool(concurrent.futures.Executor):
         self._queue.clear()
         self._batches.clear()  # their calls ran in the parent's workers
         for item in live:
-            _fork.fail_inherited(item.future)  # its done callback takes it out of _live
+            _fork.fail_inherited(item)  # its done callback takes it out of _live
 
     def _open(self) -> _native.Loom:
         """The Loom, created (with the watchdog) at the first task. Lock held."""
@@ -355,12 +356,17 @@ class VirtualThreadPool(concurrent.futures.Executor):
 
     # -- completion and dispatch -----------------------------------------------------
 
-    def _start(self, item: _WorkItem) -> None:
+    def _start(self, item: _Submitted) -> None:
         loom = self._loom
+        func, args = item._func, item._args
+        assert func is not None, "a submitted call starts once"
+        # The virtual thread holds them from here; the future need not (a done future
+        # kept by its caller keeps neither).
+        item._func = item._args = None
         try:
             if loom is None:
                 raise RuntimeError("the VirtualThreadPool's runtime is closed")
-            loom.spawn(item.func, item.future, item.intercept, item.priority, item.args)
+            loom.spawn(func, item, item._intercept, item._priority, args)
         except RuntimeError as err:
             # The Loom was closed (at interpreter exit): fail this and everything queued,
             # without dispatching more (no recursion through the done callbacks).
@@ -369,40 +375,43 @@ class VirtualThreadPool(concurrent.futures.Executor):
                 queued = [queued_item for _, _, queued_item in self._queue]
                 self._queue.clear()
             for failed in [item, *queued]:
-                if failed.future.set_running_or_notify_cancel():
-                    failed.future.set_exception(RuntimeError(str(err)))
+                if failed.set_running_or_notify_cancel():
+                    failed.set_exception(RuntimeError(str(err)))
 
-    def _done(self, item: _WorkItem, future: concurrent.futures.Future[Any]) -> None:
-        """The future's done callback: counts, and dispatches the next queued task."""
-        start: list[_WorkItem] = []
+    def _done(self, item: _Submitted) -> None:
+        """A submitted call's future is done: counts, and dispatches the next queued
+        task."""
+        start: list[_Submitted] = []
         with self._lock:
             self._live.discard(item)
-            if future.cancelled():
+            if item.cancelled():
                 self._cancelled += 1
             else:
                 self._completed += 1
-                if future.exception() is not None:
+                if item.exception() is not None:
                     self._failed += 1
-            if item.dispatched:
+            if item._dispatched:
                 self._running -= 1
                 start = self._take_queued()
+            else:
+                item._func = item._args = None  # cancelled while queued
             self._notify_if_idle()
         for nxt in start:
             self._start(nxt)
 
-    def _take_queued(self) -> list[_WorkItem]:
+    def _take_queued(self) -> list[_Submitted]:
         """Queued tasks that the places now free can take, marked dispatched; the
         caller starts them once the lock is released. Lock held."""
-        start: list[_WorkItem] = []
+        start: list[_Submitted] = []
         while (
             not self._broken
             and self._queue
             and (self._limit is None or self._running < self._limit)
         ):
             _, _, nxt = heapq.heappop(self._queue)
-            if nxt.future.done():  # cancelled while queued
+            if nxt.done():  # cancelled while queued
                 continue
-            nxt.dispatched = True
+            nxt._dispatched = True
             self._running += 1
             start.append(nxt)
         return start
@@ -474,7 +483,7 @@ class VirtualThreadPool(concurrent.futures.Executor):
             live = list(self._live) if cancel_futures else []
             batches = list(self._batches) if cancel_futures else []
         for item in live:
-            item.future.cancel()  # refused (False) by the ones already running
+            item.cancel()  # refused (False) by the ones already running
         for batch in batches:
             batch.cancel()
         loom = self._loom
@@ -509,7 +518,7 @@ class VirtualThreadPool(concurrent.futures.Executor):
             live = list(self._live)
             batches = list(self._batches)
         for item in live:
-            item.future.cancel()
+            item.cancel()
         for batch in batches:
             batch.cancel()
         if watchdog is not None:
