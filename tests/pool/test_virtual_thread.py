@@ -638,3 +638,35 @@ def test_loom_close_on_its_own_worker_is_refused() -> None:
     assert refused and "own workers" in refused[0]
     loom.close()  # from here it closes
     assert loom.stats()["driver"] == "closed"
+
+
+def test_a_kept_future_does_not_keep_its_call_alive() -> None:
+    # The future is also the pool's record of the call: once the call ran (or was
+    # cancelled while queued), the future held by its caller keeps neither the
+    # function nor the arguments.
+    import gc
+    import weakref
+
+    class Big:
+        def method(self, other: Big) -> int:
+            return 1
+
+    opened, blocker = gate()
+    with VirtualThreadPool(max_platform_threads=1, max_virtual_threads=1) as pool:
+        first = pool.submit(blocker)
+        owner, argument = Big(), Big()
+        refs = [weakref.ref(owner), weakref.ref(argument)]
+        queued = pool.submit(owner.method, argument)
+        cancelled_owner, cancelled_argument = Big(), Big()
+        cancelled_refs = [weakref.ref(cancelled_owner), weakref.ref(cancelled_argument)]
+        cancelled = pool.submit(cancelled_owner.method, cancelled_argument)
+        del owner, argument, cancelled_owner, cancelled_argument
+        assert cancelled.cancel()
+        opened.set()
+        assert first.result(timeout=TIMEOUT) == "blocker"
+        assert queued.result(timeout=TIMEOUT) == 1
+        # The worker lets go of the call as its virtual thread ends, just after the
+        # result is set.
+        wait_until(lambda: gc.collect() >= 0 and all(r() is None for r in refs))
+        assert [r() for r in cancelled_refs] == [None, None]
+        assert queued.done() and cancelled.cancelled()  # the futures are still held
