@@ -197,9 +197,9 @@ impl Loom {
         let first = self.next_worker.fetch_add(1, Ordering::Relaxed);
         let mut worker = first;
         while !unstarted.is_empty() {
-            let rest = unstarted.split_off(chunk.min(unstarted.len()));
-            let chunk = std::mem::replace(&mut unstarted, rest);
-            drop(runtime.spawn_on(worker, hub::StartBatch::new(chunk.into())));
+            // From the front: each chunk moves only its own calls.
+            let calls: Vec<Unstarted> = unstarted.drain(..chunk.min(unstarted.len())).collect();
+            drop(runtime.spawn_on(worker, hub::StartBatch::new(calls)));
             worker = worker.wrapping_add(1);
         }
         if let Some(window) = window {
