@@ -46,3 +46,18 @@ def loop_versions() -> dict[str, str]:
         except ImportError:
             out[module] = "not installed"
     return out
+
+
+async def serve_until_stdin_closes(server: asyncio.AbstractServer) -> None:
+    """Serves until the driver closes this process's stdin (how it says stop), then
+    closes ``server``."""
+    loop = asyncio.get_running_loop()
+    closed: asyncio.Future[None] = loop.create_future()
+
+    class Stdin(asyncio.Protocol):
+        def connection_lost(self, exc: Exception | None) -> None:
+            closed.set_result(None)
+
+    await loop.connect_read_pipe(Stdin, sys.stdin)
+    await closed
+    server.close()

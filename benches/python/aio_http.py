@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any, cast
 
 import _harness as h
-from _aio_loops import LOOPS, loop_versions, new_loop
+from _aio_loops import LOOPS, loop_versions, new_loop, serve_until_stdin_closes
 from echo import proc_status
 from gunicorn_wsgi import parse_wrk
 
@@ -70,15 +70,7 @@ async def serve(answered: list[int]) -> None:
     port = sock.getsockname()[1]  # rloop's create_server takes the socket's descriptor
     server = await loop.create_server(Http, sock=sock, backlog=4096)
     print(port, flush=True)
-    closed = loop.create_future()
-
-    class Stdin(asyncio.Protocol):
-        def connection_lost(self, exc: Exception | None) -> None:
-            closed.set_result(None)
-
-    await loop.connect_read_pipe(Stdin, sys.stdin)
-    await closed
-    server.close()
+    await serve_until_stdin_closes(server)
 
 
 def serve_main(loop_name: str) -> None:

@@ -34,7 +34,7 @@ import sys
 from typing import Any, cast
 
 import _harness as h
-from _aio_loops import LOOPS, loop_versions, new_loop
+from _aio_loops import LOOPS, loop_versions, new_loop, serve_until_stdin_closes
 
 #: Connections opened at once; the next batch waits until the server has taken these.
 BATCH = 100
@@ -78,15 +78,7 @@ def serve_main(loop_name: str, conns: int) -> None:
         await full
         reading()
         print(readings[1], readings[2], flush=True)
-        closed = loop.create_future()
-
-        class Stdin(asyncio.Protocol):
-            def connection_lost(self, exc: Exception | None) -> None:
-                closed.set_result(None)
-
-        await loop.connect_read_pipe(Stdin, sys.stdin)
-        await closed
-        server.close()
+        await serve_until_stdin_closes(server)
 
     loop.run_until_complete(serve())
 

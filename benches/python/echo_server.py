@@ -23,7 +23,7 @@ import sys
 from typing import Any, Callable, cast
 
 import _harness as h
-from _aio_loops import LOOPS
+from _aio_loops import LOOPS, serve_until_stdin_closes
 
 BACKLOG = 4096
 
@@ -137,15 +137,7 @@ def _asyncio_serve(streams: bool) -> Any:
         else:
             server = await loop.create_server(Echo, sock=sock, backlog=BACKLOG)
         print(port, flush=True)
-        closed = loop.create_future()
-
-        class Stdin(asyncio.Protocol):
-            def connection_lost(self, exc: Exception | None) -> None:
-                closed.set_result(None)
-
-        await loop.connect_read_pipe(Stdin, sys.stdin)
-        await closed
-        server.close()
+        await serve_until_stdin_closes(server)
 
     return main()
 
