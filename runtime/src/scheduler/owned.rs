@@ -389,9 +389,15 @@ mod tests {
                 popped += usize::from(unsafe { queue.pop(&overflow) }.is_some());
             }
         }
-        // SAFETY: as above.
-        while unsafe { queue.pop(&overflow) }.is_some() {
-            popped += 1;
+        loop {
+            // SAFETY: as above.
+            match unsafe { queue.pop(&overflow) } {
+                Some(_) => popped += 1,
+                // A steal still copying holds the ring's room, so the refill could not
+                // move the spill in yet (the worker's `has_queued` sees it the same way).
+                None if queue.spilled() > 0 => thread::yield_now(),
+                None => break,
+            }
         }
         done.store(true, Ordering::Release);
         let stolen: usize = stealers.into_iter().map(|s| s.join().unwrap()).sum();
