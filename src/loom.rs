@@ -37,6 +37,9 @@ pub(crate) struct Loom {
     /// Virtual threads started from OS threads go to one worker, which wakes no other
     /// for them (see `new`).
     pack: bool,
+    /// Seeded scheduling is on (`RINGLOOM_SCHED_SEED`): a batch goes out as one chunk
+    /// per worker (see `spawn_batch`).
+    seeded: bool,
 }
 
 #[pymethods]
@@ -84,6 +87,8 @@ impl Loom {
             watch,
             next_worker: AtomicUsize::new(0),
             pack,
+            // `build` refused an invalid value already.
+            seeded: matches!(ringloom::shuffle::seed_from_env(), Ok(Some(_))),
         })
     }
 
@@ -189,8 +194,14 @@ impl Loom {
             batch.get().set_window(window.clone());
         }
         // Enough chunks that every worker gets several, few enough that a starter task
-        // carries a good number of calls.
-        let chunk = unstarted.len().div_ceil(self.workers * 8).clamp(1, 256);
+        // carries a good number of calls. Seeded, one chunk per worker: a worker that
+        // starts calls while this thread still queues chunks would make the order depend
+        // on that race, and a seed must replay it.
+        let chunk = if self.seeded {
+            unstarted.len().div_ceil(self.workers).max(1)
+        } else {
+            unstarted.len().div_ceil(self.workers * 8).clamp(1, 256)
+        };
         // Chunk `i` is queued on worker `first + i`: a batch is spread over the workers
         // from the start, whichever of them wakes first (see `hub::StartBatch` for the
         // spreading that stealing does later).
