@@ -256,12 +256,19 @@ def test_thread_pool_executor_of_2000_runs_on_few_os_threads(tmp_path: Path) -> 
         peak = 0
         running = 0
         lock = threading.Lock()
+        # Opens once all 2,000 are in at the same time: each waits there (and then
+        # sleeps), so the peak is 2,000 however slowly they were submitted, and only if
+        # they can all wait at once.
+        everyone_in = threading.Event()
         def nap(i):
             global running, peak
             with lock:
                 running += 1
                 peak = max(peak, running)
-            time.sleep(0.2)
+                if running == 2000:
+                    everyone_in.set()
+            everyone_in.wait(20)
+            time.sleep(0.05)
             with lock:
                 running -= 1
             return i
@@ -279,8 +286,8 @@ def test_thread_pool_executor_of_2000_runs_on_few_os_threads(tmp_path: Path) -> 
         tmp_path=tmp_path,
     )
     assert out["ok"]
-    # They sleep together: far more at once than any OS thread count below.
-    assert out["peak"] >= 1000
+    # They wait together: far more at once than any OS thread count below.
+    assert out["peak"] == 2000
     assert out["os_threads"] <= 64
 
 
