@@ -97,7 +97,7 @@ impl FallbackBackend {
         how: Fallback,
     ) -> io::Result<Submitted> {
         let in_flight = |shared: &Arc<DriverShared>| {
-            let user_data = shared.ops.lock().unwrap().insert(Lifecycle::Submitted);
+            let user_data = shared.ops.lock().insert(Lifecycle::Submitted);
             (
                 user_data,
                 Submitted::InFlight {
@@ -117,7 +117,7 @@ impl FallbackBackend {
                     owner.unpark.unpark();
                 });
                 if let Err(err) = self.pool.spawn(job) {
-                    shared.ops.lock().unwrap().remove(user_data);
+                    shared.ops.lock().remove(user_data);
                     return Err(err);
                 }
                 Ok(submitted)
@@ -156,7 +156,7 @@ impl FallbackBackend {
             }
             Fallback::Timer(deadline) => {
                 let (user_data, submitted) = in_flight(shared);
-                shared.timers.lock().unwrap().insert_op(deadline, user_data);
+                shared.timers.lock().insert_op(deadline, user_data);
                 Ok(submitted)
             }
         }
@@ -243,7 +243,7 @@ impl FallbackBackend {
             self.ready.push((user_data, cancelled()));
             return;
         }
-        if shared.timers.lock().unwrap().remove_op(user_data) {
+        if shared.timers.lock().remove_op(user_data) {
             self.ready.push((user_data, cancelled()));
         }
         // A call running on the blocking pool cannot be interrupted; it reports back

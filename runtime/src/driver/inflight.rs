@@ -35,8 +35,6 @@ pub(crate) trait Discard: Send {
 pub(crate) enum Polled {
     Ready(Completion),
     Pending,
-    /// A waker must be stored and the caller has not cloned one yet.
-    NeedsWaker,
 }
 
 /// What [`InFlightTable::abandon`] did with a dropped op's data.
@@ -139,14 +137,9 @@ impl InFlightTable {
     }
 
     /// An op's future asks for its result: the completion (and the op leaves the
-    /// table), or `Pending` with `waker` stored to wake it. `clone` is the caller's own
-    /// clone of `waker`, made outside the lock when `NeedsWaker` asked for one.
-    pub(crate) fn poll(
-        &mut self,
-        user_data: u64,
-        waker: &Waker,
-        clone: &mut Option<Waker>,
-    ) -> Polled {
+    /// table), or `Pending` with `waker` stored to wake it (cloned only if the one
+    /// stored would not wake the same task).
+    pub(crate) fn poll(&mut self, user_data: u64, waker: &Waker) -> Polled {
         let slot = self
             .get_mut(user_data)
             .expect("in-flight op missing from its ring's table");
@@ -157,13 +150,12 @@ impl InFlightTable {
                 Polled::Ready(completion)
             }
             Lifecycle::Waiting(stored) if stored.will_wake(waker) => Polled::Pending,
-            lifecycle => match clone.take() {
-                Some(waker) => {
-                    *lifecycle = Lifecycle::Waiting(waker);
-                    Polled::Pending
-                }
-                None => Polled::NeedsWaker,
-            },
+            lifecycle => {
+                // Cloned before the lifecycle changes: a clone that panics leaves it be.
+                let waker = waker.clone();
+                *lifecycle = Lifecycle::Waiting(waker);
+                Polled::Pending
+            }
         }
     }
 
@@ -258,22 +250,13 @@ mod tests {
         let ud = table.insert(Lifecycle::Submitted);
         let count = Arc::new(Count(AtomicUsize::new(0)));
         let waker = Waker::from(count.clone());
-        let mut clone = None;
-        assert!(matches!(
-            table.poll(ud, &waker, &mut clone),
-            Polled::NeedsWaker
-        ));
-        clone = Some(waker.clone());
-        assert!(matches!(
-            table.poll(ud, &waker, &mut clone),
-            Polled::Pending
-        ));
-        assert!(matches!(table.poll(ud, &waker, &mut None), Polled::Pending));
+        assert!(matches!(table.poll(ud, &waker), Polled::Pending));
+        assert!(matches!(table.poll(ud, &waker), Polled::Pending));
         let (woken, discard) = table.complete(ud, done(5));
         assert!(discard.is_none());
         woken.expect("the stored waker").wake();
         assert_eq!(count.0.load(Ordering::SeqCst), 1);
-        match table.poll(ud, &waker, &mut None) {
+        match table.poll(ud, &waker) {
             Polled::Ready(c) => assert_eq!(c.result, 5),
             _ => panic!("completed"),
         }

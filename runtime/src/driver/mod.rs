@@ -8,7 +8,7 @@
 use std::cell::RefCell;
 use std::io;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, OnceLock};
 use std::task::Waker;
 use std::thread::ThreadId;
 use std::time::{Duration, Instant};
@@ -23,6 +23,7 @@ mod faults;
 mod inflight;
 pub(crate) mod op;
 mod probe;
+mod table_lock;
 mod timers;
 mod unpark;
 mod uring;
@@ -32,6 +33,7 @@ pub use faults::FaultPlan;
 pub use inflight::Completion;
 pub(crate) use inflight::{Discard, InFlightTable, Lifecycle};
 pub use probe::{DriverKind, RingFeatures};
+pub(crate) use table_lock::TableLock;
 pub(crate) use timers::{TimerKey, TimerQueue};
 pub(crate) use unpark::Unpark;
 
@@ -62,8 +64,8 @@ fn count(counter: &AtomicU64, n: u64) {
 /// The part of a driver other threads may touch: the in-flight table (to poll or drop an
 /// op from a task that moved to another worker), timers, and the wake-up path.
 pub struct DriverShared {
-    pub(crate) ops: Mutex<InFlightTable>,
-    pub(crate) timers: Mutex<TimerQueue>,
+    pub(crate) ops: TableLock<InFlightTable>,
+    pub(crate) timers: TableLock<TimerQueue>,
     pub(crate) remote: SegQueue<Remote>,
     pub(crate) unpark: Unpark,
     pub(crate) counters: DriverCounters,
@@ -223,8 +225,8 @@ impl Driver {
         });
         Ok(Driver {
             shared: Arc::new(DriverShared {
-                ops: Mutex::new(InFlightTable::default()),
-                timers: Mutex::new(TimerQueue::default()),
+                ops: TableLock::default(),
+                timers: TableLock::default(),
                 remote: SegQueue::new(),
                 unpark,
                 counters: DriverCounters::default(),
@@ -270,9 +272,9 @@ impl Driver {
                     Some(_) => io_uring::opcode::Nop::new().build(),
                     None => data.uring_entry(),
                 };
-                let user_data = self.shared.ops.lock().unwrap().insert(Lifecycle::Submitted);
+                let user_data = self.shared.ops.lock().insert(Lifecycle::Submitted);
                 if let Err(err) = ring.push(entry.user_data(user_data)) {
-                    self.shared.ops.lock().unwrap().remove(user_data);
+                    self.shared.ops.lock().remove(user_data);
                     return Err(err);
                 }
                 if let Some(errno) = fault {
@@ -360,7 +362,7 @@ impl Driver {
     }
 
     fn bound_by_timers(&self, timeout: Option<Duration>) -> Option<Duration> {
-        let next = self.shared.timers.lock().unwrap().next_deadline();
+        let next = self.shared.timers.lock().next_deadline();
         let until_timer = next.map(|deadline| deadline.saturating_duration_since(Instant::now()));
         match (timeout, until_timer) {
             (Some(a), Some(b)) => Some(a.min(b)),
@@ -377,7 +379,7 @@ impl Driver {
             &self.shared.counters.ops_completed,
             completions.len() as u64,
         );
-        let mut ops = self.shared.ops.lock().unwrap();
+        let mut ops = self.shared.ops.lock();
         for (user_data, mut completion) in completions.drain(..) {
             if let Some(errno) = self.faults.take(user_data) {
                 completion.result = -errno;
@@ -397,12 +399,7 @@ impl Driver {
         if let Some(errno) = self.faults.take(user_data) {
             completion.result = -errno;
         }
-        let (waker, discard) = self
-            .shared
-            .ops
-            .lock()
-            .unwrap()
-            .complete(user_data, completion);
+        let (waker, discard) = self.shared.ops.lock().complete(user_data, completion);
         if let Some(waker) = waker {
             self.wakers.push(waker);
         }
@@ -414,7 +411,7 @@ impl Driver {
     fn fire_timers(&mut self) {
         let mut expired_ops = Vec::new();
         {
-            let mut timers = self.shared.timers.lock().unwrap();
+            let mut timers = self.shared.timers.lock();
             if timers.is_empty() {
                 // No clock read on the hot path of a worker without timers.
                 return;
@@ -447,7 +444,7 @@ impl Driver {
 
     /// Ops submitted on this driver whose completion has not been reaped.
     pub fn in_flight(&self) -> usize {
-        self.shared.ops.lock().unwrap().len()
+        self.shared.ops.lock().len()
     }
 
     /// Cancels every op still in flight and reaps until they have all completed, or
@@ -456,17 +453,17 @@ impl Driver {
     pub fn drain(&mut self, limit: Duration) {
         self.drain_until(limit);
         // No completion is reaped after this: ops that have none yet leak their data.
-        self.shared.ops.lock().unwrap().close();
+        self.shared.ops.lock().close();
     }
 
     fn drain_until(&mut self, limit: Duration) {
-        let pending = self.shared.ops.lock().unwrap().pending();
+        let pending = self.shared.ops.lock().pending();
         for user_data in pending {
             self.cancel(user_data);
         }
         let deadline = Instant::now() + limit;
         loop {
-            let pending = self.shared.ops.lock().unwrap().pending();
+            let pending = self.shared.ops.lock().pending();
             if pending.is_empty() {
                 break;
             }
@@ -476,11 +473,11 @@ impl Driver {
                     "ringloom: {} ops still in flight at shutdown; leaking their buffers",
                     pending.len()
                 );
-                self.shared.ops.lock().unwrap().leak_ignored();
+                self.shared.ops.lock().leak_ignored();
                 break;
             }
             if self.turn(Some(Some(deadline - now))).is_err() {
-                self.shared.ops.lock().unwrap().leak_ignored();
+                self.shared.ops.lock().leak_ignored();
                 break;
             }
         }

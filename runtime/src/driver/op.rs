@@ -8,10 +8,9 @@
 use std::future::Future;
 use std::io;
 use std::os::fd::RawFd;
-use std::panic::{self, AssertUnwindSafe};
 use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll, Waker};
+use std::task::{Context, Poll};
 use std::time::Instant;
 
 use io_uring::squeue;
@@ -168,26 +167,11 @@ impl<T: OpCode> Future for Op<T> {
             }
             State::Done(completion) => *completion,
             State::InFlight { driver, user_data } => {
-                let mut ops = driver.ops.lock().unwrap();
-                let mut clone: Option<Waker> = None;
-                loop {
-                    match ops.poll(*user_data, cx.waker(), &mut clone) {
-                        Polled::Ready(completion) => break completion,
-                        Polled::Pending => return Poll::Pending,
-                        Polled::NeedsWaker => {
-                            // Cloned under the lock (one lock per wait, not two). A
-                            // foreign waker's clone that panics must not poison the table
-                            // every op of the ring goes through: the panic resumes only
-                            // once the guard is dropped.
-                            match panic::catch_unwind(AssertUnwindSafe(|| cx.waker().clone())) {
-                                Ok(waker) => clone = Some(waker),
-                                Err(payload) => {
-                                    drop(ops);
-                                    panic::resume_unwind(payload);
-                                }
-                            }
-                        }
-                    }
+                // A foreign waker's clone that panics leaves the table as it was, and
+                // the lock is released on unwinding (see `TableLock`).
+                match driver.ops.lock().poll(*user_data, cx.waker()) {
+                    Polled::Ready(completion) => completion,
+                    Polled::Pending => return Poll::Pending,
                 }
             }
             State::Collected => panic!("op polled after completion"),
@@ -208,7 +192,6 @@ impl<T: OpCode> Drop for Op<T> {
                 let abandoned = driver
                     .ops
                     .lock()
-                    .unwrap()
                     .abandon(user_data, Box::new(Ignored(data)));
                 // Outside the table's lock: discarding runs the op's own code.
                 match abandoned {

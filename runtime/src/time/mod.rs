@@ -80,7 +80,7 @@ impl Sleep {
     fn unregister(&mut self) {
         let idle = State::Idle { check_clock: true };
         if let State::Registered(driver, key) = std::mem::replace(&mut self.state, idle) {
-            driver.timers.lock().unwrap().remove(key);
+            driver.timers.lock().remove(key);
         }
     }
 }
@@ -91,7 +91,7 @@ impl Future for Sleep {
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
         let check_clock = match &self.state {
             State::Registered(driver, key) => {
-                if driver.timers.lock().unwrap().poll(*key, cx.waker()) {
+                if driver.timers.lock().poll(*key, cx.waker()) {
                     self.state = State::Idle { check_clock: true };
                     return Poll::Ready(());
                 }
@@ -107,7 +107,6 @@ impl Future for Sleep {
         let key = driver
             .timers
             .lock()
-            .unwrap()
             .insert_waker(self.deadline, cx.waker().clone());
         self.state = State::Registered(driver, key);
         Poll::Pending
