@@ -8,6 +8,7 @@
 
 use pyo3::prelude::*;
 
+mod arena;
 mod batch;
 mod blocking;
 mod errors;

@@ -56,6 +56,9 @@ impl Loom {
         if workers == 0 {
             return Err(PyValueError::new_err("workers must be at least 1"));
         }
+        // Virtual threads start and end by the thousand: their frame stacks come from a
+        // pool (see `arena.rs`).
+        crate::arena::install(py);
         let watch = Arc::new(Watch::default());
         let worker_watch = watch.clone();
         let mut builder = Runtime::builder();
@@ -238,7 +241,8 @@ impl Loom {
     /// A snapshot of counters: the virtual threads' (`started`, `finished`, `parked`
     /// now, `parks` in all) and the runtime's (`driver`, `polls`, `tasks_stolen`,
     /// `ops_submitted`, `ops_completed`, `ring_enters`, `blocking_threads`). After
-    /// `close` the runtime's are gone and `driver` is `"closed"`.
+    /// `close` the runtime's are gone and `driver` is `"closed"`. `frame_chunk_regions`
+    /// and `frame_chunks_in_use`: the process's pool of frame stacks (`arena.rs`).
     fn stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
         let dict = PyDict::new(py);
         let c = &self.counters;
@@ -250,6 +254,9 @@ impl Loom {
             c.parked.load(std::sync::atomic::Ordering::Relaxed),
         )?;
         dict.set_item("parks", Counters::get(&c.parks))?;
+        let chunks = crate::arena::stats();
+        dict.set_item("frame_chunk_regions", chunks.regions)?;
+        dict.set_item("frame_chunks_in_use", chunks.chunks_in_use)?;
         // Read under the slot's lock, written into the dict after it: an allocation may
         // run the cyclic GC and finalizers, which may let go of the GIL.
         let stats = self.runtime.lock().unwrap().as_ref().map(Runtime::stats);

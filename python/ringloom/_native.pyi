@@ -32,7 +32,12 @@ class Loom:
         goes to place ``i`` of ``batch``. The calls go out in chunks, not a task each.
         With ``window``, at most that many run at once, the rest in order as earlier
         ones end."""
-    def stats(self) -> dict[str, Any]: ...
+    def stats(self) -> dict[str, Any]:
+        """Counters: the virtual threads' (``started``, ``finished``, ``parked``,
+        ``parks``), the runtime's (``driver``, ``polls``, ``tasks_stolen``,
+        ``tasks_live``, ``ops_submitted``, ``ops_completed``, ``ring_enters``,
+        ``blocking_threads``) and the process's frame-stack pool
+        (``frame_chunk_regions``, ``frame_chunks_in_use``)."""
     def holding(self) -> list[tuple[int, int, float]]:
         """``(thread_ident, episode, seconds)`` per worker running a virtual thread
         now, for the watchdog."""
