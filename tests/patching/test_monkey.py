@@ -777,6 +777,9 @@ def test_daemon_threads_parked_at_exit_stop_quietly(tmp_path: Path) -> None:
 
             class Server(socketserver.ThreadingTCPServer):
                 daemon_threads = True
+                # The default backlog of 5 overflows while the 50 connect in a loop, and
+                # each dropped SYN is retried after a second (stock threads alike).
+                request_queue_size = 64
 
             server = Server(("127.0.0.1", 0), Echo)
             OSThread(target=server.serve_forever, daemon=True).start()
