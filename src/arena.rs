@@ -11,7 +11,9 @@
 //! This wraps the arena allocator: requests of exactly one chunk's size are carved from
 //! 1 MiB regions (64 chunks, one mapping) and freed chunks are reused; a region goes
 //! back to the system once all its chunks are free, beyond [`SPARE_REGIONS`] kept for
-//! the next burst. Every other request (pymalloc's arenas, bigger chunks) goes to the
+//! the next burst. A region that a few chunks in use pin (the greenlets a hub keeps idle
+//! end in any order) keeps its free chunks' pages only up to [`DIRTY_LIMIT`] chunks in
+//! all; past that the pages of a chunk given back are dropped. Every other request (pymalloc's arenas, bigger chunks) goes to the
 //! allocator that was installed before, and so does the free of any block this did not
 //! hand out. `RINGLOOM_FRAME_CHUNKS=system` leaves the allocator alone.
 //!
@@ -32,6 +34,11 @@ const REGION: usize = CHUNK * REGION_CHUNKS;
 /// Fully free regions kept mapped: a burst of that many times 64 virtual threads
 /// starts without mapping anything.
 const SPARE_REGIONS: usize = 2;
+/// Free chunks whose pages are kept (reused without a page fault) at most; past this a
+/// chunk given back has its pages dropped (`MADV_DONTNEED`). Regions pinned by a few
+/// chunks in use (greenlets a hub keeps idle, long-lived threads) would otherwise keep
+/// the pages of all their free chunks.
+const DIRTY_LIMIT: usize = 256;
 
 /// The arena allocator installed before this one (CPython's `mmap` one, or whatever a
 /// host installed), for everything this does not serve.
@@ -50,6 +57,8 @@ static INSTALL: Once = Once::new();
 struct Region {
     /// Indices of the region's chunks that are free.
     free: Vec<u8>,
+    /// Bit `i`: chunk `i` is free and its pages are still there.
+    dirty: u64,
 }
 
 struct Pool {
@@ -59,12 +68,16 @@ struct Pool {
     with_room: Vec<usize>,
     /// Regions whose chunks are all free.
     empty: usize,
+    /// Free chunks whose pages are kept (see [`DIRTY_LIMIT`]).
+    dirty: usize,
 }
 
 /// What the pool holds, for `Loom.stats()`.
 pub(crate) struct ChunkStats {
     pub(crate) regions: usize,
     pub(crate) chunks_in_use: usize,
+    /// Free chunks whose pages are kept.
+    pub(crate) chunks_cached: usize,
 }
 
 impl Pool {
@@ -73,6 +86,7 @@ impl Pool {
             regions: None,
             with_room: Vec::new(),
             empty: 0,
+            dirty: 0,
         }
     }
 
@@ -88,6 +102,7 @@ impl Pool {
                     base,
                     Region {
                         free: (0..REGION_CHUNKS as u8).rev().collect(),
+                        dirty: 0,
                     },
                 );
                 self.with_room.push(base);
@@ -103,8 +118,14 @@ impl Pool {
                 self.with_room.pop();
                 continue;
             };
+            let bit = 1u64 << index;
+            let was_dirty = region.dirty & bit != 0;
+            region.dirty &= !bit;
             if region.free.is_empty() {
                 self.with_room.pop();
+            }
+            if was_dirty {
+                self.dirty -= 1;
             }
             if was_empty {
                 self.empty -= 1;
@@ -119,26 +140,42 @@ impl Pool {
         let Some(region) = self.regions().get_mut(&base) else {
             return false;
         };
-        region.free.push(((ptr - base) / CHUNK) as u8);
-        match region.free.len() {
-            1 => self.with_room.push(base),
-            REGION_CHUNKS => {
-                self.empty += 1;
-                if self.empty > SPARE_REGIONS {
-                    self.regions().remove(&base);
-                    self.with_room.retain(|&other| other != base);
-                    self.empty -= 1;
-                    unmap(base, REGION);
-                }
+        let index = (ptr - base) / CHUNK;
+        region.free.push(index as u8);
+        region.dirty |= 1 << index;
+        let (free, dirty_in_region) = (region.free.len(), region.dirty.count_ones() as usize);
+        self.dirty += 1;
+        if free == 1 {
+            self.with_room.push(base);
+        }
+        if free == REGION_CHUNKS {
+            self.empty += 1;
+            if self.empty > SPARE_REGIONS {
+                self.regions().remove(&base);
+                self.with_room.retain(|&other| other != base);
+                self.empty -= 1;
+                self.dirty -= dirty_in_region;
+                unmap(base, REGION);
+                return true;
             }
-            _ => {}
+        }
+        if self.dirty > DIRTY_LIMIT {
+            // SAFETY: the chunk is free (nobody uses its memory), within a mapping of
+            // this pool; its pages read as zeros when next touched.
+            unsafe { libc::madvise(ptr as *mut c_void, CHUNK, libc::MADV_DONTNEED) };
+            if let Some(region) = self.regions().get_mut(&base) {
+                region.dirty &= !(1 << index);
+            }
+            self.dirty -= 1;
         }
         true
     }
 
     fn stats(&mut self) -> ChunkStats {
+        let chunks_cached = self.dirty;
         let regions = self.regions();
         ChunkStats {
+            chunks_cached,
             regions: regions.len(),
             chunks_in_use: regions
                 .values()

@@ -37,7 +37,8 @@ class Loom:
         ``parks``), the runtime's (``driver``, ``polls``, ``tasks_stolen``,
         ``tasks_live``, ``ops_submitted``, ``ops_completed``, ``ring_enters``,
         ``blocking_threads``) and the process's frame-stack pool
-        (``frame_chunk_regions``, ``frame_chunks_in_use``)."""
+        (``frame_chunk_regions``, ``frame_chunks_in_use``, ``frame_chunks_cached``:
+        free, pages kept)."""
     def holding(self) -> list[tuple[int, int, float]]:
         """``(thread_ident, episode, seconds)`` per worker running a virtual thread
         now, for the watchdog."""
