@@ -60,8 +60,10 @@ _ENV_THRESHOLD: Any = object()
 _pools: weakref.WeakSet[VirtualThreadPool] = weakref.WeakSet()
 
 
-# How an unbounded pool's call ended (`VirtualThreadPool._ended`).
+# How an unbounded pool's call ended (`VirtualThreadPool._ended`), and how many such
+# ends wait at most before they are counted.
 _ENDED_OK, _ENDED_FAILED, _ENDED_CANCELLED = 0, 1, 2
+_ENDED_BATCH = 1024
 
 
 class _Submitted(ParkingFuture):
@@ -393,11 +395,11 @@ class VirtualThreadPool(concurrent.futures.Executor):
         task."""
         if self._limit is None:
             # Unbounded: nothing waits in the queue, so no lock. Taken by every call's
-            # end, it made the workers queue behind the submitting thread (100,000
-            # submits: 104-121k tasks/s with it, 128-151k without). The ends are
-            # counted when the counts are read. A waiter in `_close` has registered
-            # before it looks at `_live` (both under the lock, and the GIL orders them
-            # with this): if it is not seen here, it will see the call gone.
+            # end, it made the workers queue behind the submitting thread. The ends are
+            # counted when the counts are read, or once _ENDED_BATCH of them wait. A
+            # waiter in `_close` has registered before it looks at `_live` (both under
+            # the lock, and the GIL orders them with this): if it is not seen here, it
+            # will see the call gone.
             self._live.discard(item)
             if item.cancelled():
                 self._ended.append(_ENDED_CANCELLED)
@@ -405,8 +407,9 @@ class VirtualThreadPool(concurrent.futures.Executor):
                 self._ended.append(_ENDED_FAILED)
             else:
                 self._ended.append(_ENDED_OK)
-            if self._idle_waiters:
+            if self._idle_waiters or len(self._ended) >= _ENDED_BATCH:
                 with self._lock:
+                    self._count_ended()
                     self._notify_if_idle()
             return
         start: list[_Submitted] = []

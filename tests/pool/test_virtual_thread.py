@@ -670,3 +670,25 @@ def test_a_kept_future_does_not_keep_its_call_alive() -> None:
         wait_until(lambda: gc.collect() >= 0 and all(r() is None for r in refs))
         assert [r() for r in cancelled_refs] == [None, None]
         assert queued.done() and cancelled.cancelled()  # the futures are still held
+
+
+def test_ends_counted_without_the_lock_add_up_and_stay_bounded() -> None:
+    # An unbounded pool counts its calls' ends without its lock, folding them in when
+    # the counts are read or once enough wait: a pool nobody asks for its stats must
+    # not keep one record per call.
+    def call(i: int) -> int:
+        if i % 7 == 0:
+            raise ValueError(i)
+        return i
+
+    with VirtualThreadPool(2) as pool:
+        futures = [pool.submit(call, i) for i in range(5_000)]
+        concurrent.futures.wait(futures)
+        # A future is done just before its done callback counts it; reading the stats
+        # would fold the ends waiting, so wait on the live set.
+        wait_until(lambda: not pool._live)
+        assert len(pool._ended) < 1024
+        wait_until(lambda: pool.get_stats()["completed_threads"] == 5_000)
+        stats = pool.get_stats()
+        assert stats["failed"] == len(range(0, 5_000, 7))
+        assert stats["active_threads"] == 0
