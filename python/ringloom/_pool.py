@@ -60,8 +60,7 @@ _ENV_THRESHOLD: Any = object()
 _pools: weakref.WeakSet[VirtualThreadPool] = weakref.WeakSet()
 
 
-# How an unbounded pool's call ended (`VirtualThreadPool._ended`), and how many such
-# ends wait at most before they are counted.
+# How an unbounded pool's call ended (`_ended`); at most this many wait to be counted.
 _ENDED_OK, _ENDED_FAILED, _ENDED_CANCELLED = 0, 1, 2
 _ENDED_BATCH = 1024
 
@@ -394,12 +393,9 @@ class VirtualThreadPool(concurrent.futures.Executor):
         """A submitted call's future is done: counts, and dispatches the next queued
         task."""
         if self._limit is None:
-            # Unbounded: nothing waits in the queue, so no lock. Taken by every call's
-            # end, it made the workers queue behind the submitting thread. The ends are
-            # counted when the counts are read, or once _ENDED_BATCH of them wait. A
-            # waiter in `_close` has registered before it looks at `_live` (both under
-            # the lock, and the GIL orders them with this): if it is not seen here, it
-            # will see the call gone.
+            # Unbounded: nothing queued to dispatch, so no lock (taken at every end, it
+            # queued the workers behind the submitter). A `_close` waiter registers
+            # before it looks at `_live`: unseen here, it sees the call gone.
             self._live.discard(item)
             if item.cancelled():
                 self._ended.append(_ENDED_CANCELLED)
