@@ -4,7 +4,7 @@
 //! `mprotect` and a VMA split per step) and trims it again on the way down, which made a
 //! burst of a million spawns cost as much as running them. Here an executor thread takes
 //! cells from 256 KiB chunks, one size class per chunk, carved eight at a time from
-//! 2 MiB regions that may be backed by huge pages (see `Region`):
+//! 2 MiB regions (see `Region`):
 //!
 //! - a cell freed on its chunk's thread goes back on that chunk's free list, no atomics;
 //! - one freed on another thread goes on the chunk's atomic list, which the owner takes
@@ -82,12 +82,16 @@ struct Cache {
     region: Region,
 }
 
-/// Chunks are carved from 2 MiB regions rather than mapped one by one, so that the
-/// kernel can back a region with one huge page: a burst of a million spawns then takes
-/// one page fault per 2 MiB instead of one per 4 KiB (the faults were about a third of
-/// its time). A thread's first region keeps small pages, so that a program with a few
-/// tasks per worker does not pay 2 MiB each. The advice is the kernel's to follow: with
-/// `/sys/kernel/mm/transparent_hugepage/enabled` at `never`, regions keep small pages.
+/// Chunks are carved from 2 MiB regions rather than mapped one by one, and a thread's
+/// regions after its first are faulted in whole when mapped (`MADV_POPULATE_WRITE`, Linux 5.14): a
+/// burst of a million spawns then makes one call per 2 MiB where it took a page fault
+/// per 4 KiB (the faults were about a third of its time). The first region is left to
+/// fault page by page, so that a program with a few tasks per worker does not pay 2 MiB
+/// each.
+///
+/// Not huge pages: tried here, a transparent huge page was zeroed at first touch of
+/// memory the host had taken back from this VM, and a burst of spawns ran at anywhere
+/// from half to one and a half times its rate with small pages.
 #[derive(Default)]
 struct Region {
     /// The next chunk to hand out and the region's end (equal: none left).
@@ -100,8 +104,8 @@ struct Region {
 /// Bytes of regions mapped and not yet unmapped again, process-wide.
 static MAPPED: AtomicUsize = AtomicUsize::new(0);
 
-/// Bytes the task-cell regions of every thread hold mapped (a page counts towards the
-/// resident size once touched; a region backed by a huge page, all of it).
+/// Bytes the task-cell regions of every thread hold mapped (a thread's first region
+/// becomes resident as it is touched, the others at once).
 pub fn mapped_bytes() -> usize {
     MAPPED.load(Ordering::Relaxed)
 }
@@ -456,8 +460,13 @@ impl Region {
                 libc::munmap((start + Self::BYTES) as *mut libc::c_void, tail);
             }
             if self.mapped > 0 {
-                // Advice only: where huge pages are off, the region keeps small ones.
-                libc::madvise(start as *mut libc::c_void, Self::BYTES, libc::MADV_HUGEPAGE);
+                // Faults the region in with one call. Advice only: where it fails (an
+                // older kernel, no memory to spare now) pages fault in as touched.
+                libc::madvise(
+                    start as *mut libc::c_void,
+                    Self::BYTES,
+                    libc::MADV_POPULATE_WRITE,
+                );
             }
         }
         self.mapped += 1;
