@@ -25,6 +25,7 @@ pub mod op;
 mod runtime;
 mod scheduler;
 pub mod stats;
+mod table_lock;
 pub mod task;
 pub mod time;
 

@@ -23,17 +23,16 @@ mod faults;
 mod inflight;
 pub(crate) mod op;
 mod probe;
-mod table_lock;
 mod timers;
 mod unpark;
 mod uring;
 
+use crate::table_lock::TableLock;
 #[cfg(feature = "fault-injection")]
 pub use faults::FaultPlan;
 pub use inflight::Completion;
 pub(crate) use inflight::{Discard, InFlightTable, Lifecycle};
 pub use probe::{DriverKind, RingFeatures};
-pub(crate) use table_lock::TableLock;
 pub(crate) use timers::{TimerKey, TimerQueue};
 pub(crate) use unpark::Unpark;
 

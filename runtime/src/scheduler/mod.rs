@@ -9,10 +9,11 @@
 use std::cell::{Cell, RefCell};
 use std::future::Future;
 use std::sync::atomic::{fence, AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, OnceLock};
 
 use crate::blocking::BlockingPool;
 use crate::driver::{DriverConfig, DriverShared};
+use crate::table_lock::TableLock;
 use crate::task::{new_task, Header, JoinHandle, Task};
 
 mod countdown;
@@ -98,7 +99,7 @@ pub(crate) struct Executor {
     /// shutdown can drop them here. A task joins at its first wait: until then it is in
     /// a run queue or being polled, and shutdown drains the queues too, so a task that
     /// finishes in its first poll (most short ones) never takes the lock.
-    registry: Mutex<Registry>,
+    registry: TableLock<Registry>,
     pub(crate) driver: OnceLock<Arc<DriverShared>>,
     pub(crate) counters: TaskCounters,
 }
@@ -110,7 +111,7 @@ impl Executor {
             owned: OwnedQueue::default(),
             run_queue: TaskQueue::default(),
             local_queue: TaskQueue::default(),
-            registry: Mutex::new(Registry::new()),
+            registry: TableLock::new(Registry::new()),
             driver: OnceLock::new(),
             counters: TaskCounters::default(),
         }
@@ -121,7 +122,7 @@ impl Executor {
     /// meanwhile).
     pub(crate) fn register(&self, task: Task) {
         let header = task.header() as *const Header;
-        let mut registry = self.registry.lock().unwrap();
+        let mut registry = self.registry.lock();
         let key = registry.insert(task);
         let key = u32::try_from(key).expect("over 4 billion live tasks on one thread");
         // SAFETY: the registry's reference keeps the header alive.
@@ -131,14 +132,14 @@ impl Executor {
     /// Drops the registry's reference to a completed task (unless shutdown took it).
     pub(crate) fn unregister(&self, header: &Header) {
         let key = header.key.load(Ordering::Relaxed) as usize;
-        let removed = self.registry.lock().unwrap().remove(key, header);
+        let removed = self.registry.lock().remove(key, header);
         // The last reference may go here; drop it outside the lock.
         drop(removed);
     }
 
     /// Takes every registered task out (for shutdown).
     pub(crate) fn take_registry(&self) -> Vec<Task> {
-        self.registry.lock().unwrap().take_all()
+        self.registry.lock().take_all()
     }
 
     /// Unfinished tasks this executor owns (spawned here, or placed here from outside).

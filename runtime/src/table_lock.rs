@@ -1,11 +1,12 @@
-//! The lock over the tables a driver shares with other threads (in-flight ops, timers).
+//! A lock for tables that one thread uses nearly always and others now and then: a
+//! driver's in-flight ops and timers, an executor's registry of waiting tasks.
 //!
-//! Every op and sleep takes it two or three times, almost always on the driver's own
-//! thread and for a few instructions, and another thread only when it polls or drops an
-//! op whose task was stolen. So taking it is one compare-and-swap and releasing it one
-//! store (a `Mutex` releases with a second atomic swap and checks poisoning on both
-//! sides); a thread that finds it held spins a little, then gives its CPU away, since
-//! the holder may have been preempted.
+//! Every op and sleep takes the driver's two or three times, and every task that waits
+//! takes its owner's registry twice, almost always on the owning thread and for a few
+//! instructions; another thread only when it runs a stolen task. So taking it is one
+//! compare-and-swap and releasing it one store (a `Mutex` releases with a second atomic
+//! swap and checks poisoning on both sides); a thread that finds it held spins a
+//! little, then gives its CPU away, since the holder may have been preempted.
 //!
 //! A panic while it is held releases it on unwinding: nothing is poisoned, and the
 //! tables keep their invariants across the panics that can happen there (a foreign
