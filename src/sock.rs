@@ -181,21 +181,47 @@ pub(crate) fn socket_recv<'py>(
         let got = recv(&mut buf)?;
         return Ok(Some(PyBytes::new(py, &buf[..got])));
     }
-    // The staging buffer is taken out while the call may park (another virtual thread
-    // of this worker may recv meanwhile) and put back after.
-    let mut buf = STAGING.with(|staging| std::mem::take(&mut *staging.borrow_mut()));
-    if buf.len() < bufsize {
-        buf.resize(bufsize, 0);
+    // The staging buffer is borrowed for each `recv` call only, never across a park:
+    // a thousand virtual threads waiting on their sockets hold no buffer each.
+    let mut bytes = None;
+    until_ready(sock, libc::POLLIN as u32, wait, |fd| {
+        STAGING.with(|staging| match staging.try_borrow_mut() {
+            Ok(mut buf) => {
+                if buf.len() < bufsize {
+                    buf.resize(bufsize, 0);
+                }
+                recv_copied(fd, &mut buf[..bufsize], flags, py, &mut bytes)
+            }
+            // Not reachable through `recv` (nothing in here calls back into Python code),
+            // but a buffer of its own is the safe answer if it ever were.
+            Err(_) => recv_copied(fd, &mut vec![0; bufsize], flags, py, &mut bytes),
+        })
+    })?;
+    // Set by the `recv` that succeeded, the only way `until_ready` returns `Ok`.
+    Ok(bytes)
+}
+
+/// One `recv` into `buf`; what arrived is copied into `bytes`.
+fn recv_copied<'py>(
+    fd: RawFd,
+    buf: &mut [u8],
+    flags: i32,
+    py: Python<'py>,
+    bytes: &mut Option<Bound<'py, PyBytes>>,
+) -> isize {
+    // SAFETY: `buf` is writable for its length during the call.
+    let got = unsafe {
+        libc::recv(
+            fd,
+            buf.as_mut_ptr().cast(),
+            buf.len(),
+            flags | libc::MSG_DONTWAIT,
+        )
+    };
+    if let Ok(got) = usize::try_from(got) {
+        *bytes = Some(PyBytes::new(py, &buf[..got]));
     }
-    let got = recv(&mut buf[..bufsize]);
-    let bytes = got.map(|got| PyBytes::new(py, &buf[..got]));
-    STAGING.with(|staging| {
-        let mut staging = staging.borrow_mut();
-        if staging.len() < buf.len() {
-            *staging = buf;
-        }
-    });
-    bytes.map(Some)
+    got
 }
 
 /// `sock.recv_into(buffer, nbytes, flags)`; None when the call is not one for it.

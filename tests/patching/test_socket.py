@@ -12,7 +12,7 @@ from typing import Callable
 import pytest
 import ringloom
 from ringloom import Loom
-from support import os_threads
+from support import os_threads, wait_until
 
 
 def payload(i: int) -> bytes:
@@ -69,6 +69,34 @@ def test_two_thousand_connection_echo(loom: Loom) -> None:
     sizes = [h.result(timeout=60) for h in handlers]
     assert sorted(sizes) == sorted(len(payload(i)) for i in range(n))
     assert os_threads() <= baseline + 4
+
+
+def _rss_bytes() -> int:
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    raise AssertionError("no VmRSS in /proc/self/status")
+
+
+def test_recvs_parked_at_once_hold_no_buffer_each_and_get_their_own_bytes(loom: Loom) -> None:
+    """400 virtual threads wait in ``recv(256 KiB)``: waiting costs no buffer of that size
+    (400 of them would be 100 MiB), and the bytes each finally gets are its own."""
+    n, bufsize = 400, 256 * 1024
+    pairs = [socket.socketpair() for _ in range(n)]
+    try:
+        before = _rss_bytes()
+        futures = [ringloom.submit(loom, a.recv, bufsize) for a, _b in pairs]
+        wait_until(lambda: loom.stats()["parked"] == n)
+        grown = _rss_bytes() - before
+        assert grown < 40 * 1024 * 1024, f"{n} parked recvs grew the process by {grown} bytes"
+        for i, (_a, b) in enumerate(pairs):
+            b.sendall(payload(i))
+        assert [f.result(timeout=30) for f in futures] == [payload(i) for i in range(n)]
+    finally:
+        for a, b in pairs:
+            a.close()
+            b.close()
 
 
 def test_recv_timeout_on_a_silent_peer(loom: Loom) -> None:
