@@ -252,7 +252,6 @@ impl FallbackBackend {
 
     pub(crate) fn wait_and_reap(
         &mut self,
-        _shared: &Arc<DriverShared>,
         wait: Option<Option<Duration>>,
         completions: &mut Vec<(u64, Completion)>,
     ) -> io::Result<bool> {

@@ -330,17 +330,14 @@ impl Driver {
         if wait.is_some() {
             count(&self.shared.counters.parks, 1);
         }
-        let shared = self.shared.clone();
         // Kept across turns to reuse its allocation.
         let mut completions = std::mem::take(&mut self.completions);
         let entered = match &mut self.backend {
             Backend::Uring(ring) => ring.submit_and_reap(wait, &mut completions)?,
-            Backend::Fallback(fallback) => {
-                fallback.wait_and_reap(&shared, wait, &mut completions)?
-            }
+            Backend::Fallback(fallback) => fallback.wait_and_reap(wait, &mut completions)?,
         };
         if entered {
-            count(&shared.counters.ring_enters, 1);
+            count(&self.shared.counters.ring_enters, 1);
         }
         // Blocking-pool completions may have arrived while we waited.
         while let Some(request) = self.shared.remote.pop() {
