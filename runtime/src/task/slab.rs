@@ -25,7 +25,7 @@ use std::sync::OnceLock;
 
 const CHUNK_BYTES: usize = 256 * 1024;
 /// Slot sizes step by 8 bytes, not by the 16 of malloc: a task cell of 72 bytes (the
-/// header and a small future) then takes 72, not 80 (8 MB a million tasks).
+/// header and a small future) then takes 72, not 80.
 const GRAIN: usize = 8;
 /// The largest alignment a slot gives: a cell aligned to 16 is rounded up to a multiple
 /// of 16, so every slot of its class is aligned (slots start 128 bytes in).
@@ -83,15 +83,14 @@ struct Cache {
 }
 
 /// Chunks are carved from 2 MiB regions rather than mapped one by one, and a thread's
-/// regions after its first are faulted in whole when mapped (`MADV_POPULATE_WRITE`, Linux 5.14): a
-/// burst of a million spawns then makes one call per 2 MiB where it took a page fault
-/// per 4 KiB (the faults were about a third of its time). The first region is left to
-/// fault page by page, so that a program with a few tasks per worker does not pay 2 MiB
-/// each.
+/// regions after its first are faulted in whole when mapped (`MADV_POPULATE_WRITE`,
+/// Linux 5.14): a burst of spawns then makes one call per 2 MiB instead of taking a
+/// page fault per 4 KiB. The first region faults in page by page, so that a program
+/// with a few tasks per worker does not pay 2 MiB each.
 ///
-/// Not huge pages: tried here, a transparent huge page was zeroed at first touch of
-/// memory the host had taken back from this VM, and a burst of spawns ran at anywhere
-/// from half to one and a half times its rate with small pages.
+/// Not transparent huge pages: on a VM, a huge page is zeroed at first touch of memory
+/// the host may have taken back, which made bursts slower and erratic (see
+/// `benches/notes/rust.spawn.md`).
 #[derive(Default)]
 struct Region {
     /// The next chunk to hand out and the region's end (equal: none left).
