@@ -72,8 +72,9 @@ WORKLOADS: dict[str, Workload] = {
         primary="tasks_per_s",
         higher_is_better=True,
         metrics={"tasks_per_s": "tasks/s", "peak_rss_mib": "MiB", "os_threads": "threads"},
-        target="(the target is stated for map)",
+        target=">= 1.0x asyncio",
         seen="asyncio 103k/s, ThreadPoolExecutor(4) 60k/s, gevent 40k/s",
+        goals=(Goal("tasks_per_s", ">=", 1.0, kind="ratio", peer="asyncio"),),
     ),
     "py.overhead.map": Workload(
         title="Python: 100,000 trivial tasks (quick: 20,000), map",
