@@ -218,8 +218,7 @@ WALL: dict[str, Callable[[int, float, int], dict[str, Any]]] = {
     "uvloop": wall_uvloop,
 }
 #: What each wall-mode peer imports, done before the clock starts: a module's import is
-#: a cost paid once per process, not per batch of tasks (ringloom's and asyncio's are
-#: 50-80 ms each here, half the 10,000 sleepers' run).
+#: a cost paid once per process, not per batch of tasks.
 IMPORTS: dict[str, tuple[str, ...]] = {
     "ringloom": ("ringloom.virtual_thread",),
     "threads": ("concurrent.futures",),
