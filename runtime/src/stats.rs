@@ -9,7 +9,7 @@ use crate::scheduler::Pool;
 /// Bytes of memory mapped for task cells, by every runtime in the process: spawned tasks
 /// are carved from chunks per executor thread, and a chunk is returned once it empties.
 pub fn task_cell_memory() -> usize {
-    crate::task::slab::mapped_bytes()
+    crate::task::region::mapped_bytes()
 }
 
 /// One worker's counters at the moment they were read.

@@ -8,6 +8,7 @@
 mod cell;
 mod header;
 mod join;
+pub(crate) mod region;
 pub(crate) mod slab;
 mod state;
 mod waker;

@@ -23,7 +23,10 @@ use std::ptr::{self, NonNull};
 use std::sync::atomic::{AtomicIsize, AtomicU64, AtomicUsize, Ordering};
 use std::sync::OnceLock;
 
-const CHUNK_BYTES: usize = 256 * 1024;
+use super::region::{self, Region};
+
+/// The size (and alignment) of a chunk: a slot's address masked down gives its chunk.
+pub(super) const CHUNK_BYTES: usize = 256 * 1024;
 /// Slot sizes step by 8 bytes, not by the 16 of malloc: a task cell of 72 bytes (the
 /// header and a small future) then takes 72, not 80.
 const GRAIN: usize = 8;
@@ -80,33 +83,6 @@ struct Cache {
     classes: [Class; CLASSES],
     /// The region new chunks are carved from.
     region: Region,
-}
-
-/// Chunks are carved from 2 MiB regions rather than mapped one by one, and a thread's
-/// regions after its first are faulted in whole when mapped (`MADV_POPULATE_WRITE`,
-/// Linux 5.14): a burst of spawns then makes one call per 2 MiB instead of taking a
-/// page fault per 4 KiB. The first region faults in page by page, so that a program
-/// with a few tasks per worker does not pay 2 MiB each.
-///
-/// Not transparent huge pages: on a VM, a huge page is zeroed at first touch of memory
-/// the host may have taken back, which made bursts slower and erratic (see
-/// `benches/notes/rust.spawn.md`).
-#[derive(Default)]
-struct Region {
-    /// The next chunk to hand out and the region's end (equal: none left).
-    next: usize,
-    end: usize,
-    /// Regions this thread has mapped so far.
-    mapped: usize,
-}
-
-/// Bytes of regions mapped and not yet unmapped again, process-wide.
-static MAPPED: AtomicUsize = AtomicUsize::new(0);
-
-/// Bytes the task-cell regions of every thread hold mapped (a thread's first region
-/// becomes resident as it is touched, the others at once).
-pub fn mapped_bytes() -> usize {
-    MAPPED.load(Ordering::Relaxed)
 }
 
 /// Ids of caches, never reused, so that a chunk never mistakes a new thread for its
@@ -416,75 +392,6 @@ unsafe fn list_length(mut slot: *mut FreeSlot) -> usize {
     length
 }
 
-impl Region {
-    const BYTES: usize = 2 * 1024 * 1024;
-
-    /// A fresh chunk's address, aligned to `CHUNK_BYTES`, or `None` when out of memory.
-    fn take_chunk(&mut self) -> Option<NonNull<u8>> {
-        if self.next == self.end {
-            self.map()?;
-        }
-        let chunk = self.next;
-        self.next += CHUNK_BYTES;
-        NonNull::new(chunk as *mut u8)
-    }
-
-    /// Maps the next region, aligned to its size (map twice the size, trim the ends).
-    fn map(&mut self) -> Option<()> {
-        let span = 2 * Self::BYTES;
-        // SAFETY: a fresh private anonymous mapping; no memory of ours is involved.
-        let base = unsafe {
-            libc::mmap(
-                ptr::null_mut(),
-                span,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
-                -1,
-                0,
-            )
-        };
-        if base == libc::MAP_FAILED {
-            return None;
-        }
-        let base = base as usize;
-        let start = (base + Self::BYTES - 1) & !(Self::BYTES - 1);
-        let (head, tail) = (start - base, base + span - (start + Self::BYTES));
-        // SAFETY: both ranges lie in the mapping just made and outside the region kept;
-        // the advice only concerns the region, which nothing uses yet.
-        unsafe {
-            if head > 0 {
-                libc::munmap(base as *mut libc::c_void, head);
-            }
-            if tail > 0 {
-                libc::munmap((start + Self::BYTES) as *mut libc::c_void, tail);
-            }
-            if self.mapped > 0 {
-                // Faults the region in with one call. Advice only: where it fails (an
-                // older kernel, no memory to spare now) pages fault in as touched.
-                libc::madvise(
-                    start as *mut libc::c_void,
-                    Self::BYTES,
-                    libc::MADV_POPULATE_WRITE,
-                );
-            }
-        }
-        self.mapped += 1;
-        MAPPED.fetch_add(Self::BYTES, Ordering::Relaxed);
-        (self.next, self.end) = (start, start + Self::BYTES);
-        Some(())
-    }
-
-    /// Unmaps the chunks never handed out.
-    fn release_rest(&mut self) {
-        if self.next < self.end {
-            // SAFETY: the range was mapped by `map` and no chunk in it was handed out.
-            unsafe { libc::munmap(self.next as *mut libc::c_void, self.end - self.next) };
-            MAPPED.fetch_sub(self.end - self.next, Ordering::Relaxed);
-        }
-        self.next = self.end;
-    }
-}
-
 /// Writes a chunk's header at the start of a fresh chunk.
 fn init_chunk(chunk: NonNull<u8>, owner: u64, slot_bytes: usize, index: usize) -> NonNull<Chunk> {
     let chunk = chunk.cast::<Chunk>();
@@ -507,9 +414,8 @@ fn init_chunk(chunk: NonNull<u8>, owner: u64, slot_bytes: usize, index: usize) -
 /// # Safety
 /// The chunk has no live slot and nobody will touch it again.
 unsafe fn unmap(chunk: NonNull<Chunk>) {
-    // SAFETY: the caller's guarantee; the range is the chunk `Region::take_chunk` handed out.
-    unsafe { libc::munmap(chunk.as_ptr() as *mut libc::c_void, CHUNK_BYTES) };
-    MAPPED.fetch_sub(CHUNK_BYTES, Ordering::Relaxed);
+    // SAFETY: the caller's guarantee; the chunk came from `Region::take_chunk`.
+    unsafe { region::unmap_chunk(chunk.cast()) };
 }
 
 #[cfg(test)]
@@ -525,6 +431,16 @@ mod tests {
         })
     }
 
+    /// Runs `f` on a new thread that carves cells (as an executor's does), and waits.
+    fn on_executor_thread(f: impl FnOnce() + Send + 'static) {
+        std::thread::spawn(|| {
+            enable_on_this_thread();
+            f();
+        })
+        .join()
+        .unwrap();
+    }
+
     #[test]
     fn a_thread_that_is_not_an_executor_gets_none() {
         std::thread::spawn(|| assert!(allocate(64, 8).is_none()))
@@ -534,22 +450,18 @@ mod tests {
 
     #[test]
     fn big_or_over_aligned_cells_are_refused() {
-        std::thread::spawn(|| {
-            enable_on_this_thread();
+        on_executor_thread(|| {
             assert!(allocate(MAX_SLOT + 1, 8).is_none());
             assert!(allocate(64, 32).is_none());
             let slot = allocate(MAX_SLOT, 16).expect("the largest class");
             // SAFETY: just allocated.
             unsafe { free(slot) };
-        })
-        .join()
-        .unwrap();
+        });
     }
 
     #[test]
     fn slots_are_distinct_aligned_and_reused_and_empty_chunks_go() {
-        std::thread::spawn(|| {
-            enable_on_this_thread();
+        on_executor_thread(|| {
             let per_chunk = (CHUNK_BYTES - FIRST_SLOT) / 48;
             let slots: Vec<_> = (0..3 * per_chunk)
                 .map(|i| {
@@ -575,15 +487,12 @@ mod tests {
             assert!(addresses.binary_search(&(again.as_ptr() as usize)).is_ok());
             // SAFETY: allocated above.
             unsafe { free(again) };
-        })
-        .join()
-        .unwrap();
+        });
     }
 
     #[test]
     fn slots_step_by_eight_bytes_and_keep_an_alignment_of_sixteen() {
-        std::thread::spawn(|| {
-            enable_on_this_thread();
+        on_executor_thread(|| {
             let packed: Vec<_> = (0..100).map(|_| allocate(72, 8).unwrap()).collect();
             for pair in packed.windows(2) {
                 assert_eq!(pair[1].as_ptr() as usize - pair[0].as_ptr() as usize, 72);
@@ -597,15 +506,12 @@ mod tests {
                 // SAFETY: each allocated above, freed once.
                 unsafe { free(slot) };
             }
-        })
-        .join()
-        .unwrap();
+        });
     }
 
     #[test]
     fn chunks_are_carved_eight_to_an_aligned_region() {
-        std::thread::spawn(|| {
-            enable_on_this_thread();
+        on_executor_thread(|| {
             let per_chunk = (CHUNK_BYTES - FIRST_SLOT) / 512;
             let per_region = Region::BYTES / CHUNK_BYTES;
             // Two regions' worth of chunks, then one more.
@@ -619,9 +525,7 @@ mod tests {
                 // SAFETY: each allocated above, freed once.
                 unsafe { free(NonNull::new(slot as *mut u8).unwrap()) };
             }
-        })
-        .join()
-        .unwrap();
+        });
     }
 
     #[test]
