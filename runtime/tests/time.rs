@@ -11,100 +11,104 @@ use common::{hang_guard, runtime, XorShift};
 
 const LIMIT: Duration = Duration::from_secs(120);
 
+/// One finished sleep: its deadline, its place in the order of finishing, when it woke.
+type Finished = (Instant, u64, Instant);
+
+/// Spawns `n` sleeps with deadlines spread over 2 s on a runtime of `workers` workers and
+/// returns them sorted by deadline, with the instant by which all were registered. Each
+/// task polls its sleep once before counting itself registered, so every sleep is in a
+/// timer table when that instant is read; none may wake before its deadline.
+fn spread_sleeps(workers: usize, n: usize) -> (Vec<Finished>, Instant) {
+    let rt = runtime(workers);
+    let sequence = Arc::new(AtomicU64::new(0));
+    let registered = Arc::new(AtomicU64::new(0));
+    let finished: Arc<Mutex<Vec<Finished>>> = Arc::new(Mutex::new(Vec::with_capacity(n)));
+    let all_registered = rt.block_on({
+        let (sequence, finished, registered) =
+            (sequence.clone(), finished.clone(), registered.clone());
+        async move {
+            // Registering 100,000 tasks takes ~0.3 s in a debug build on an idle machine and
+            // several times that under load; sleeps that expire before registration ends
+            // are left out of the order check, and at least half must remain.
+            let start = Instant::now() + Duration::from_millis(1500);
+            let mut rng = XorShift(0x9E37_79B9_7F4A_7C15);
+            let handles: Vec<_> = (0..n)
+                .map(|_| {
+                    let deadline = start + Duration::from_micros(rng.next() % 2_000_000);
+                    let (sequence, finished, registered) =
+                        (sequence.clone(), finished.clone(), registered.clone());
+                    ringloom::spawn(async move {
+                        let mut sleep = std::pin::pin!(ringloom::time::sleep_until(deadline));
+                        std::future::poll_fn(|cx| {
+                            let _ = sleep.as_mut().poll(cx);
+                            std::task::Poll::Ready(())
+                        })
+                        .await;
+                        registered.fetch_add(1, Ordering::SeqCst);
+                        sleep.await;
+                        let woke = Instant::now();
+                        let order = sequence.fetch_add(1, Ordering::SeqCst);
+                        finished.lock().unwrap().push((deadline, order, woke));
+                    })
+                })
+                .collect();
+            while registered.load(Ordering::SeqCst) < n as u64 {
+                ringloom::time::sleep(Duration::from_millis(1)).await;
+            }
+            let all_registered = Instant::now();
+            for handle in handles {
+                handle.await.unwrap();
+            }
+            all_registered
+        }
+    });
+    let mut finished = finished.lock().unwrap().clone();
+    assert_eq!(finished.len(), n, "every sleep finishes once");
+    for (deadline, _, woke) in &finished {
+        assert!(woke >= deadline, "a sleep woke before its deadline");
+    }
+    finished.sort_by_key(|(deadline, _, _)| *deadline);
+    (finished, all_registered)
+}
+
+/// One worker fires every timer and runs every woken task in the order woken, so sleeps
+/// registered in time finish exactly in deadline order. An OS stall of that worker delays
+/// all of them alike and cannot reorder them; a wrong heap order or a lost timer can.
 #[test]
-fn hundred_thousand_sleeps_complete_in_deadline_order() {
+fn hundred_thousand_sleeps_on_one_worker_finish_in_deadline_order() {
     hang_guard(LIMIT, || {
         const N: usize = 100_000;
-        // Ordering is checked between sleeps whose deadlines are further apart than this;
-        // closer ones may finish in either order. Each worker fires its own timers, so a
-        // worker the OS deschedules (seen: 70-190 ms on this 2-core VM under a parallel
-        // build) delays its sleeps while the other worker's go on. A wrong heap order or
-        // a lost timer misorders by up to the whole 2 s spread and still fails this. Seen:
-        // 228 ms once with builds running beside the test.
-        const TOLERANCE: Duration = Duration::from_millis(500);
-        let rt = runtime(2);
-        let sequence = Arc::new(AtomicU64::new(0));
-        let registered = Arc::new(AtomicU64::new(0));
-        let finished: Arc<Mutex<Vec<(Instant, u64, Instant)>>> =
-            Arc::new(Mutex::new(Vec::with_capacity(N)));
-        let all_registered = rt.block_on({
-            let (sequence, finished, registered) =
-                (sequence.clone(), finished.clone(), registered.clone());
-            async move {
-                // Registering 100,000 tasks takes ~0.3 s in a debug build on an idle machine and
-                // several times that under load; sleeps that expire before registration ends
-                // are left out of the order check, and at least half must remain.
-                let start = Instant::now() + Duration::from_millis(1500);
-                let mut rng = XorShift(0x9E37_79B9_7F4A_7C15);
-                let handles: Vec<_> = (0..N)
-                    .map(|_| {
-                        let deadline = start + Duration::from_micros(rng.next() % 2_000_000);
-                        let (sequence, finished, registered) =
-                            (sequence.clone(), finished.clone(), registered.clone());
-                        ringloom::spawn(async move {
-                            let mut sleep = std::pin::pin!(ringloom::time::sleep_until(deadline));
-                            // Poll once so the sleep is registered before it is counted.
-                            std::future::poll_fn(|cx| {
-                                let _ = sleep.as_mut().poll(cx);
-                                std::task::Poll::Ready(())
-                            })
-                            .await;
-                            registered.fetch_add(1, Ordering::SeqCst);
-                            sleep.await;
-                            let woke = Instant::now();
-                            let order = sequence.fetch_add(1, Ordering::SeqCst);
-                            finished.lock().unwrap().push((deadline, order, woke));
-                        })
-                    })
-                    .collect();
-                while registered.load(Ordering::SeqCst) < N as u64 {
-                    ringloom::time::sleep(Duration::from_millis(1)).await;
-                }
-                let all_registered = Instant::now();
-                for handle in handles {
-                    handle.await.unwrap();
-                }
-                all_registered
-            }
-        });
-        let mut finished = finished.lock().unwrap().clone();
-        assert_eq!(finished.len(), N);
-        for (deadline, _, woke) in &finished {
-            assert!(woke >= deadline, "a sleep woke before its deadline");
-        }
+        let (finished, all_registered) = spread_sleeps(1, N);
         // A sleep whose deadline passed before it was registered finishes whenever it is
         // first polled; order is only meaningful for the others.
-        finished.sort_by_key(|(deadline, _, _)| *deadline);
         let first_checked =
             finished.partition_point(|(deadline, _, _)| *deadline <= all_registered);
         assert!(
             first_checked < N / 2,
             "registering {N} sleeps took longer than half of their spread; nothing to check"
         );
-        let finished = &finished[first_checked..];
-        // Sorted by deadline, each sleep must have finished after every sleep whose
-        // deadline is more than TOLERANCE earlier.
-        let mut earlier = 0;
-        let mut max_order_earlier = None::<u64>;
-        for i in 0..finished.len() {
-            let (deadline, order, _) = finished[i];
-            while earlier < i && finished[earlier].0 + TOLERANCE < deadline {
-                let o = finished[earlier].1;
-                max_order_earlier = Some(max_order_earlier.map_or(o, |m| m.max(o)));
-                earlier += 1;
-            }
-            if let Some(max) = max_order_earlier {
-                if max >= order {
-                    let culprit = finished.iter().find(|f| f.1 == max).unwrap();
-                    panic!(
-                        "sleep #{i} (woke {:?} late) finished before one whose deadline was {:?} earlier (woke {:?} late)",
-                        finished[i].2 - deadline,
-                        deadline - culprit.0,
-                        culprit.2 - culprit.0,
-                    );
-                }
-            }
+        let checked = &finished[first_checked..];
+        for (i, pair) in checked.windows(2).enumerate() {
+            let ((earlier, earlier_order, _), (later, later_order, _)) = (pair[0], pair[1]);
+            // Equal deadlines may finish in either order.
+            assert!(
+                earlier == later || earlier_order < later_order,
+                "sleep #{} finished before one whose deadline was {:?} earlier",
+                first_checked + i + 1,
+                later - earlier,
+            );
         }
+    });
+}
+
+/// Two workers each fire the timers registered on them. The order between workers is
+/// not checked: an OS stall of one worker (seen: over 700 ms on a loaded 2-core CI
+/// machine) delays its sleeps while the other's go on, so no fixed tolerance holds.
+/// Every sleep must still finish, once, and none before its deadline.
+#[test]
+fn hundred_thousand_sleeps_on_two_workers_all_finish_none_early() {
+    hang_guard(LIMIT, || {
+        spread_sleeps(2, 100_000);
     });
 }
 
