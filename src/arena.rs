@@ -70,6 +70,9 @@ struct Pool {
     empty: usize,
     /// Free chunks whose pages are kept (see [`DIRTY_LIMIT`]).
     dirty: usize,
+    /// Chunks handed out and not given back, and the most there ever were.
+    in_use: usize,
+    peak: usize,
 }
 
 /// What the pool holds, for `Loom.stats()`.
@@ -78,6 +81,9 @@ pub(crate) struct ChunkStats {
     pub(crate) chunks_in_use: usize,
     /// Free chunks whose pages are kept.
     pub(crate) chunks_cached: usize,
+    /// The most chunks ever in use at once. A region is mapped only when every mapped
+    /// one is full, so regions never exceed `chunks_peak / REGION_CHUNKS + 1`.
+    pub(crate) chunks_peak: usize,
 }
 
 impl Pool {
@@ -87,6 +93,8 @@ impl Pool {
             with_room: Vec::new(),
             empty: 0,
             dirty: 0,
+            in_use: 0,
+            peak: 0,
         }
     }
 
@@ -130,6 +138,8 @@ impl Pool {
             if was_empty {
                 self.empty -= 1;
             }
+            self.in_use += 1;
+            self.peak = self.peak.max(self.in_use);
             return Some(base + index as usize * CHUNK);
         }
     }
@@ -144,6 +154,7 @@ impl Pool {
         region.free.push(index as u8);
         region.dirty |= 1 << index;
         let (free, dirty_in_region) = (region.free.len(), region.dirty.count_ones() as usize);
+        self.in_use -= 1;
         self.dirty += 1;
         if free == 1 {
             self.with_room.push(base);
@@ -172,10 +183,11 @@ impl Pool {
     }
 
     fn stats(&mut self) -> ChunkStats {
-        let chunks_cached = self.dirty;
+        let (chunks_cached, chunks_peak) = (self.dirty, self.peak);
         let regions = self.regions();
         ChunkStats {
             chunks_cached,
+            chunks_peak,
             regions: regions.len(),
             chunks_in_use: regions
                 .values()

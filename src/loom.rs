@@ -242,8 +242,9 @@ impl Loom {
     /// now, `parks` in all) and the runtime's (`driver`, `polls`, `tasks_stolen`,
     /// `ops_submitted`, `ops_completed`, `ring_enters`, `blocking_threads`). After
     /// `close` the runtime's are gone and `driver` is `"closed"`. `frame_chunk_regions`,
-    /// `frame_chunks_in_use` and `frame_chunks_cached` (free, pages kept): the
-    /// process's pool of frame stacks (`arena.rs`).
+    /// `frame_chunks_in_use`, `frame_chunks_cached` (free, pages kept) and
+    /// `frame_chunks_peak` (most in use at once): the process's pool of frame stacks
+    /// (`arena.rs`).
     fn stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
         let dict = PyDict::new(py);
         let c = &self.counters;
@@ -259,6 +260,7 @@ impl Loom {
         dict.set_item("frame_chunk_regions", chunks.regions)?;
         dict.set_item("frame_chunks_in_use", chunks.chunks_in_use)?;
         dict.set_item("frame_chunks_cached", chunks.chunks_cached)?;
+        dict.set_item("frame_chunks_peak", chunks.chunks_peak)?;
         // Read under the slot's lock, written into the dict after it: an allocation may
         // run the cyclic GC and finalizers, which may let go of the GIL.
         let stats = self.runtime.lock().unwrap().as_ref().map(Runtime::stats);

@@ -38,7 +38,7 @@ class Loom:
         ``tasks_live``, ``ops_submitted``, ``ops_completed``, ``ring_enters``,
         ``blocking_threads``) and the process's frame-stack pool
         (``frame_chunk_regions``, ``frame_chunks_in_use``, ``frame_chunks_cached``:
-        free, pages kept)."""
+        free, pages kept; ``frame_chunks_peak``: most in use at once)."""
     def holding(self) -> list[tuple[int, int, float]]:
         """``(thread_ident, episode, seconds)`` per worker running a virtual thread
         now, for the watchdog."""
