@@ -14,12 +14,10 @@ const LIMIT: Duration = Duration::from_secs(120);
 /// One finished sleep: its deadline, its place in the order of finishing, when it woke.
 type Finished = (Instant, u64, Instant);
 
-/// Spawns `n` sleeps with deadlines spread over 2 s on a runtime of `workers` workers and
-/// returns them sorted by deadline, with the instant by which all were registered. Each
+/// Spawns `n` sleeps with deadlines spread over 2 s on `rt` and returns them sorted by deadline, with the instant by which all were registered. Each
 /// task polls its sleep once before counting itself registered, so every sleep is in a
 /// timer table when that instant is read; none may wake before its deadline.
-fn spread_sleeps(workers: usize, n: usize) -> (Vec<Finished>, Instant) {
-    let rt = runtime(workers);
+fn spread_sleeps(rt: ringloom::Runtime, n: usize) -> (Vec<Finished>, Instant) {
     let sequence = Arc::new(AtomicU64::new(0));
     let registered = Arc::new(AtomicU64::new(0));
     let finished: Arc<Mutex<Vec<Finished>>> = Arc::new(Mutex::new(Vec::with_capacity(n)));
@@ -71,14 +69,21 @@ fn spread_sleeps(workers: usize, n: usize) -> (Vec<Finished>, Instant) {
     (finished, all_registered)
 }
 
-/// One worker fires every timer and runs every woken task in the order woken, so sleeps
-/// registered in time finish exactly in deadline order. An OS stall of that worker delays
-/// all of them alike and cannot reorder them; a wrong heap order or a lost timer can.
+/// One worker fires every timer and, in the default scheduling order (not the seeded
+/// shuffle, which reorders woken tasks on purpose), runs every woken task in the order
+/// woken, so sleeps registered in time finish exactly in deadline order. An OS stall of
+/// that worker delays all of them alike and cannot reorder them; a wrong heap order or a
+/// lost timer can.
 #[test]
 fn hundred_thousand_sleeps_on_one_worker_finish_in_deadline_order() {
     hang_guard(LIMIT, || {
         const N: usize = 100_000;
-        let (finished, all_registered) = spread_sleeps(1, N);
+        let rt = ringloom::Runtime::builder()
+            .workers(1)
+            .sched_seed(None)
+            .build()
+            .expect("runtime builds");
+        let (finished, all_registered) = spread_sleeps(rt, N);
         // A sleep whose deadline passed before it was registered finishes whenever it is
         // first polled; order is only meaningful for the others.
         let first_checked =
@@ -108,7 +113,7 @@ fn hundred_thousand_sleeps_on_one_worker_finish_in_deadline_order() {
 #[test]
 fn hundred_thousand_sleeps_on_two_workers_all_finish_none_early() {
     hang_guard(LIMIT, || {
-        spread_sleeps(2, 100_000);
+        spread_sleeps(runtime(2), 100_000);
     });
 }
 
