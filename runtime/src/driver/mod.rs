@@ -18,6 +18,7 @@ use crossbeam_queue::SegQueue;
 use crate::blocking::BlockingPool;
 use op::{OpCode, Submitted};
 
+mod enter;
 mod fallback;
 mod faults;
 mod inflight;

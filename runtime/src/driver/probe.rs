@@ -10,6 +10,9 @@ pub struct RingFeatures {
     pub coop_taskrun: bool,
     pub ext_arg: bool,
     pub nodrop: bool,
+    /// The ring's descriptor is registered with its thread (see `enter.rs`): enters
+    /// skip the kernel's descriptor lookup.
+    pub registered_ring: bool,
     /// Opcodes the kernel lacks that ringloom would have used (their ops then fail
     /// with `EINVAL`, as the kernel reports).
     pub missing_opcodes: u32,
@@ -32,6 +35,9 @@ impl fmt::Display for RingFeatures {
         }
         if self.nodrop {
             flags.push("NODROP");
+        }
+        if self.registered_ring {
+            flags.push("REGISTERED_RING");
         }
         if flags.is_empty() {
             write!(f, "no optional flags")?;

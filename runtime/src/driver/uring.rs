@@ -2,11 +2,12 @@
 
 use std::collections::VecDeque;
 use std::io;
-use std::os::fd::RawFd;
+use std::os::fd::{AsRawFd, RawFd};
 use std::time::Duration;
 
-use io_uring::{opcode, squeue, types, IoUring, Probe};
+use io_uring::{opcode, squeue, types, EnterFlags, IoUring, Probe};
 
+use super::enter::RingEnter;
 use super::faults::Faults;
 use super::inflight::RESERVED_USER_DATA;
 use super::{Completion, RingFeatures};
@@ -21,6 +22,8 @@ const CANCEL_TOKEN: u64 = u64::MAX - 2;
 const CQ_PER_SQ_ENTRY: u32 = 16;
 
 pub(crate) struct UringBackend {
+    /// Declared before `ring`, so that it unregisters while the ring's fd is open.
+    enter: RingEnter,
     ring: IoUring,
     features: RingFeatures,
     wake_fd: RawFd,
@@ -111,6 +114,7 @@ fn build_ring(entries: u32) -> io::Result<(IoUring, RingFeatures)> {
                     coop_taskrun: name == "coop",
                     ext_arg: params.is_feature_ext_arg(),
                     nodrop: params.is_feature_nodrop(),
+                    registered_ring: false,
                     missing_opcodes: 0,
                 };
                 return Ok((ring, features));
@@ -152,7 +156,10 @@ impl UringBackend {
                 .filter(|code| !probe.is_supported(**code))
                 .count() as u32;
         }
+        let enter = RingEnter::new(ring.as_raw_fd());
+        features.registered_ring = enter.is_registered();
         Ok(UringBackend {
+            enter,
             ring,
             features,
             wake_fd,
@@ -226,7 +233,7 @@ impl UringBackend {
     fn flush(&mut self) -> io::Result<()> {
         let submitted = match self.faults.refuse_enter() {
             Some(errno) => Err(io::Error::from_raw_os_error(errno)),
-            None => self.ring.submit(),
+            None => self.enter(0, None, false),
         };
         match submitted {
             Ok(_) => {}
@@ -322,24 +329,13 @@ impl UringBackend {
         }
         let result = match (self.faults.refuse_enter(), wait, timeout) {
             (Some(errno), _, _) => Err(io::Error::from_raw_os_error(errno)),
-            (None, None, _) => {
-                // SAFETY: no extra argument is passed; the queued entries satisfy the
-                // push contract above.
-                unsafe {
-                    self.ring.submitter().enter::<libc::sigset_t>(
-                        self.queued,
-                        0,
-                        io_uring::EnterFlags::GETEVENTS.bits(),
-                        None,
-                    )
-                }
-            }
+            (None, None, _) => self.enter(0, None, true),
             (None, Some(_), Some(ts)) if self.features.ext_arg => {
                 let args = types::SubmitArgs::new().timespec(&ts);
-                self.ring.submitter().submit_with_args(1, &args)
+                self.enter(1, Some(&args), false)
             }
             // Without a timeout, or with the TIMEOUT entry pushed above.
-            (None, Some(_), _) => self.ring.submit_and_wait(1),
+            (None, Some(_), _) => self.enter(1, None, false),
         };
         match result {
             Ok(_) => {}
@@ -365,6 +361,31 @@ impl UringBackend {
         self.refill();
         self.reap(completions);
         Ok(true)
+    }
+
+    /// Submits what is queued and waits for `want` completions (with `args`: until its
+    /// timeout). GETEVENTS as the io-uring crate's `submit_with_args` sets it: to wait,
+    /// when asked, and when the kernel has overflowed completions to flush or deferred
+    /// task work to run.
+    fn enter(
+        &mut self,
+        want: u32,
+        args: Option<&types::SubmitArgs<'_, '_>>,
+        getevents: bool,
+    ) -> io::Result<usize> {
+        let sq = self.ring.submission();
+        let to_submit = sq.len() as u32;
+        let mut flags = EnterFlags::empty();
+        if want > 0 || getevents || sq.cq_overflow() || sq.taskrun() {
+            flags |= EnterFlags::GETEVENTS;
+        }
+        drop(sq);
+        if args.is_some() {
+            flags |= EnterFlags::EXT_ARG;
+        }
+        // SAFETY: every queued entry points only into memory the in-flight table or
+        // this backend keeps alive until its completion (see `try_push`).
+        unsafe { self.enter.enter(to_submit, want, flags, args) }
     }
 
     fn reap(&mut self, completions: &mut Vec<(u64, Completion)>) {
