@@ -13,7 +13,9 @@
 //! back to the system once all its chunks are free, beyond [`SPARE_REGIONS`] kept for
 //! the next burst. A region that a few chunks in use pin (the greenlets a hub keeps idle
 //! end in any order) keeps its free chunks' pages only up to [`DIRTY_LIMIT`] chunks in
-//! all; past that the pages of a chunk given back are dropped. Every other request (pymalloc's arenas, bigger chunks) goes to the
+//! all; past that, free chunks' pages are dropped down to half the limit, a run of
+//! neighbouring chunks in one call (see [`Pool::release_dirty`]). Every other request
+//! (pymalloc's arenas, bigger chunks) goes to the
 //! allocator that was installed before, and so does the free of any block this did not
 //! hand out. `RINGLOOM_FRAME_CHUNKS=system` leaves the allocator alone.
 //!
@@ -34,10 +36,10 @@ const REGION: usize = CHUNK * REGION_CHUNKS;
 /// Fully free regions kept mapped: a burst of that many times 64 virtual threads
 /// starts without mapping anything.
 const SPARE_REGIONS: usize = 2;
-/// Free chunks whose pages are kept (reused without a page fault) at most; past this a
-/// chunk given back has its pages dropped (`MADV_DONTNEED`). Regions pinned by a few
-/// chunks in use (greenlets a hub keeps idle, long-lived threads) would otherwise keep
-/// the pages of all their free chunks.
+/// Free chunks whose pages are kept (reused without a page fault) at most; past this,
+/// free chunks have their pages dropped (`MADV_DONTNEED`) until half this many keep
+/// theirs. Regions pinned by a few chunks in use (greenlets a hub keeps idle,
+/// long-lived threads) would otherwise keep the pages of all their free chunks.
 const DIRTY_LIMIT: usize = 256;
 
 /// The arena allocator installed before this one (CPython's `mmap` one, or whatever a
@@ -171,15 +173,59 @@ impl Pool {
             }
         }
         if self.dirty > DIRTY_LIMIT {
-            // SAFETY: the chunk is free (nobody uses its memory), within a mapping of
-            // this pool; its pages read as zeros when next touched.
-            unsafe { libc::madvise(ptr as *mut c_void, CHUNK, libc::MADV_DONTNEED) };
-            if let Some(region) = self.regions().get_mut(&base) {
-                region.dirty &= !(1 << index);
-            }
-            self.dirty -= 1;
+            self.release_dirty(DIRTY_LIMIT / 2);
         }
         true
+    }
+
+    /// Drops the pages of free chunks until at most `keep` chunks keep theirs: a run of
+    /// neighbouring free chunks in one `madvise`, and first in the regions with the
+    /// most chunks in use, whose free ones are the least likely to go back with their
+    /// whole region soon. A burst of virtual threads ending (thousands of chunks given
+    /// back, most of them in regions that then go back whole) made one call per chunk
+    /// when each chunk past the limit was dropped as it came back.
+    fn release_dirty(&mut self, keep: usize) {
+        let mut order: Vec<(usize, usize)> = self
+            .regions()
+            .iter()
+            .filter(|(_, region)| region.dirty != 0)
+            .map(|(&base, region)| (REGION_CHUNKS - region.free.len(), base))
+            .collect();
+        order.sort_unstable_by(|a, b| b.cmp(a));
+        for (_, base) in order {
+            if self.dirty <= keep {
+                return;
+            }
+            let Some(region) = self.regions().get_mut(&base) else {
+                continue;
+            };
+            let mut bits = region.dirty;
+            region.dirty = 0;
+            let mut released = 0;
+            while bits != 0 {
+                let start = bits.trailing_zeros() as usize;
+                let run = (bits >> start).trailing_ones() as usize;
+                // SAFETY: a dirty bit marks a free chunk (nobody uses its memory), and
+                // the run lies within this region's mapping; the pages read as zeros
+                // when next touched.
+                unsafe {
+                    libc::madvise(
+                        (base + start * CHUNK) as *mut c_void,
+                        run * CHUNK,
+                        libc::MADV_DONTNEED,
+                    )
+                };
+                // A run of 64 is the whole word (and starts at 0).
+                let mask = if run == 64 {
+                    u64::MAX
+                } else {
+                    ((1u64 << run) - 1) << start
+                };
+                bits &= !mask;
+                released += run;
+            }
+            self.dirty -= released;
+        }
     }
 
     fn stats(&mut self) -> ChunkStats {
