@@ -9,8 +9,10 @@ PEER is the gunicorn worker: ``ringloom`` (``-k ringloom.gunicorn.Worker``), ``g
 ``--upstream-ms`` (an asyncio server in its own process). gunicorn's master and workers
 are pinned to ``--server-cpu``; the upstream and ``wrk`` (``-t1 -c N``, from the
 distribution) to ``--load-cpu``. ``req_per_s`` and ``p99_ms`` are wrk's; ``rss_mib_per_worker``
-is the mean resident size of the workers at the end of the load, read from ``/proc``;
-``errors`` counts wrk's socket errors and non-2xx answers.
+is each worker's resident size under load, read from ``/proc`` every half second from 30%
+to 90% of the run (at least once), the median of each worker's readings averaged over the
+workers: one reading moved by 10 MiB between runs as requests came and went; ``errors``
+counts wrk's socket errors and non-2xx answers.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import os
 import re
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import time
@@ -87,6 +90,21 @@ def rss_mib(pid: int) -> float:
             if line.startswith("VmRSS:"):
                 return int(line.split()[1]) / 1024
     return 0.0
+
+
+def worker_rss(master: int, seconds: float) -> list[float]:
+    """Each worker's median resident size (MiB) over readings every half second from 30%
+    to 90% of a load of ``seconds`` that starts now (at least one reading)."""
+    start = time.monotonic()
+    time.sleep(seconds * 0.3)
+    readings: dict[int, list[float]] = {}
+    while True:
+        for pid in children(master):
+            readings.setdefault(pid, []).append(rss_mib(pid))
+        if time.monotonic() - start + 0.5 > seconds * 0.9:
+            break
+        time.sleep(0.5)
+    return [statistics.median(values) for values in readings.values()]
 
 
 def wait_http(port: int, path: str, timeout: float = 60) -> None:
@@ -204,9 +222,8 @@ def main() -> None:
             text=True,
             preexec_fn=lambda: h.pin(args.load_cpu),
         )
-        time.sleep(args.seconds * 0.8)
+        rss = worker_rss(server.pid, args.seconds)
         workers = children(server.pid)
-        rss = [rss_mib(pid) for pid in workers]
         out, _ = wrk.communicate(timeout=args.seconds + 60)
         metrics: dict[str, Any] = parse_wrk(out)
         metrics["rss_mib_per_worker"] = sum(rss) / max(1, len(rss))
