@@ -1,66 +1,141 @@
-//! The timers of one driver: deadlines in order over a slab of entries.
+//! The timers of one driver: deadlines in order over a table of slots.
 //!
-//! A sleep costs one slab entry and one ordered entry, no submission: the driver bounds
-//! its park by the earliest deadline instead. Removal is lazy; an ordered entry whose
-//! slab slot moved on (different sequence number) is skipped.
+//! A sleep costs one slot and one ordered entry, no submission: the driver bounds its
+//! park by the earliest deadline instead. Removal is lazy; an ordered entry whose slot
+//! moved on (different sequence number) is skipped.
 //!
 //! The order is kept in two places. Sleeps of one length registered one after another
 //! come in deadline order, so an entry not earlier than the newest in `run` is appended
 //! there (O(1) in and out); only the others go to the binary heap, whose pops cost a
 //! cache miss per level.
+//!
+//! A slot and an ordered entry take 24 bytes each: a burst of a million sleeps touches
+//! 48 MB of fresh memory for them, and first-touch page faults are a good part of what
+//! such a burst costs.
 
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap, VecDeque};
+use std::collections::{BTreeMap, BinaryHeap, HashMap, VecDeque};
 use std::task::Waker;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-use slab::Slab;
+/// Marks a vacant slot's `seq`; the low bits name the next vacant slot.
+const VACANT: u64 = 1 << 63;
+/// No slot (the end of the vacant list).
+const NO_SLOT: u32 = u32::MAX;
 
-enum Expiry {
-    /// A sleep; wake this when due.
-    Waiting(Option<Waker>),
-    /// A sleep that is due; its future has not seen it yet.
-    Fired,
-    /// A fallback timeout op; complete it when due.
-    Op(u64),
-}
-
-struct Entry {
+/// A sleep's place in the table.
+struct Slot {
+    /// The registration's sequence number, or `VACANT | next vacant slot`.
     seq: u64,
-    expiry: Expiry,
+    /// The sleep's waker; `None` once it fired and its future has not seen it yet.
+    waker: Option<Waker>,
 }
 
-/// Identifies a registered sleep.
+/// Identifies a registered sleep. `check` is the low half of the slot's sequence
+/// number: only the sleep itself removes its slot, so a key never outlives it, and the
+/// check is there to catch a mistake, not a race.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct TimerKey {
-    key: usize,
-    seq: u64,
+    slot: u32,
+    check: u32,
 }
 
-/// An ordered entry: deadline, then registration order, then slab key.
-type Due = (Instant, u64, usize);
+/// An ordered entry: deadline (nanoseconds after the queue's origin), then registration
+/// order, then slot.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+struct Due {
+    at: u64,
+    seq: u64,
+    slot: u32,
+}
 
-#[derive(Default)]
 pub(crate) struct TimerQueue {
+    /// Deadlines are kept as nanoseconds after this (earlier ones as 0: they are due).
+    origin: Instant,
     /// Entries in non-decreasing deadline (and registration) order.
     run: VecDeque<Due>,
     /// Entries that came earlier than the end of `run`.
     heap: BinaryHeap<Reverse<Due>>,
-    entries: Slab<Entry>,
-    ops: HashMap<u64, TimerKey>,
+    slots: Vec<Slot>,
+    /// The first vacant slot.
+    vacant: u32,
+    /// Occupied slots.
+    live: usize,
+    /// The fallback driver's timeout ops, by (deadline, sequence number), and the same
+    /// by op: few, so kept apart from the sleeps' compact table.
+    ops: BTreeMap<(Instant, u64), u64>,
+    op_deadlines: HashMap<u64, (Instant, u64)>,
     next_seq: u64,
 }
 
+impl Default for TimerQueue {
+    fn default() -> TimerQueue {
+        TimerQueue {
+            origin: Instant::now(),
+            run: VecDeque::new(),
+            heap: BinaryHeap::new(),
+            slots: Vec::new(),
+            vacant: NO_SLOT,
+            live: 0,
+            ops: BTreeMap::new(),
+            op_deadlines: HashMap::new(),
+            next_seq: 0,
+        }
+    }
+}
+
 impl TimerQueue {
-    fn insert(&mut self, deadline: Instant, expiry: Expiry) -> TimerKey {
+    fn nanos(&self, instant: Instant) -> u64 {
+        let since = instant.saturating_duration_since(self.origin).as_nanos();
+        u64::try_from(since).unwrap_or(u64::MAX)
+    }
+
+    fn take_seq(&mut self) -> u64 {
         let seq = self.next_seq;
         self.next_seq += 1;
-        let key = self.entries.insert(Entry { seq, expiry });
+        seq
+    }
+
+    pub(crate) fn insert_waker(&mut self, deadline: Instant, waker: Waker) -> TimerKey {
+        let seq = self.take_seq();
+        let filled = Slot {
+            seq,
+            waker: Some(waker),
+        };
+        let slot = if self.vacant == NO_SLOT {
+            let slot = u32::try_from(self.slots.len())
+                .ok()
+                .filter(|&slot| slot != NO_SLOT)
+                .expect("over 4 billion sleeps registered on one driver");
+            self.slots.push(filled);
+            slot
+        } else {
+            let slot = self.vacant;
+            let next = std::mem::replace(&mut self.slots[slot as usize], filled).seq;
+            debug_assert!(next & VACANT != 0, "the vacant list names an occupied slot");
+            self.vacant = next as u32;
+            slot
+        };
+        self.live += 1;
+        let due = Due {
+            at: self.nanos(deadline),
+            seq,
+            slot,
+        };
         match self.run.back() {
-            Some(&(last, _, _)) if deadline < last => self.heap.push(Reverse((deadline, seq, key))),
-            _ => self.run.push_back((deadline, seq, key)),
+            Some(last) if due.at < last.at => self.heap.push(Reverse(due)),
+            _ => self.run.push_back(due),
         }
-        TimerKey { key, seq }
+        TimerKey {
+            slot,
+            check: seq as u32,
+        }
+    }
+
+    pub(crate) fn insert_op(&mut self, deadline: Instant, user_data: u64) {
+        let seq = self.take_seq();
+        self.ops.insert((deadline, seq), user_data);
+        self.op_deadlines.insert(user_data, (deadline, seq));
     }
 
     /// The earliest ordered entry, live or stale.
@@ -86,51 +161,58 @@ impl TimerQueue {
         }
     }
 
-    pub(crate) fn insert_waker(&mut self, deadline: Instant, waker: Waker) -> TimerKey {
-        self.insert(deadline, Expiry::Waiting(Some(waker)))
+    /// The slot of a live ordered entry.
+    fn slot_of(&mut self, due: Due) -> Option<&mut Slot> {
+        self.slots
+            .get_mut(due.slot as usize)
+            .filter(|slot| slot.seq == due.seq)
     }
 
-    pub(crate) fn insert_op(&mut self, deadline: Instant, user_data: u64) {
-        let key = self.insert(deadline, Expiry::Op(user_data));
-        self.ops.insert(user_data, key);
+    fn key_is_live(&self, key: TimerKey) -> bool {
+        self.slots
+            .get(key.slot as usize)
+            .is_some_and(|slot| slot.seq & VACANT == 0 && slot.seq as u32 == key.check)
     }
 
-    fn entry_mut(&mut self, key: TimerKey) -> Option<&mut Entry> {
-        self.entries.get_mut(key.key).filter(|e| e.seq == key.seq)
+    fn vacate(&mut self, slot: u32) {
+        self.slots[slot as usize] = Slot {
+            seq: VACANT | u64::from(self.vacant),
+            waker: None,
+        };
+        self.vacant = slot;
+        self.live -= 1;
     }
 
     /// True if the sleep is due (and forgets it); otherwise stores the waker.
     pub(crate) fn poll(&mut self, key: TimerKey, waker: &Waker) -> bool {
-        let Some(entry) = self.entry_mut(key) else {
+        if !self.key_is_live(key) {
             return true;
-        };
-        match &mut entry.expiry {
-            Expiry::Fired => {
-                self.entries.remove(key.key);
+        }
+        match &mut self.slots[key.slot as usize].waker {
+            None => {
+                self.vacate(key.slot);
                 true
             }
-            Expiry::Waiting(slot) => {
-                match slot {
-                    Some(current) if current.will_wake(waker) => {}
-                    _ => *slot = Some(waker.clone()),
+            Some(current) => {
+                if !current.will_wake(waker) {
+                    *current = waker.clone();
                 }
                 false
             }
-            Expiry::Op(_) => unreachable!("a sleep key never names an op timer"),
         }
     }
 
     pub(crate) fn remove(&mut self, key: TimerKey) {
-        if self.entry_mut(key).is_some() {
-            self.entries.remove(key.key);
+        if self.key_is_live(key) {
+            self.vacate(key.slot);
         }
     }
 
     /// Removes a fallback timeout op; false if it already fired.
     pub(crate) fn remove_op(&mut self, user_data: u64) -> bool {
-        match self.ops.remove(&user_data) {
-            Some(key) => {
-                self.remove(key);
+        match self.op_deadlines.remove(&user_data) {
+            Some(at) => {
+                self.ops.remove(&at);
                 true
             }
             None => false,
@@ -138,51 +220,61 @@ impl TimerQueue {
     }
 
     pub(crate) fn is_empty(&self) -> bool {
-        self.entries.is_empty()
+        self.live == 0 && self.ops.is_empty()
     }
 
-    /// The earliest live deadline.
+    /// The earliest deadline of a sleep that has not fired or an op.
     pub(crate) fn next_deadline(&mut self) -> Option<Instant> {
-        while let Some((deadline, seq, key)) = self.peek() {
-            match self.entries.get(key) {
-                Some(entry) if entry.seq == seq && !matches!(entry.expiry, Expiry::Fired) => {
-                    return Some(deadline)
-                }
-                _ => self.pop(),
-            }
-        }
-        None
-    }
-
-    /// Fires everything due at `now`, in deadline order (ties in registration order).
-    pub(crate) fn fire(&mut self, now: Instant, wakers: &mut Vec<Waker>, ops: &mut Vec<u64>) {
-        while let Some((deadline, seq, key)) = self.peek() {
-            if deadline > now {
+        let mut sleep = None;
+        while let Some(due) = self.peek() {
+            if self.slot_of(due).is_some_and(|slot| slot.waker.is_some()) {
+                sleep = Some(self.origin + Duration::from_nanos(due.at));
                 break;
             }
             self.pop();
-            let Some(entry) = self.entries.get_mut(key).filter(|e| e.seq == seq) else {
-                continue;
-            };
-            match std::mem::replace(&mut entry.expiry, Expiry::Fired) {
-                Expiry::Waiting(waker) => wakers.extend(waker),
-                Expiry::Op(user_data) => {
-                    self.entries.remove(key);
-                    self.ops.remove(&user_data);
-                    ops.push(user_data);
-                }
-                Expiry::Fired => {}
+        }
+        let op = self.ops.keys().next().map(|&(deadline, _)| deadline);
+        match (sleep, op) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// Fires everything due at `now`: sleeps in deadline order (ties in registration
+    /// order), then ops.
+    pub(crate) fn fire(&mut self, now: Instant, wakers: &mut Vec<Waker>, ops: &mut Vec<u64>) {
+        let now_at = self.nanos(now);
+        while let Some(due) = self.peek() {
+            if due.at > now_at {
+                break;
+            }
+            self.pop();
+            if let Some(waker) = self.slot_of(due).and_then(|slot| slot.waker.take()) {
+                wakers.push(waker);
             }
         }
-        if self.entries.is_empty() && self.entries.capacity() > 4096 {
-            // Reclaim the memory a burst of timers left behind. Every ordered entry is stale
-            // now, and stale keys are told apart by their sequence numbers.
-            self.entries = Slab::new();
+        while let Some(entry) = self.ops.first_entry() {
+            if entry.key().0 > now {
+                break;
+            }
+            let user_data = entry.remove();
+            self.op_deadlines.remove(&user_data);
+            ops.push(user_data);
+        }
+        if self.live == 0 && self.slots.capacity() > 4096 {
+            // Reclaim the memory a burst of timers left behind. Every ordered entry is
+            // stale now.
+            self.slots = Vec::new();
+            self.vacant = NO_SLOT;
             self.run = VecDeque::new();
             self.heap = BinaryHeap::new();
         }
     }
 }
+
+// What a sleep costs the queue: a slot and an ordered entry, 24 bytes each.
+#[cfg(target_pointer_width = "64")]
+const _: () = assert!(std::mem::size_of::<Slot>() == 24 && std::mem::size_of::<Due>() == 24);
 
 #[cfg(test)]
 mod tests {
@@ -254,5 +346,47 @@ mod tests {
         timers.fire(now, &mut fired, &mut ops);
         assert_eq!(ops, vec![7]);
         assert!(!timers.remove_op(7), "it fired");
+    }
+    #[test]
+    fn a_reused_slot_is_not_fired_by_the_stale_entry_of_its_last_sleep() {
+        let mut timers = TimerQueue::default();
+        let now = Instant::now();
+        let (early, late) = (waker(), waker());
+        let removed = timers.insert_waker(now + Duration::from_millis(10), early.clone());
+        timers.remove(removed);
+        let kept = timers.insert_waker(now + Duration::from_secs(10), late.clone());
+        assert_eq!(kept.slot, removed.slot, "the vacant slot is reused");
+        let (mut fired, mut ops) = (Vec::new(), Vec::new());
+        timers.fire(now + Duration::from_secs(1), &mut fired, &mut ops);
+        assert!(
+            fired.is_empty(),
+            "the stale entry woke the slot's new sleep"
+        );
+        assert!(!timers.poll(kept, &late));
+        assert_eq!(timers.next_deadline(), Some(now + Duration::from_secs(10)));
+        timers.fire(now + Duration::from_secs(10), &mut fired, &mut ops);
+        assert_eq!(fired.len(), 1);
+        assert!(timers.poll(kept, &late));
+        assert!(timers.is_empty());
+    }
+
+    #[test]
+    fn deadlines_before_the_queue_existed_are_due_and_ops_order_with_sleeps() {
+        let past = Instant::now();
+        std::thread::sleep(Duration::from_millis(2));
+        let mut timers = TimerQueue::default();
+        let w = waker();
+        timers.insert_op(past + Duration::from_secs(5), 1);
+        let key = timers.insert_waker(past, w.clone());
+        assert_eq!(timers.next_deadline(), Some(timers.origin));
+        let (mut fired, mut ops) = (Vec::new(), Vec::new());
+        timers.fire(Instant::now(), &mut fired, &mut ops);
+        assert_eq!((fired.len(), ops.len()), (1, 0));
+        assert!(timers.poll(key, &w));
+        assert_eq!(timers.next_deadline(), Some(past + Duration::from_secs(5)));
+        assert!(!timers.is_empty(), "the op is still waiting");
+        timers.fire(past + Duration::from_secs(5), &mut fired, &mut ops);
+        assert_eq!(ops, vec![1]);
+        assert!(timers.is_empty());
     }
 }
