@@ -306,6 +306,71 @@ fn abort_after_completion_keeps_the_result() {
 }
 
 #[test]
+fn each_output_is_dropped_once_whoever_ends_up_with_it() {
+    struct Counted(Arc<AtomicUsize>);
+    impl Drop for Counted {
+        fn drop(&mut self) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+    struct PanicOnDrop;
+    impl Drop for PanicOnDrop {
+        fn drop(&mut self) {
+            panic!("dropping this future panics");
+        }
+    }
+    let drops = Arc::new(AtomicUsize::new(0));
+    let count = |drops: &Arc<AtomicUsize>| drops.load(Ordering::SeqCst);
+    let rt = runtime(2);
+    rt.block_on(async {
+        // Taken by the handle: only its new owner drops it.
+        let made = drops.clone();
+        let output = ringloom::spawn(async move { Counted(made) }).await.unwrap();
+        assert_eq!(count(&drops), 0);
+        drop(output);
+        assert_eq!(count(&drops), 1);
+
+        // The handle dropped before the task finished: the task's last reference.
+        let made = drops.clone();
+        drop(ringloom::spawn(async move {
+            ringloom::time::sleep(Duration::from_millis(10)).await;
+            Counted(made)
+        }));
+        for _ in 0..60_000 {
+            if count(&drops) >= 2 {
+                break;
+            }
+            ringloom::time::sleep(Duration::from_millis(1)).await;
+        }
+        assert_eq!(count(&drops), 2, "the unjoined output was dropped once");
+
+        // The handle dropped after the task finished, without asking for the output.
+        let made = drops.clone();
+        let handle = ringloom::spawn(async move { Counted(made) });
+        while !handle.is_finished() {
+            ringloom::yield_now().await;
+        }
+        assert_eq!(count(&drops), 2);
+        drop(handle);
+        assert_eq!(count(&drops), 3);
+
+        // A future whose own drop panics: the output is that panic, and the values it
+        // held are dropped once.
+        let held = Counted(drops.clone());
+        let result = ringloom::spawn(async move {
+            let _held = held;
+            let _panics = PanicOnDrop;
+            1
+        })
+        .await;
+        assert!(result.unwrap_err().is_panic());
+        assert_eq!(count(&drops), 4);
+    });
+    drop(rt);
+    assert_eq!(count(&drops), 4, "nothing dropped twice at shutdown");
+}
+
+#[test]
 fn spawn_local_runs_non_send_futures() {
     let rt = runtime(2);
     let value = rt.block_on(async {

@@ -14,7 +14,7 @@ use std::sync::{Arc, OnceLock};
 use crate::blocking::BlockingPool;
 use crate::driver::{DriverConfig, DriverShared};
 use crate::table_lock::TableLock;
-use crate::task::{new_task, Header, JoinHandle, Task};
+use crate::task::{new_task, Header, JoinHandle, Task, OUTPUT_TAKEN};
 
 mod countdown;
 mod home;
@@ -124,7 +124,10 @@ impl Executor {
         let header = task.header() as *const Header;
         let mut registry = self.registry.lock();
         let key = registry.insert(task);
-        let key = u32::try_from(key).expect("over 4 billion live tasks on one thread");
+        let key = u32::try_from(key)
+            .ok()
+            .filter(|&key| key < OUTPUT_TAKEN)
+            .expect("over 4 billion live tasks on one thread");
         // SAFETY: the registry's reference keeps the header alive.
         unsafe { (*header).key.store(key, Ordering::Relaxed) };
     }

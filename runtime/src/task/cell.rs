@@ -5,6 +5,7 @@ use std::alloc::Layout;
 use std::cell::UnsafeCell;
 use std::future::Future;
 use std::marker::PhantomData;
+use std::mem::ManuallyDrop;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::pin::Pin;
 use std::ptr::NonNull;
@@ -16,10 +17,12 @@ use super::slab;
 use super::waker;
 use crate::scheduler::{current_worker_index, Home};
 
-enum Stage<F: Future> {
-    Running(F),
-    Finished(Result<F::Output, JoinError>),
-    Consumed,
+/// The future until the task completes, then its output until the join handle takes
+/// it, then nothing. Which one is there follows from the task's state (see
+/// `Cell::stage`), so the stage carries no tag of its own: a word less in every task.
+union Stage<F: Future> {
+    future: ManuallyDrop<F>,
+    output: ManuallyDrop<Result<F::Output, JoinError>>,
 }
 
 /// `#[repr(C)]` with the header first: a task pointer is a pointer to its cell.
@@ -33,6 +36,10 @@ struct Cell<F: Future> {
     /// a run queue holds a reference, or once it has waited the owner's registry, and
     /// shutdown empties both, a local task's on its owner thread), and the output is
     /// `Send` (spawn requires it).
+    ///
+    /// What it holds: the future while the task is not COMPLETE (`finish`, the only
+    /// place that drops it, holds RUNNING until it sets COMPLETE), the output once
+    /// COMPLETE until `Header::output_taken`, then nothing.
     stage: UnsafeCell<Stage<F>>,
 }
 
@@ -82,7 +89,9 @@ where
     unsafe {
         ptr.as_ptr().write(Cell {
             header: Header::new(vtable, scheduler, owner),
-            stage: UnsafeCell::new(Stage::Running(future)),
+            stage: UnsafeCell::new(Stage {
+                future: ManuallyDrop::new(future),
+            }),
         })
     };
     let ptr = ptr.cast::<Header>();
@@ -115,15 +124,18 @@ unsafe fn finish<F: Future>(ptr: NonNull<Header>, result: Result<F::Output, Join
     let cell = unsafe { cell::<F>(ptr) };
     // SAFETY: the RUNNING bit gives exclusive access to the stage.
     let stage = unsafe { &mut *cell.stage.get() };
-    // Dropping the future may itself panic; that must not take the worker down.
+    // Dropping the future may itself panic; that must not take the worker down. Either
+    // way it is gone: the output takes its place.
     let dropped = catch_unwind(AssertUnwindSafe(|| {
-        *stage = Stage::Consumed;
+        // SAFETY: not COMPLETE yet, so the stage holds the future; it is dropped once,
+        // here, and never touched again.
+        unsafe { ManuallyDrop::drop(&mut stage.future) }
     }));
     let result = match (result, dropped) {
         (Ok(_), Err(panic)) => Err(JoinError::panic(panic)),
         (result, _) => result,
     };
-    *stage = Stage::Finished(result);
+    stage.output = ManuallyDrop::new(result);
     let header = &cell.header;
     // Before the joiner hears of it: whoever awaits the handle then finds the task gone
     // from its owner's counts too (the caller's reference keeps it alive here).
@@ -166,12 +178,10 @@ where
     let mut cx = Context::from_waker(&waker);
     // SAFETY: we hold the RUNNING bit: exclusive access to the stage.
     let stage = unsafe { &mut *cell.stage.get() };
-    let Stage::Running(future) = stage else {
-        unreachable!("a task without a future was scheduled to run");
-    };
-    // SAFETY: the future lives inside the task allocation and is never moved out of
-    // it; it is dropped in place by `finish`.
-    let future = unsafe { Pin::new_unchecked(future) };
+    // SAFETY: `start_run` refuses a COMPLETE task, so the stage holds the future. It
+    // lives inside the task allocation and is never moved out of it; it is dropped in
+    // place by `finish`.
+    let future = unsafe { Pin::new_unchecked(&mut *stage.future) };
     match catch_unwind(AssertUnwindSafe(|| future.poll(&mut cx))) {
         Ok(Poll::Pending) => {
             if !header.is_registered() {
@@ -243,13 +253,15 @@ unsafe fn take_output<F: Future>(cell: &Cell<F>, out: *mut ()) {
     // SAFETY: after COMPLETE only the unique handle touches the stage until the last
     // reference frees it (and the handle holds one).
     let stage = unsafe { &mut *cell.stage.get() };
-    match std::mem::replace(stage, Stage::Consumed) {
-        // SAFETY: the caller says what `out` points to.
-        Stage::Finished(result) => unsafe {
-            *(out as *mut Poll<Result<F::Output, JoinError>>) = Poll::Ready(result)
-        },
-        _ => panic!("JoinHandle polled after it returned its result"),
+    if cell.header.output_taken() {
+        panic!("JoinHandle polled after it returned its result");
     }
+    // SAFETY: COMPLETE and not taken: the stage holds the output, read out once (the
+    // mark below keeps it from being read or dropped again).
+    let result = unsafe { ManuallyDrop::take(&mut stage.output) };
+    cell.header.mark_output_taken();
+    // SAFETY: the caller says what `out` points to.
+    unsafe { *(out as *mut Poll<Result<F::Output, JoinError>>) = Poll::Ready(result) };
 }
 
 /// Drops the cell in place; its memory is the caller's to free.
@@ -257,11 +269,23 @@ unsafe fn take_output<F: Future>(cell: &Cell<F>, out: *mut ()) {
 /// # Safety
 /// See `Vtable::dealloc`.
 unsafe fn drop_cell<F: Future>(ptr: NonNull<Header>) {
-    // SAFETY: this was the last reference. The stage holds no future here (see
-    // `Cell::stage`), only the `Send` output or nothing, so dropping it on this thread is
-    // fine; the one exception is a pool task's queue reference dropped unrun after
-    // shutdown, whose future is `Send`.
-    unsafe { std::ptr::drop_in_place(ptr.cast::<Cell<F>>().as_ptr()) };
+    let cell = ptr.cast::<Cell<F>>().as_ptr();
+    // SAFETY: this was the last reference, so nothing else touches the cell, and its
+    // state and marks are final (the last decrement acquired every holder's writes).
+    // The stage holds no future here (see `Cell::stage`), only the `Send` output or
+    // nothing, so dropping it on this thread is fine; the one exception is a pool
+    // task's queue reference dropped unrun after shutdown, whose future is `Send`.
+    unsafe {
+        let header = &(*cell).header;
+        let stage = &mut *(*cell).stage.get();
+        if !header.state.is_complete() {
+            ManuallyDrop::drop(&mut stage.future);
+        } else if !header.output_taken() {
+            ManuallyDrop::drop(&mut stage.output);
+        }
+        // The header's own fields; the stage has no drop glue.
+        std::ptr::drop_in_place(cell);
+    }
 }
 
 /// # Safety

@@ -18,6 +18,9 @@ pub(crate) const MAX_WORKERS: usize = NO_WORKER as usize;
 const NO_WORKER: u16 = u16::MAX;
 /// `Header::key` of a task no registry holds.
 pub(crate) const UNREGISTERED: u32 = u32::MAX;
+/// `Header::key` of a complete task whose join handle took the output (registry keys
+/// stay below it).
+pub(crate) const OUTPUT_TAKEN: u32 = u32::MAX - 1;
 
 /// The type-specific operations of a task, reached through its header.
 pub(crate) struct Vtable {
@@ -37,8 +40,10 @@ pub(crate) struct Vtable {
 pub(crate) struct Header {
     pub(crate) state: State,
     refs: AtomicU32,
-    /// Its key in the owner's registry, `UNREGISTERED` until its first wait; written by
-    /// the holder of the RUNNING bit only (see `Executor::register`).
+    /// Its key in the owner's registry, `UNREGISTERED` until its first wait; once the
+    /// task is complete (and out of the registry), `OUTPUT_TAKEN` after the join handle
+    /// took the output. Before completion written by the holder of the RUNNING bit only
+    /// (see `Executor::register`).
     pub(crate) key: AtomicU32,
     /// The worker that last ran the task (`NO_WORKER`: none yet); a wake-up from
     /// another thread queues it there.
@@ -98,8 +103,21 @@ impl Header {
     }
 
     /// Whether the owner's registry holds this task (it has waited at least once).
+    /// Only for a task that is not complete.
     pub(crate) fn is_registered(&self) -> bool {
         self.key.load(Ordering::Relaxed) != UNREGISTERED
+    }
+
+    /// Records that the join handle took the output. Only the unique join handle calls
+    /// this, once, after completion, when nothing else writes `key`; the last
+    /// reference's drop sees it (its decrement orders it).
+    pub(crate) fn mark_output_taken(&self) {
+        self.key.store(OUTPUT_TAKEN, Ordering::Relaxed);
+    }
+
+    /// Whether the join handle took the output; only meaningful once complete.
+    pub(crate) fn output_taken(&self) -> bool {
+        self.key.load(Ordering::Relaxed) == OUTPUT_TAKEN
     }
 
     /// Adds a reference (the caller already holds one).

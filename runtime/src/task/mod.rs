@@ -14,6 +14,6 @@ mod state;
 mod waker;
 
 pub(crate) use cell::new_task;
-pub(crate) use header::{Header, Task, MAX_WORKERS};
+pub(crate) use header::{Header, Task, MAX_WORKERS, OUTPUT_TAKEN};
 pub use join::{JoinError, JoinHandle};
 pub(crate) use slab::enable_on_this_thread as enable_cell_slab;
