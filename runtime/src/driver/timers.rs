@@ -1,71 +1,69 @@
 //! The timers of one driver: deadlines in order over a table of slots.
 //!
 //! A sleep costs one slot and one ordered entry, no submission: the driver bounds its
-//! park by the earliest deadline instead. Removal is lazy; an ordered entry whose slot
-//! moved on (different sequence number) is skipped.
+//! park by the earliest deadline instead. A removed sleep's slot stays taken (cancelled)
+//! until its ordered entry leaves the queue, so an entry always names the sleep it was
+//! made for, with no sequence number to tell a reused slot apart.
 //!
 //! The order is kept in two places. Sleeps of one length registered one after another
 //! come in deadline order, so an entry not earlier than the newest in `run` is appended
 //! there (O(1) in and out); only the others go to the binary heap, whose pops cost a
 //! cache miss per level.
 //!
-//! A slot and an ordered entry take 24 bytes each: a burst of a million sleeps touches
-//! 48 MB of fresh memory for them, and first-touch page faults are a good part of what
-//! such a burst costs.
+//! A sleep takes 33 bytes here (an ordered entry, a waker, a state byte): a burst of a
+//! million sleeps touches that many megabytes of fresh memory, and the first-touch page
+//! faults of it were a good part of what such a burst cost.
 
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap, HashMap, VecDeque};
 use std::task::Waker;
 use std::time::{Duration, Instant};
 
-/// Marks a vacant slot's `seq`; the low bits name the next vacant slot.
-const VACANT: u64 = 1 << 63;
-/// No slot (the end of the vacant list).
-const NO_SLOT: u32 = u32::MAX;
-
-/// A sleep's place in the table.
-struct Slot {
-    /// The registration's sequence number, or `VACANT | next vacant slot`.
-    seq: u64,
-    /// The sleep's waker; `None` once it fired and its future has not seen it yet.
-    waker: Option<Waker>,
+/// Where a slot is in its life.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum SlotState {
+    /// Free for the next sleep.
+    Vacant,
+    /// A sleep's deadline is ahead; its waker is stored.
+    Waiting,
+    /// Its entry left the queue and its waker was woken; its sleep has not seen it yet.
+    Fired,
+    /// Its sleep is gone; the slot waits for the entry to leave the queue.
+    Cancelled,
 }
 
-/// Identifies a registered sleep. `check` is the low half of the slot's sequence
-/// number: only the sleep itself removes its slot, so a key never outlives it, and the
-/// check is there to catch a mistake, not a race.
+/// Identifies a registered sleep: valid until the sleep reads as due or is removed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct TimerKey {
     slot: u32,
-    check: u32,
 }
 
-/// An ordered entry: deadline (nanoseconds after the queue's origin), then registration
-/// order, then slot.
+/// An ordered entry: deadline (nanoseconds after the queue's origin), then slot.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 struct Due {
     at: u64,
-    seq: u64,
     slot: u32,
 }
 
 pub(crate) struct TimerQueue {
     /// Deadlines are kept as nanoseconds after this (earlier ones as 0: they are due).
     origin: Instant,
-    /// Entries in non-decreasing deadline (and registration) order.
+    /// Entries in non-decreasing deadline order.
     run: VecDeque<Due>,
     /// Entries that came earlier than the end of `run`.
     heap: BinaryHeap<Reverse<Due>>,
-    slots: Vec<Slot>,
-    /// The first vacant slot.
-    vacant: u32,
-    /// Occupied slots.
+    /// By slot: the waker of a waiting sleep, and the slot's state.
+    wakers: Vec<Option<Waker>>,
+    states: Vec<SlotState>,
+    /// Vacant slots, the most recently freed last.
+    vacant: Vec<u32>,
+    /// Slots a sleep holds (waiting or fired).
     live: usize,
     /// The fallback driver's timeout ops, by (deadline, sequence number), and the same
     /// by op: few, so kept apart from the sleeps' compact table.
     ops: BTreeMap<(Instant, u64), u64>,
     op_deadlines: HashMap<u64, (Instant, u64)>,
-    next_seq: u64,
+    next_op_seq: u64,
 }
 
 impl Default for TimerQueue {
@@ -74,12 +72,13 @@ impl Default for TimerQueue {
             origin: Instant::now(),
             run: VecDeque::new(),
             heap: BinaryHeap::new(),
-            slots: Vec::new(),
-            vacant: NO_SLOT,
+            wakers: Vec::new(),
+            states: Vec::new(),
+            vacant: Vec::new(),
             live: 0,
             ops: BTreeMap::new(),
             op_deadlines: HashMap::new(),
-            next_seq: 0,
+            next_op_seq: 0,
         }
     }
 }
@@ -90,55 +89,41 @@ impl TimerQueue {
         u64::try_from(since).unwrap_or(u64::MAX)
     }
 
-    fn take_seq(&mut self) -> u64 {
-        let seq = self.next_seq;
-        self.next_seq += 1;
-        seq
-    }
-
     pub(crate) fn insert_waker(&mut self, deadline: Instant, waker: Waker) -> TimerKey {
-        let seq = self.take_seq();
-        let filled = Slot {
-            seq,
-            waker: Some(waker),
+        let slot = match self.vacant.pop() {
+            Some(slot) => slot,
+            None => {
+                let slot = u32::try_from(self.wakers.len())
+                    .expect("over 4 billion sleeps registered on one driver");
+                self.wakers.push(None);
+                self.states.push(SlotState::Vacant);
+                slot
+            }
         };
-        let slot = if self.vacant == NO_SLOT {
-            let slot = u32::try_from(self.slots.len())
-                .ok()
-                .filter(|&slot| slot != NO_SLOT)
-                .expect("over 4 billion sleeps registered on one driver");
-            self.slots.push(filled);
-            slot
-        } else {
-            let slot = self.vacant;
-            let next = std::mem::replace(&mut self.slots[slot as usize], filled).seq;
-            debug_assert!(next & VACANT != 0, "the vacant list names an occupied slot");
-            self.vacant = next as u32;
-            slot
-        };
+        let index = slot as usize;
+        debug_assert_eq!(self.states[index], SlotState::Vacant);
+        self.wakers[index] = Some(waker);
+        self.states[index] = SlotState::Waiting;
         self.live += 1;
         let due = Due {
             at: self.nanos(deadline),
-            seq,
             slot,
         };
         match self.run.back() {
             Some(last) if due.at < last.at => self.heap.push(Reverse(due)),
             _ => self.run.push_back(due),
         }
-        TimerKey {
-            slot,
-            check: seq as u32,
-        }
+        TimerKey { slot }
     }
 
     pub(crate) fn insert_op(&mut self, deadline: Instant, user_data: u64) {
-        let seq = self.take_seq();
+        let seq = self.next_op_seq;
+        self.next_op_seq += 1;
         self.ops.insert((deadline, seq), user_data);
         self.op_deadlines.insert(user_data, (deadline, seq));
     }
 
-    /// The earliest ordered entry, live or stale.
+    /// The earliest ordered entry.
     fn peek(&self) -> Option<Due> {
         match (self.run.front(), self.heap.peek()) {
             (Some(run), Some(Reverse(heap))) => Some(*run.min(heap)),
@@ -161,50 +146,55 @@ impl TimerQueue {
         }
     }
 
-    /// The slot of a live ordered entry.
-    fn slot_of(&mut self, due: Due) -> Option<&mut Slot> {
-        self.slots
-            .get_mut(due.slot as usize)
-            .filter(|slot| slot.seq == due.seq)
-    }
-
-    fn key_is_live(&self, key: TimerKey) -> bool {
-        self.slots
+    fn state(&self, key: TimerKey) -> SlotState {
+        self.states
             .get(key.slot as usize)
-            .is_some_and(|slot| slot.seq & VACANT == 0 && slot.seq as u32 == key.check)
+            .copied()
+            .unwrap_or(SlotState::Vacant)
     }
 
     fn vacate(&mut self, slot: u32) {
-        self.slots[slot as usize] = Slot {
-            seq: VACANT | u64::from(self.vacant),
-            waker: None,
-        };
-        self.vacant = slot;
-        self.live -= 1;
+        self.states[slot as usize] = SlotState::Vacant;
+        self.vacant.push(slot);
     }
 
     /// True if the sleep is due (and forgets it); otherwise stores the waker.
     pub(crate) fn poll(&mut self, key: TimerKey, waker: &Waker) -> bool {
-        if !self.key_is_live(key) {
-            return true;
-        }
-        match &mut self.slots[key.slot as usize].waker {
-            None => {
-                self.vacate(key.slot);
-                true
-            }
-            Some(current) => {
-                if !current.will_wake(waker) {
-                    *current = waker.clone();
+        match self.state(key) {
+            SlotState::Waiting => {
+                let stored = self.wakers[key.slot as usize]
+                    .as_mut()
+                    .expect("a waiting slot has a waker");
+                if !stored.will_wake(waker) {
+                    *stored = waker.clone();
                 }
                 false
+            }
+            SlotState::Fired => {
+                self.vacate(key.slot);
+                self.live -= 1;
+                true
+            }
+            state => {
+                debug_assert!(false, "a sleep polled its {state:?} slot");
+                true
             }
         }
     }
 
     pub(crate) fn remove(&mut self, key: TimerKey) {
-        if self.key_is_live(key) {
-            self.vacate(key.slot);
+        match self.state(key) {
+            SlotState::Waiting => {
+                // Its entry is still queued: the slot waits for it (see the module doc).
+                self.wakers[key.slot as usize] = None;
+                self.states[key.slot as usize] = SlotState::Cancelled;
+                self.live -= 1;
+            }
+            SlotState::Fired => {
+                self.vacate(key.slot);
+                self.live -= 1;
+            }
+            state => debug_assert!(false, "a sleep removed its {state:?} slot"),
         }
     }
 
@@ -223,15 +213,33 @@ impl TimerQueue {
         self.live == 0 && self.ops.is_empty()
     }
 
-    /// The earliest deadline of a sleep that has not fired or an op.
+    /// The ordered entry `peek` returned has left the queue: frees a cancelled slot,
+    /// and returns the waker of a waiting one (now fired).
+    fn take_due(&mut self, due: Due) -> Option<Waker> {
+        let index = due.slot as usize;
+        match self.states[index] {
+            SlotState::Waiting => {
+                self.states[index] = SlotState::Fired;
+                self.wakers[index].take()
+            }
+            SlotState::Cancelled => {
+                self.vacate(due.slot);
+                None
+            }
+            state => unreachable!("a queued entry names a {state:?} slot"),
+        }
+    }
+
+    /// The earliest deadline of a waiting sleep or an op.
     pub(crate) fn next_deadline(&mut self) -> Option<Instant> {
         let mut sleep = None;
         while let Some(due) = self.peek() {
-            if self.slot_of(due).is_some_and(|slot| slot.waker.is_some()) {
+            if self.states[due.slot as usize] == SlotState::Waiting {
                 sleep = Some(self.origin + Duration::from_nanos(due.at));
                 break;
             }
             self.pop();
+            let _ = self.take_due(due);
         }
         let op = self.ops.keys().next().map(|&(deadline, _)| deadline);
         match (sleep, op) {
@@ -240,8 +248,7 @@ impl TimerQueue {
         }
     }
 
-    /// Fires everything due at `now`: sleeps in deadline order (ties in registration
-    /// order), then ops.
+    /// Fires everything due at `now`: sleeps in deadline order, then ops.
     pub(crate) fn fire(&mut self, now: Instant, wakers: &mut Vec<Waker>, ops: &mut Vec<u64>) {
         let now_at = self.nanos(now);
         while let Some(due) = self.peek() {
@@ -249,9 +256,7 @@ impl TimerQueue {
                 break;
             }
             self.pop();
-            if let Some(waker) = self.slot_of(due).and_then(|slot| slot.waker.take()) {
-                wakers.push(waker);
-            }
+            wakers.extend(self.take_due(due));
         }
         while let Some(entry) = self.ops.first_entry() {
             if entry.key().0 > now {
@@ -261,20 +266,23 @@ impl TimerQueue {
             self.op_deadlines.remove(&user_data);
             ops.push(user_data);
         }
-        if self.live == 0 && self.slots.capacity() > 4096 {
-            // Reclaim the memory a burst of timers left behind. Every ordered entry is
-            // stale now.
-            self.slots = Vec::new();
-            self.vacant = NO_SLOT;
+        if self.live == 0 && self.wakers.capacity() > 4096 {
+            // Reclaim the memory a burst of timers left behind; what is left in the
+            // queue names cancelled slots only.
+            self.wakers = Vec::new();
+            self.states = Vec::new();
+            self.vacant = Vec::new();
             self.run = VecDeque::new();
             self.heap = BinaryHeap::new();
         }
     }
 }
 
-// What a sleep costs the queue: a slot and an ordered entry, 24 bytes each.
+// What a sleep costs the queue: an ordered entry and a waker, 16 bytes each, and its
+// state byte.
 #[cfg(target_pointer_width = "64")]
-const _: () = assert!(std::mem::size_of::<Slot>() == 24 && std::mem::size_of::<Due>() == 24);
+const _: () =
+    assert!(std::mem::size_of::<Due>() == 16 && std::mem::size_of::<Option<Waker>>() == 16);
 
 #[cfg(test)]
 mod tests {
@@ -327,11 +335,8 @@ mod tests {
         timers.fire(now, &mut fired, &mut ops);
         assert_eq!(fired.len(), 1);
         assert!(timers.poll(fired_key, &w), "the fired sleep is due");
-        assert!(
-            timers.poll(fired_key, &w),
-            "and forgotten: a stale key reads as due"
-        );
-        assert!(timers.is_empty());
+        assert!(timers.is_empty(), "and forgotten");
+        assert_eq!(timers.next_deadline(), None);
     }
 
     #[test]
@@ -348,25 +353,30 @@ mod tests {
         assert!(!timers.remove_op(7), "it fired");
     }
     #[test]
-    fn a_reused_slot_is_not_fired_by_the_stale_entry_of_its_last_sleep() {
+    fn a_removed_sleeps_slot_is_reused_only_once_its_entry_left_the_queue() {
         let mut timers = TimerQueue::default();
         let now = Instant::now();
         let (early, late) = (waker(), waker());
         let removed = timers.insert_waker(now + Duration::from_millis(10), early.clone());
         timers.remove(removed);
+        assert!(timers.is_empty(), "a cancelled slot is not a live sleep");
         let kept = timers.insert_waker(now + Duration::from_secs(10), late.clone());
-        assert_eq!(kept.slot, removed.slot, "the vacant slot is reused");
+        assert_ne!(
+            kept.slot, removed.slot,
+            "the cancelled slot's entry is queued"
+        );
         let (mut fired, mut ops) = (Vec::new(), Vec::new());
         timers.fire(now + Duration::from_secs(1), &mut fired, &mut ops);
-        assert!(
-            fired.is_empty(),
-            "the stale entry woke the slot's new sleep"
-        );
+        assert!(fired.is_empty(), "a removed sleep fired");
+        let next = timers.insert_waker(now + Duration::from_secs(20), late.clone());
+        assert_eq!(next.slot, removed.slot, "freed when its entry left");
         assert!(!timers.poll(kept, &late));
         assert_eq!(timers.next_deadline(), Some(now + Duration::from_secs(10)));
         timers.fire(now + Duration::from_secs(10), &mut fired, &mut ops);
         assert_eq!(fired.len(), 1);
         assert!(timers.poll(kept, &late));
+        assert!(!timers.poll(next, &late));
+        timers.remove(next);
         assert!(timers.is_empty());
     }
 
