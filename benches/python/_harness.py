@@ -114,6 +114,14 @@ class Watcher:
         return self.peak - 1
 
 
+def preimport(*modules: str) -> None:
+    """Imports a peer's modules before its clock starts: an import is paid once per
+    process, not per batch of tasks (``ringloom.virtual_thread`` takes 50-80 ms here,
+    ``concurrent.futures`` 30 ms)."""
+    for module in modules:
+        importlib.import_module(module)
+
+
 def disk_directory() -> str:
     """A new temporary directory on a disk-backed file system: /var/tmp when the
     default temporary directory is tmpfs (which has no disk to read from)."""

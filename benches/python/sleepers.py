@@ -19,7 +19,6 @@ waking them.
 from __future__ import annotations
 
 import argparse
-import importlib
 import os
 import sys
 import time
@@ -261,8 +260,7 @@ def main() -> None:
         )
         sys.stdout.flush()
         os._exit(0)  # the tasks sleep on; nothing to wind down
-    for module in IMPORTS[args.peer]:
-        importlib.import_module(module)
+    h.preimport(*IMPORTS[args.peer])
     watcher = h.Watcher().start()
     start = time.perf_counter()
     info = WALL[args.peer](args.n, args.seconds, args.threads)
