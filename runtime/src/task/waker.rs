@@ -6,6 +6,7 @@ use std::ptr::NonNull;
 use std::task::{RawWaker, RawWakerVTable, Waker};
 
 use super::header::{Header, Task};
+use crate::scheduler::{HomeRef, Pool};
 
 static VTABLE: RawWakerVTable = RawWakerVTable::new(clone, wake, wake_by_ref, drop_waker);
 
@@ -36,9 +37,26 @@ unsafe fn clone(data: *const ()) -> RawWaker {
     RawWaker::new(data, &VTABLE)
 }
 
-/// Wakes by value. `schedule` reads the header after the push, so the waker's own
-/// reference must outlive it: wake by reference, then release.
+/// Wakes by value. On a worker of the task's pool the waker's own reference goes to
+/// the run queue. Elsewhere `schedule` may use the pool after the push, and only the
+/// task's `Home` may be keeping the pool alive: wake by reference, then release.
 unsafe fn wake(data: *const ()) {
+    let header = header(data);
+    if let HomeRef::Pool(pool) = header.scheduler.get() {
+        if pool.current_worker().is_some() {
+            if !header.state.wake() {
+                // Queued or running already (or complete): nothing to push.
+                // SAFETY: the waker's reference, released once.
+                return unsafe { drop_waker(data) };
+            }
+            // This thread is one of the pool's workers: its context holds the pool,
+            // so the pool outlives the call however soon the task ends once pushed;
+            // `header` is not read again.
+            let pool: *const Pool = pool;
+            // SAFETY: as just said; the waker's reference becomes the queue's.
+            return unsafe { (*pool).schedule(Task::from_raw(ptr(data))) };
+        }
+    }
     // SAFETY: an owned waker holds a reference, so `data` is live for both calls, and
     // it is released exactly once, by the second.
     unsafe {
