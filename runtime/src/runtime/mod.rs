@@ -259,7 +259,7 @@ impl Runtime {
         F: Future + Send + 'static,
         F::Output: Send + 'static,
     {
-        self.pool.clone().spawn(future)
+        self.pool.spawn(future)
     }
 
     /// Spawns a `Send` task queued first on worker `worker` (modulo the number of
@@ -270,7 +270,7 @@ impl Runtime {
         F: Future + Send + 'static,
         F::Output: Send + 'static,
     {
-        self.pool.clone().spawn_on(worker, future)
+        self.pool.spawn_on(worker, future)
     }
 
     /// Spawns a `Send` task queued on worker `worker` (modulo the number of workers),
@@ -282,7 +282,7 @@ impl Runtime {
         F: Future + Send + 'static,
         F::Output: Send + 'static,
     {
-        self.pool.clone().spawn_packed_on(worker, future)
+        self.pool.spawn_packed_on(worker, future)
     }
 
     /// Whether the calling thread is one of this runtime's workers (where dropping or

@@ -1,16 +1,82 @@
 //! Where a task goes when it is woken: its runtime's pool (any worker may run it) or one
 //! executor (a local task), as one tagged pointer so that every task header stays small.
+//!
+//! A pool task keeps its pool alive with a *task reference* (`Pool::task_refs`), not an
+//! `Arc` count of its own: while any task reference exists, they hold one `Arc` between
+//! them. A thread running in the pool's context keeps a stock of task references, so a
+//! task spawned and ended there touches no shared counter (each `Arc` count up and down
+//! was a locked instruction on a line other threads share, in every task's life).
 
+use std::cell::Cell;
 use std::ptr::NonNull;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use super::{Executor, Pool};
+use super::{Executor, Pool, FAST_CONTEXT};
 use crate::task::Task;
+
+/// How many task references a thread takes from its pool at a time, and gives back once
+/// it holds twice as many.
+const STOCK_BATCH: usize = 256;
+
+thread_local! {
+    /// Task references to the pool of this thread's context (`FAST_CONTEXT`) that this
+    /// thread holds for the tasks it spawns; zero outside any context (see
+    /// `flush_stock`).
+    static STOCK: Cell<usize> = const { Cell::new(0) };
+}
+
+/// Gives the stock of this thread's current context back to its pool. Called before the
+/// context changes, while the context still holds its `Arc` (so this never frees the
+/// pool).
+pub(super) fn flush_stock() {
+    let stock = STOCK.replace(0);
+    if stock > 0 {
+        let (pool, _) = FAST_CONTEXT.get();
+        // SAFETY: the stock's references are references to the context's pool, which
+        // the context (still set) keeps alive.
+        unsafe { release_task_refs(pool, stock) };
+    }
+}
+
+/// Adds `count` task references to `pool`.
+fn acquire_task_refs(pool: &Arc<Pool>, count: usize) {
+    if pool.task_refs.fetch_add(count, Ordering::Relaxed) == 0 {
+        // The first references: they hold one `Arc` between them from now on. Whoever
+        // releases the last of them received one of these, so that release comes after
+        // this increment; meanwhile the caller's `Arc` keeps the pool alive.
+        // SAFETY: `pool` is a live `Arc<Pool>`.
+        unsafe { Arc::increment_strong_count(Arc::as_ptr(pool)) };
+    }
+}
+
+/// Drops `count` task references to `pool`; the last one drops the `Arc` they held.
+///
+/// # Safety
+/// The caller owns `count` task references to `pool` and uses none of them after.
+unsafe fn release_task_refs(pool: *const Pool, count: usize) {
+    // SAFETY: the caller's references keep the pool alive until the decrement.
+    let task_refs = unsafe { &(*pool).task_refs };
+    if task_refs.fetch_sub(count, Ordering::Release) != count {
+        return;
+    }
+    // Every holder's last use of the pool happens-before the drop (as in `Arc::drop`).
+    task_refs.load(Ordering::Acquire);
+    // SAFETY: the `Arc` the task references held (see `acquire_task_refs`), given back
+    // once, by the release that took the count to zero.
+    drop(unsafe { Arc::from_raw(pool) });
+}
+
+/// Whether this thread runs in `pool`'s context (a worker or a `block_on` caller).
+fn in_context_of(pool: *const Pool) -> bool {
+    std::ptr::eq(FAST_CONTEXT.get().0, pool)
+}
 
 /// The low bit of the pointer: set for `Local`. Both pointees are aligned to at least 8.
 const LOCAL: usize = 1;
 
-/// An owned `Arc<Pool>` or `Arc<Executor>`, told apart by the pointer's low bit.
+/// An owned task reference to a pool or an owned `Arc<Executor>`, told apart by the
+/// pointer's low bit.
 pub(crate) struct Home(NonNull<u8>);
 
 /// What a `Home` points to.
@@ -27,9 +93,23 @@ unsafe impl Send for Home {}
 unsafe impl Sync for Home {}
 
 impl Home {
-    pub(crate) fn pool(pool: Arc<Pool>) -> Home {
-        // SAFETY: `Arc::into_raw` never returns null.
-        Home(unsafe { NonNull::new_unchecked(Arc::into_raw(pool) as *mut u8) })
+    /// A home in `pool`, with a task reference from this thread's stock if it runs in
+    /// the pool's context.
+    pub(crate) fn pool(pool: &Arc<Pool>) -> Home {
+        let ptr = Arc::as_ptr(pool);
+        if in_context_of(ptr) {
+            match STOCK.get() {
+                0 => {
+                    acquire_task_refs(pool, STOCK_BATCH);
+                    STOCK.set(STOCK_BATCH - 1);
+                }
+                stock => STOCK.set(stock - 1),
+            }
+        } else {
+            acquire_task_refs(pool, 1);
+        }
+        // SAFETY: `Arc::as_ptr` never returns null.
+        Home(unsafe { NonNull::new_unchecked(ptr as *mut u8) })
     }
 
     pub(crate) fn local(executor: Arc<Executor>) -> Home {
@@ -45,7 +125,7 @@ impl Home {
             // and this `Home` still owns that reference.
             HomeRef::Local(unsafe { &*(ptr.wrapping_sub(LOCAL) as *const Executor) })
         } else {
-            // SAFETY: untagged: it came from `Arc<Pool>::into_raw`, still owned here.
+            // SAFETY: untagged: a pool this `Home`'s task reference keeps alive.
             HomeRef::Pool(unsafe { &*(ptr as *const Pool) })
         }
     }
@@ -83,9 +163,122 @@ impl Drop for Home {
         if ptr as usize & LOCAL != 0 {
             // SAFETY: the reference `Home::local` took, given back once.
             drop(unsafe { Arc::from_raw(ptr.wrapping_sub(LOCAL) as *const Executor) });
+        } else if in_context_of(ptr as *const Pool) {
+            // Into this thread's stock, whose surplus goes back in one batch.
+            let stock = STOCK.get() + 1;
+            if stock < 2 * STOCK_BATCH {
+                STOCK.set(stock);
+            } else {
+                STOCK.set(stock - STOCK_BATCH);
+                // SAFETY: a batch of the stock's references, handed over; the rest of
+                // the stock keeps the count above zero, so this never frees the pool.
+                unsafe { release_task_refs(ptr as *const Pool, STOCK_BATCH) };
+            }
         } else {
-            // SAFETY: the reference `Home::pool` took, given back once.
-            drop(unsafe { Arc::from_raw(ptr as *const Pool) });
+            // SAFETY: the task reference `Home::pool` took, given back once.
+            unsafe { release_task_refs(ptr as *const Pool, 1) };
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{mpsc, Arc, Weak};
+    use std::task::{Context, Poll, Waker};
+
+    use super::{Pool, STOCK_BATCH};
+    use crate::Runtime;
+
+    fn runtime(workers: usize) -> (Runtime, Weak<Pool>) {
+        let runtime = Runtime::builder().workers(workers).build().unwrap();
+        let pool = Arc::downgrade(runtime.pool());
+        (runtime, pool)
+    }
+
+    /// A future that hands its waker out and never completes.
+    async fn park_and_send(wakers: mpsc::Sender<Waker>) {
+        std::future::poll_fn(|cx: &mut Context<'_>| {
+            wakers.send(cx.waker().clone()).unwrap();
+            Poll::<()>::Pending
+        })
+        .await
+    }
+
+    #[test]
+    fn the_pool_lives_while_a_task_of_it_does_and_goes_with_the_last() {
+        let (runtime, pool) = runtime(2);
+        // Spawned on the workers (from their stocks), more than a batch of them, and
+        // from outside: each handle outlives the runtime.
+        let handles = runtime.block_on(runtime.spawn(async {
+            (0..3 * STOCK_BATCH + 1)
+                .map(|i| crate::spawn(async move { i }))
+                .collect::<Vec<_>>()
+        }));
+        let handles = handles.unwrap();
+        let outside = runtime.spawn(async { 7 });
+        drop(runtime);
+        assert!(pool.upgrade().is_some(), "a task's handle keeps its pool");
+        drop(handles);
+        assert!(pool.upgrade().is_some(), "the last handle keeps its pool");
+        drop(outside);
+        assert!(pool.upgrade().is_none(), "no task left, yet the pool lives");
+    }
+
+    #[test]
+    fn a_waker_that_outlives_the_runtime_keeps_the_pool_and_wakes_into_nothing() {
+        let (runtime, pool) = runtime(1);
+        let (sender, wakers) = mpsc::channel();
+        // Spawned by a worker, from its stock (wrapped: a handle is itself a future).
+        let handle = runtime
+            .block_on(runtime.spawn(async move { [crate::spawn(park_and_send(sender))] }))
+            .unwrap();
+        let waker = wakers.recv().unwrap();
+        drop(handle);
+        drop(runtime);
+        assert!(
+            pool.upgrade().is_some(),
+            "the parked task's waker keeps its pool"
+        );
+        // The pool is shut down: the wake-up finds no worker and drops the task.
+        waker.wake();
+        assert!(
+            pool.upgrade().is_none(),
+            "the last waker went, yet the pool lives"
+        );
+    }
+
+    #[test]
+    fn stocks_go_back_when_the_runtime_goes() {
+        let (runtime, pool) = runtime(2);
+        for _ in 0..3 {
+            let done = runtime.block_on(runtime.spawn(async {
+                let handles: Vec<_> = (0..STOCK_BATCH * 5 / 2)
+                    .map(|i| crate::spawn(async move { i * 2 }))
+                    .collect();
+                let mut sum = 0;
+                for handle in handles {
+                    sum += handle.await.unwrap();
+                }
+                sum
+            }));
+            assert_eq!(done.unwrap(), (0..STOCK_BATCH * 5 / 2).sum::<usize>() * 2);
+        }
+        // Tasks spawned from the `block_on` caller's context too.
+        let sum = runtime.block_on(async {
+            let handles: Vec<_> = (0..STOCK_BATCH + 3)
+                .map(|i| crate::spawn(async move { i }))
+                .collect();
+            let mut sum = 0;
+            for handle in handles {
+                sum += handle.await.unwrap();
+            }
+            sum
+        });
+        assert_eq!(sum, (0..STOCK_BATCH + 3).sum::<usize>());
+        drop(runtime);
+        assert!(
+            pool.upgrade().is_none(),
+            "a stock of task references was kept"
+        );
     }
 }

@@ -198,6 +198,9 @@ pub(crate) struct Pool {
     /// Workers whose threads are finished.
     pub(crate) exited: Countdown,
     next_owner: AtomicUsize,
+    /// Task references (see `home.rs`): the pool's tasks and the stocks of threads in
+    /// its context. While nonzero, they hold one `Arc` of the pool between them.
+    task_refs: AtomicUsize,
     /// Seeded scheduling's seed (see `shuffle`); None: the default order.
     pub(crate) sched_seed: Option<u64>,
 }
@@ -224,6 +227,7 @@ impl Pool {
             tasks_dropped: Countdown::new(workers),
             exited: Countdown::new(workers),
             next_owner: AtomicUsize::new(0),
+            task_refs: AtomicUsize::new(0),
             sched_seed,
         }
     }
@@ -234,29 +238,29 @@ impl Pool {
         (std::ptr::eq(pool, self) && index != usize::MAX).then_some(index)
     }
 
-    pub(crate) fn spawn<F>(self: Arc<Self>, future: F) -> JoinHandle<F::Output>
+    pub(crate) fn spawn<F>(self: &Arc<Self>, future: F) -> JoinHandle<F::Output>
     where
         F: Future + Send + 'static,
         F::Output: Send + 'static,
     {
-        self.spawn_placed(future, None)
+        Pool::spawn_placed(Home::pool(self), future, None)
     }
 
     /// Spawns a task queued first on worker `worker` (modulo the number of workers),
     /// which it wakes; like any `Send` task, an idle worker may still steal it.
-    pub(crate) fn spawn_on<F>(self: Arc<Self>, worker: usize, future: F) -> JoinHandle<F::Output>
+    pub(crate) fn spawn_on<F>(self: &Arc<Self>, worker: usize, future: F) -> JoinHandle<F::Output>
     where
         F: Future + Send + 'static,
         F::Output: Send + 'static,
     {
         let worker = worker % self.workers.len();
-        self.spawn_placed(future, Some((worker, Spill::ToParked)))
+        Pool::spawn_placed(Home::pool(self), future, Some((worker, Spill::ToParked)))
     }
 
     /// Spawns a task queued on worker `worker`, which it wakes if parked, and no other:
     /// an idle worker that is awake may still steal it, but none is woken for it.
     pub(crate) fn spawn_packed_on<F>(
-        self: Arc<Self>,
+        self: &Arc<Self>,
         worker: usize,
         future: F,
     ) -> JoinHandle<F::Output>
@@ -265,11 +269,12 @@ impl Pool {
         F::Output: Send + 'static,
     {
         let worker = worker % self.workers.len();
-        self.spawn_placed(future, Some((worker, Spill::No)))
+        Pool::spawn_placed(Home::pool(self), future, Some((worker, Spill::No)))
     }
 
+    /// Spawns a task whose home is `home` (a pool's, see `Home::pool`).
     fn spawn_placed<F>(
-        self: Arc<Self>,
+        home: Home,
         future: F,
         worker: Option<(usize, Spill)>,
     ) -> JoinHandle<F::Output>
@@ -277,13 +282,16 @@ impl Pool {
         F: Future + Send + 'static,
         F::Output: Send + 'static,
     {
+        let HomeRef::Pool(pool) = home.get() else {
+            unreachable!("a pool task's home is its pool");
+        };
         let owner = worker
             .map(|(index, _)| index)
-            .or_else(|| self.current_worker())
+            .or_else(|| pool.current_worker())
             .unwrap_or_else(|| {
-                self.next_owner.fetch_add(1, Ordering::Relaxed) % self.workers.len()
+                pool.next_owner.fetch_add(1, Ordering::Relaxed) % pool.workers.len()
             });
-        let (task, handle) = new_task(future, Home::pool(self), owner);
+        let (task, handle) = new_task(future, home, owner);
         let HomeRef::Pool(pool) = task.header().scheduler.get() else {
             unreachable!("a pool task's home is its pool");
         };
@@ -293,8 +301,8 @@ impl Pool {
         } else {
             // `pool` borrows from the task, which is about to move into a queue.
             let pool: *const Pool = pool;
-            // SAFETY: the pool lives in the task allocation, which `handle`'s reference
-            // keeps alive across the call, wherever the queued task goes.
+            // SAFETY: the task's home keeps the pool alive, and `handle`'s reference
+            // keeps the task alive across the call, wherever the queued task goes.
             let pool = unsafe { &*pool };
             match worker {
                 Some((worker, spill)) => pool.push_to(worker, task, spill),
@@ -404,6 +412,7 @@ fn fast_context(context: Option<&ThreadContext>) -> (*const Pool, usize) {
 }
 
 pub(crate) fn enter_context(pool: Arc<Pool>, executor: Arc<Executor>) -> ContextGuard {
+    home::flush_stock();
     let context = ThreadContext { pool, executor };
     FAST_CONTEXT.set(fast_context(Some(&context)));
     let previous = CONTEXT.with(|slot| slot.borrow_mut().replace(context));
@@ -412,6 +421,7 @@ pub(crate) fn enter_context(pool: Arc<Pool>, executor: Arc<Executor>) -> Context
 
 impl Drop for ContextGuard {
     fn drop(&mut self) {
+        home::flush_stock();
         let previous = self.previous.take();
         FAST_CONTEXT.set(fast_context(previous.as_ref()));
         CONTEXT.with(|context| *context.borrow_mut() = previous);
@@ -450,8 +460,10 @@ where
     F: Future + Send + 'static,
     F::Output: Send + 'static,
 {
-    let pool = with_context("spawn", |pool, _| pool.clone());
-    pool.spawn(future)
+    // The home takes a task reference from this thread's stock: no count of the pool's
+    // `Arc` goes up or down for the task.
+    let home = with_context("spawn", |pool, _| Home::pool(pool));
+    Pool::spawn_placed(home, future, None)
 }
 
 /// Spawns a task pinned to the current thread (a worker, or a `block_on` caller): it is
