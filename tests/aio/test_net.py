@@ -328,3 +328,59 @@ def test_transport_extras_match_the_stock_loop(run_loop: RunLoop) -> None:
         (LOCALHOST, port),
         "default",
     ]
+
+
+def test_accepted_transports_share_the_peer_host_and_switch_to_a_buffered_protocol(
+    run_loop: RunLoop,
+) -> None:
+    # What an idle connection holds is trimmed (see `_RingSocketTransport`): the peer's
+    # address is still the stock one, with one host string for connections from one host;
+    # the read path follows `set_protocol` from a plain to a buffered protocol and back.
+    async def main() -> list[Any]:
+        loop = asyncio.get_running_loop()
+        served: list[asyncio.Transport] = []
+        got: list[bytes] = []
+
+        class Plain(asyncio.Protocol):
+            def connection_made(self, transport: asyncio.BaseTransport) -> None:
+                served.append(transport)  # type: ignore[arg-type]
+
+            def data_received(self, data: bytes) -> None:
+                got.append(b"plain:" + data)
+
+        class Buffered(asyncio.BufferedProtocol):
+            def __init__(self) -> None:
+                self.buffer = bytearray(16)
+
+            def get_buffer(self, sizehint: int) -> bytearray:
+                return self.buffer
+
+            def buffer_updated(self, nbytes: int) -> None:
+                got.append(b"buffered:" + bytes(self.buffer[:nbytes]))
+
+        server = await loop.create_server(Plain, LOCALHOST, 0)
+        port = server.sockets[0].getsockname()[1]
+        clients = [await asyncio.open_connection(LOCALHOST, port) for _ in range(2)]
+        while len(served) < 2:
+            await asyncio.sleep(0.001)
+        peers = [t.get_extra_info("peername") for t in served]
+        names = [w.get_extra_info("sockname") for _, w in clients]
+
+        async def send(data: bytes, count: int) -> None:
+            clients[0][1].write(data)
+            while len(got) < count:
+                await asyncio.sleep(0.001)
+
+        await send(b"a", 1)
+        served[0].set_protocol(Buffered())
+        await send(b"b", 2)
+        served[0].set_protocol(Plain())
+        await send(b"c", 3)
+        for _, writer in clients:
+            writer.close()
+            await writer.wait_closed()
+        server.close()
+        await server.wait_closed()
+        return [sorted(peers) == sorted(names), peers[0][0] is peers[1][0], got]
+
+    assert run_loop(main) == [True, True, [b"plain:a", b"buffered:b", b"plain:c"]]
