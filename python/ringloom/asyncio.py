@@ -294,7 +294,7 @@ class _RingSocketTransport(asyncio.selector_events._SelectorSocketTransport):  #
 
     def _set_write_buffer_limits(self, high: int | None = None, low: int | None = None) -> None:
         super()._set_write_buffer_limits(high, low)
-        if self._low_water == _DEFAULT_LOW_WATER:
+        if self._low_water == _DEFAULT_LOW_WATER:  # type: ignore[has-type]
             self._low_water = _DEFAULT_LOW_WATER
 
     def _make_lazy_extras(self) -> None:
