@@ -43,6 +43,7 @@ import asyncio.selector_events
 import asyncio.trsock
 import asyncio.unix_events
 import concurrent.futures
+import contextvars
 import os
 import select
 import selectors
@@ -320,6 +321,25 @@ class _RingSocketTransport(asyncio.selector_events._SelectorSocketTransport):  #
         super()._call_connection_lost(exc)
 
 
+_Handle = asyncio.events.Handle
+_new_object = object.__new__
+_copy_context = contextvars.copy_context
+
+#: Whether ``asyncio.Handle`` has the fields ``RingEventLoop.call_soon`` fills in itself
+#: (the stock ``Handle.__init__`` of 3.9 to 3.13); on another Python it calls the stock
+#: path.
+_HANDLE_FIELDS_KNOWN = set(getattr(_Handle, "__slots__", ())) == {
+    "_callback",
+    "_args",
+    "_cancelled",
+    "_loop",
+    "_source_traceback",
+    "_repr",
+    "__weakref__",
+    "_context",
+}
+
+
 class RingEventLoop(asyncio.unix_events._UnixSelectorEventLoop):  # type: ignore[name-defined]
     """The stock unix selector event loop over a :class:`RingSelector` (or ``selector``,
     if given), with a :class:`ringloom.VirtualThreadPool` as its default executor.
@@ -335,6 +355,32 @@ class RingEventLoop(asyncio.unix_events._UnixSelectorEventLoop):  # type: ignore
 
     def __init__(self, selector: selectors.BaseSelector | None = None) -> None:
         super().__init__(RingSelector() if selector is None else selector)
+
+    def call_soon(  # type: ignore[override]
+        self,
+        callback: Callable[..., object],
+        *args: Any,
+        context: contextvars.Context | None = None,
+    ) -> asyncio.Handle:
+        """``loop.call_soon``: the stock ``Handle``, filled in here rather than through
+        its ``__init__`` and the loop's ``_call_soon`` (two Python calls and a debug
+        check fewer a callback); in debug mode, the stock path with its checks."""
+        if self._debug or self._closed or not _HANDLE_FIELDS_KNOWN:  # type: ignore[attr-defined]
+            stock: Any = super().call_soon(callback, *args, context=context)
+            if stock._source_traceback:
+                # Ends at this method's caller, as the stock loop's does.
+                del stock._source_traceback[-1]
+            return stock  # type: ignore[no-any-return]
+        handle: Any = _new_object(_Handle)
+        handle._context = _copy_context() if context is None else context
+        handle._loop = self
+        handle._callback = callback
+        handle._args = args
+        handle._cancelled = False
+        handle._repr = None
+        handle._source_traceback = None
+        self._ready.append(handle)  # type: ignore[attr-defined]
+        return handle  # type: ignore[no-any-return]
 
     def _make_socket_transport(
         self,

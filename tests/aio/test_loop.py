@@ -47,6 +47,54 @@ def test_call_soon_call_later_call_at_order(run_loop: RunLoop) -> None:
     assert run_loop(main) == ["soon", "later", "at"]
 
 
+def test_call_soon_handles_are_the_stock_ones(run_loop: RunLoop) -> None:
+    # `RingEventLoop.call_soon` fills the stock Handle in itself: what a caller sees of
+    # it (type, cancel, repr, the context it runs in, the debug traceback) is unchanged.
+    import contextvars
+
+    var: contextvars.ContextVar[str] = contextvars.ContextVar("var", default="unset")
+
+    async def main(debug: bool) -> list[Any]:
+        loop = asyncio.get_running_loop()
+        loop.set_debug(debug)
+        seen: list[Any] = []
+        done = loop.create_future()
+        var.set("outer")
+        handles = [
+            loop.call_soon(lambda: seen.append(("plain", var.get()))),
+            loop.call_soon(seen.append, "cancelled"),
+        ]
+        handles[1].cancel()
+        line = sys._getframe().f_lineno + 3
+        context = contextvars.copy_context()
+        context.run(var.set, "given")
+        handles.append(loop.call_soon(lambda: seen.append(("given", var.get())), context=context))
+        var.set("later")
+        loop.call_soon(done.set_result, None)
+        await done
+        traceback = handles[2]._source_traceback  # type: ignore[attr-defined]
+        return [
+            [type(h) is asyncio.Handle for h in handles],
+            [h.cancelled() for h in handles],
+            "cancelled" in repr(handles[1]),
+            seen,
+            None if traceback is None else traceback[-1][1:3] == (line, "main"),
+        ]
+
+    for debug in (False, True):
+        assert run_loop(main, debug) == [
+            [True, True, True],
+            [False, True, False],
+            True,
+            [("plain", "outer"), ("given", "given")],
+            True if debug else None,
+        ]
+    loop = RingEventLoop()
+    loop.close()
+    with pytest.raises(RuntimeError, match="closed"):
+        loop.call_soon(print)
+
+
 def test_futures_tasks_gather_and_cancel(run_loop: RunLoop) -> None:
     async def child(n: int) -> int:
         await asyncio.sleep(0.001 * n)
