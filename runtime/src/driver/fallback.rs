@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use super::faults::Faults;
 use super::op::{Fallback, Interest, Submitted, Syscall};
-use super::{Completion, DriverShared, Lifecycle, Remote};
+use super::{Completion, DriverRef, DriverShared, Lifecycle, Remote};
 use crate::blocking::BlockingPool;
 
 struct Waiter {
@@ -101,7 +101,7 @@ impl FallbackBackend {
             (
                 user_data,
                 Submitted::InFlight {
-                    driver: shared.clone(),
+                    driver: DriverRef::new(shared),
                     user_data,
                 },
             )

@@ -7,7 +7,7 @@
 
 use std::cell::RefCell;
 use std::io;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::task::Waker;
 use std::thread::ThreadId;
@@ -24,6 +24,7 @@ mod faults;
 mod inflight;
 pub(crate) mod op;
 mod probe;
+mod refs;
 mod timers;
 mod unpark;
 mod uring;
@@ -34,6 +35,7 @@ pub use faults::FaultPlan;
 pub use inflight::Completion;
 pub(crate) use inflight::{Discard, InFlightTable, Lifecycle};
 pub use probe::{DriverKind, RingFeatures};
+pub(crate) use refs::DriverRef;
 pub(crate) use timers::{TimerKey, TimerQueue};
 pub(crate) use unpark::Unpark;
 
@@ -71,15 +73,18 @@ pub struct DriverShared {
     pub(crate) counters: DriverCounters,
     owner: ThreadId,
     kind: DriverKind,
+    /// References of ops in flight, registered sleeps and the driver's own stock (see
+    /// `refs.rs`); while nonzero they hold one `Arc` of this between them.
+    refs: AtomicUsize,
 }
 
 impl DriverShared {
     /// Cancels an op from whichever thread holds its future.
-    pub(crate) fn cancel(self: &Arc<Self>, user_data: u64) {
+    pub(crate) fn cancel(&self, user_data: u64) {
         if std::thread::current().id() == self.owner {
             let done = CURRENT.with(|current| match current.try_borrow_mut() {
                 Ok(mut current) => match current.as_mut() {
-                    Some(driver) if Arc::ptr_eq(&driver.shared, self) => {
+                    Some(driver) if std::ptr::eq(Arc::as_ptr(&driver.shared), self) => {
                         driver.cancel(user_data);
                         true
                     }
@@ -138,6 +143,8 @@ pub struct Driver {
     /// One turn's reaped completions (empty between turns).
     completions: Vec<(u64, Completion)>,
     faults: faults::Faults,
+    /// References to `shared` held for this thread's ops and sleeps (see `refs.rs`).
+    ref_stock: usize,
 }
 
 thread_local! {
@@ -232,6 +239,7 @@ impl Driver {
                 counters: DriverCounters::default(),
                 owner: std::thread::current().id(),
                 kind,
+                refs: AtomicUsize::new(0),
             }),
             backend,
             wakers: Vec::new(),
@@ -239,6 +247,7 @@ impl Driver {
             discards: Vec::new(),
             completions: Vec::new(),
             faults,
+            ref_stock: 0,
         })
     }
 
@@ -281,7 +290,7 @@ impl Driver {
                     self.faults.mark(user_data, errno);
                 }
                 Ok(Submitted::InFlight {
-                    driver: self.shared.clone(),
+                    driver: DriverRef::from_stock(self),
                     user_data,
                 })
             }
@@ -529,6 +538,11 @@ pub(crate) fn with_current<R>(f: impl FnOnce(&mut Driver) -> R) -> Option<R> {
 /// The current thread's driver's shared half, if it has one.
 pub fn current_shared() -> Option<Arc<DriverShared>> {
     with_current(|driver| driver.shared.clone())
+}
+
+/// A reference to the current thread's driver (from its stock), if it has one.
+pub(crate) fn current_ref() -> Option<DriverRef> {
+    with_current(DriverRef::from_stock)
 }
 
 /// What the driver's unit tests share.

@@ -9,14 +9,13 @@ use std::future::Future;
 use std::io;
 use std::os::fd::RawFd;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Instant;
 
 use io_uring::squeue;
 
 use super::inflight::{Abandoned, Polled};
-use super::{Completion, DriverShared};
+use super::{Completion, DriverRef};
 
 /// What an operation is, for both drivers.
 ///
@@ -89,7 +88,7 @@ pub(crate) struct Ignored<T>(pub(crate) T);
 
 enum State {
     InFlight {
-        driver: Arc<DriverShared>,
+        driver: DriverRef,
         user_data: u64,
     },
     /// Completed before it ever reached a ring (the fallback finished it on the spot).
@@ -144,10 +143,7 @@ impl<T: OpCode> Op<T> {
 
 /// What the driver did with a submission.
 pub(crate) enum Submitted {
-    InFlight {
-        driver: Arc<DriverShared>,
-        user_data: u64,
-    },
+    InFlight { driver: DriverRef, user_data: u64 },
     Done(Completion),
 }
 

@@ -6,11 +6,10 @@
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-use crate::driver::{current_shared, DriverShared, TimerKey};
+use crate::driver::{current_ref, DriverRef, TimerKey};
 
 /// Waits until `duration` has passed.
 ///
@@ -58,7 +57,7 @@ enum State {
     /// whose deadline was ahead when it was made and that has not completed yet).
     Idle { check_clock: bool },
     /// In this driver's timer queue.
-    Registered(Arc<DriverShared>, TimerKey),
+    Registered(DriverRef, TimerKey),
 }
 
 // A sleep lives in its task's cell: every byte here is a megabyte in a million sleeps.
@@ -107,7 +106,7 @@ impl Future for Sleep {
             return Poll::Ready(());
         }
         let driver =
-            current_shared().expect("ringloom::time::sleep polled outside a ringloom runtime");
+            current_ref().expect("ringloom::time::sleep polled outside a ringloom runtime");
         let key = driver
             .timers
             .lock()
