@@ -48,7 +48,7 @@ fn ring_offset(offset: i64) -> PyResult<u64> {
 /// README says so), or lends the number when no descriptor is left for a duplicate.
 fn op_fd(fd: RawFd) -> io::Result<(OpFd, bool)> {
     let lend = matches!(
-        ringloom::driver::current_shared().map(|driver| driver.kind()),
+        ringloom::driver::current_kind(),
         Some(ringloom::driver::DriverKind::Uring(_))
     );
     if lend {

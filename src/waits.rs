@@ -187,7 +187,7 @@ fn wait_with(
     // registration by number, which a reused number would get wrong, so there each op
     // gets its own duplicate, closed once its completion arrives.
     let lend = matches!(
-        ringloom::driver::current_shared().map(|driver| driver.kind()),
+        ringloom::driver::current_kind(),
         Some(ringloom::driver::DriverKind::Uring(_))
     );
     let mut polls: Vec<(RawFd, Pin<Box<PollFuture>>)> = Vec::with_capacity(fds.len());

@@ -540,6 +540,11 @@ pub fn current_shared() -> Option<Arc<DriverShared>> {
     with_current(|driver| driver.shared.clone())
 }
 
+/// The kind of the current thread's driver, if it has one (no reference taken).
+pub fn current_kind() -> Option<DriverKind> {
+    with_current(|driver| driver.shared.kind())
+}
+
 /// A reference to the current thread's driver (from its stock), if it has one.
 pub(crate) fn current_ref() -> Option<DriverRef> {
     with_current(DriverRef::from_stock)
