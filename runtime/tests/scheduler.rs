@@ -352,7 +352,19 @@ fn each_output_is_dropped_once_whoever_ends_up_with_it() {
         }
         assert_eq!(count(&drops), 2);
         drop(handle);
-        assert_eq!(count(&drops), 3);
+        // The worker that ran it may still hold its reference for a moment after the
+        // task is finished: the last of the two drops the output.
+        for _ in 0..60_000 {
+            if count(&drops) >= 3 {
+                break;
+            }
+            ringloom::time::sleep(Duration::from_millis(1)).await;
+        }
+        assert_eq!(
+            count(&drops),
+            3,
+            "the finished, unjoined output was dropped once"
+        );
 
         // A future whose own drop panics: the output is that panic, and the values it
         // held are dropped once.
