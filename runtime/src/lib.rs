@@ -20,6 +20,7 @@ pub mod blocking;
 pub mod buf;
 pub mod driver;
 pub mod fs;
+mod group_refs;
 pub mod net;
 pub mod op;
 mod runtime;

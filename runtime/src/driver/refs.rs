@@ -6,10 +6,10 @@
 //! that each took was two locked instructions per op.
 
 use std::ptr::NonNull;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use super::{Driver, DriverShared, CURRENT};
+use crate::group_refs;
 
 /// How many references the driver takes from its count at a time, and gives back once
 /// its stock holds twice as many.
@@ -110,30 +110,15 @@ impl Drop for Driver {
     }
 }
 
-/// Adds `count` references; the first ones take the `Arc` they share. The caller holds
-/// an `Arc` meanwhile, and whoever releases the last of them received one of these after
-/// this increment.
 fn acquire(shared: &Arc<DriverShared>, count: usize) {
-    if shared.refs.fetch_add(count, Ordering::Relaxed) == 0 {
-        // SAFETY: `shared` is a live `Arc`.
-        unsafe { Arc::increment_strong_count(Arc::as_ptr(shared)) };
-    }
+    group_refs::acquire(shared, &shared.refs, count);
 }
 
-/// Drops `count` references; the last one drops the `Arc` they held.
-///
 /// # Safety
 /// The caller owns `count` references to `shared` and uses none of them after.
 unsafe fn release(shared: *const DriverShared, count: usize) {
-    // SAFETY: the caller's references keep the shared half alive until the decrement.
-    let refs = unsafe { &(*shared).refs };
-    if refs.fetch_sub(count, Ordering::Release) != count {
-        return;
-    }
-    // Every holder's last use happens-before the drop (as in `Arc::drop`).
-    refs.load(Ordering::Acquire);
-    // SAFETY: the `Arc` the references held (see `acquire`), given back once.
-    drop(unsafe { Arc::from_raw(shared) });
+    // SAFETY: forwarded; a driver's shared half is always made in an `Arc`.
+    unsafe { group_refs::release(shared, |shared| &shared.refs, count) }
 }
 
 #[cfg(test)]

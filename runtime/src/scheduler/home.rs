@@ -9,10 +9,10 @@
 
 use std::cell::Cell;
 use std::ptr::NonNull;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use super::{Executor, Pool, FAST_CONTEXT};
+use crate::group_refs;
 use crate::task::Task;
 
 /// How many task references a thread takes from its pool at a time, and gives back once
@@ -41,13 +41,7 @@ pub(super) fn flush_stock() {
 
 /// Adds `count` task references to `pool`.
 fn acquire_task_refs(pool: &Arc<Pool>, count: usize) {
-    if pool.task_refs.fetch_add(count, Ordering::Relaxed) == 0 {
-        // The first references: they hold one `Arc` between them from now on. Whoever
-        // releases the last of them received one of these, so that release comes after
-        // this increment; meanwhile the caller's `Arc` keeps the pool alive.
-        // SAFETY: `pool` is a live `Arc<Pool>`.
-        unsafe { Arc::increment_strong_count(Arc::as_ptr(pool)) };
-    }
+    group_refs::acquire(pool, &pool.task_refs, count);
 }
 
 /// Drops `count` task references to `pool`; the last one drops the `Arc` they held.
@@ -55,16 +49,8 @@ fn acquire_task_refs(pool: &Arc<Pool>, count: usize) {
 /// # Safety
 /// The caller owns `count` task references to `pool` and uses none of them after.
 unsafe fn release_task_refs(pool: *const Pool, count: usize) {
-    // SAFETY: the caller's references keep the pool alive until the decrement.
-    let task_refs = unsafe { &(*pool).task_refs };
-    if task_refs.fetch_sub(count, Ordering::Release) != count {
-        return;
-    }
-    // Every holder's last use of the pool happens-before the drop (as in `Arc::drop`).
-    task_refs.load(Ordering::Acquire);
-    // SAFETY: the `Arc` the task references held (see `acquire_task_refs`), given back
-    // once, by the release that took the count to zero.
-    drop(unsafe { Arc::from_raw(pool) });
+    // SAFETY: forwarded; a pool is always made in an `Arc`.
+    unsafe { group_refs::release(pool, |pool| &pool.task_refs, count) }
 }
 
 /// Whether this thread runs in `pool`'s context (a worker or a `block_on` caller).
