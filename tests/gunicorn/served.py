@@ -9,6 +9,7 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -51,6 +52,15 @@ class Server:
         pid = self.process.pid
         children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
         return {int(child) for child in children}
+
+    def await_workers(self, count: int) -> set[int]:
+        """The master's workers once there are ``count`` of them: the master forks them
+        one at a time, a little apart, so the first may answer before the last exists."""
+        deadline = time.monotonic() + TIMEOUT
+        while len(workers := self.workers()) != count:
+            assert time.monotonic() < deadline, (workers, self.output())
+            time.sleep(0.05)
+        return workers
 
     def signal(self, signum: int) -> None:
         self.process.send_signal(signum)

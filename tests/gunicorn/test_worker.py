@@ -126,8 +126,7 @@ def test_sigterm_lets_the_requests_in_flight_finish(serve, upstream: Upstream) -
 
 def test_a_reload_under_load_drops_no_request(serve) -> None:  # type: ignore[no-untyped-def]
     server: Server = serve("-w", "2", "--graceful-timeout", "30")
-    old = server.workers()
-    assert len(old) == 2
+    old = server.await_workers(2)
     failures: list[BaseException] = []
     answered = [0]
     stop = threading.Event()

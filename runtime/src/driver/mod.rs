@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 use crossbeam_queue::SegQueue;
 
 use crate::blocking::BlockingPool;
+use crate::group_refs::Stock;
 use op::{OpCode, Submitted};
 
 mod enter;
@@ -144,7 +145,7 @@ pub struct Driver {
     completions: Vec<(u64, Completion)>,
     faults: faults::Faults,
     /// References to `shared` held for this thread's ops and sleeps (see `refs.rs`).
-    ref_stock: usize,
+    ref_stock: Stock,
 }
 
 thread_local! {
@@ -247,7 +248,7 @@ impl Driver {
             discards: Vec::new(),
             completions: Vec::new(),
             faults,
-            ref_stock: 0,
+            ref_stock: Stock::EMPTY,
         })
     }
 

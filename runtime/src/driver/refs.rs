@@ -11,10 +11,6 @@ use std::sync::Arc;
 use super::{Driver, DriverShared, CURRENT};
 use crate::group_refs;
 
-/// How many references the driver takes from its count at a time, and gives back once
-/// its stock holds twice as many.
-const STOCK_BATCH: usize = 256;
-
 /// One driver reference: derefs to the driver's shared half, which it keeps alive.
 pub(crate) struct DriverRef(NonNull<DriverShared>);
 
@@ -36,11 +32,10 @@ impl std::ops::Deref for DriverRef {
 impl DriverRef {
     /// A reference for an op or sleep of `driver`, from its stock.
     pub(crate) fn from_stock(driver: &mut Driver) -> DriverRef {
-        if driver.ref_stock == 0 {
-            acquire(&driver.shared, STOCK_BATCH);
-            driver.ref_stock = STOCK_BATCH;
+        let missing = driver.ref_stock.take_one();
+        if missing > 0 {
+            acquire(&driver.shared, missing);
         }
-        driver.ref_stock -= 1;
         DriverRef(NonNull::from(&*driver.shared))
     }
 
@@ -84,19 +79,18 @@ impl Driver {
     /// Takes back the reference of an op or sleep that ended on this thread; gives a
     /// batch back to the count if the stock has grown to twice one.
     fn take_back_ref(&mut self) {
-        self.ref_stock += 1;
-        if self.ref_stock >= 2 * STOCK_BATCH {
-            self.ref_stock -= STOCK_BATCH;
+        let surplus = self.ref_stock.put_back();
+        if surplus > 0 {
             // SAFETY: a batch of the stock's references, handed over; the rest of the
             // stock keeps the count above zero, so this never frees the shared half.
-            unsafe { release(Arc::as_ptr(&self.shared), STOCK_BATCH) };
+            unsafe { release(Arc::as_ptr(&self.shared), surplus) };
         }
     }
 
     /// Gives the whole stock back (the driver is going away; its own `Arc` is still
     /// held, so this never frees the shared half).
     fn give_back_refs(&mut self) {
-        let stock = std::mem::take(&mut self.ref_stock);
+        let stock = self.ref_stock.take_all();
         if stock > 0 {
             // SAFETY: the stock's references, handed over once.
             unsafe { release(Arc::as_ptr(&self.shared), stock) };
@@ -126,9 +120,10 @@ mod tests {
     use std::sync::Arc;
     use std::time::Duration;
 
-    use super::{DriverRef, STOCK_BATCH};
+    use super::DriverRef;
     use crate::blocking::BlockingPool;
     use crate::driver::{Driver, DriverConfig};
+    use crate::group_refs::STOCK_BATCH;
 
     fn driver() -> Driver {
         let config = DriverConfig {

@@ -12,25 +12,21 @@ use std::ptr::NonNull;
 use std::sync::Arc;
 
 use super::{Executor, Pool, FAST_CONTEXT};
-use crate::group_refs;
+use crate::group_refs::{self, Stock};
 use crate::task::Task;
-
-/// How many task references a thread takes from its pool at a time, and gives back once
-/// it holds twice as many.
-const STOCK_BATCH: usize = 256;
 
 thread_local! {
     /// Task references to the pool of this thread's context (`FAST_CONTEXT`) that this
     /// thread holds for the tasks it spawns; zero outside any context (see
     /// `flush_stock`).
-    static STOCK: Cell<usize> = const { Cell::new(0) };
+    static STOCK: Cell<Stock> = const { Cell::new(Stock::EMPTY) };
 }
 
 /// Gives the stock of this thread's current context back to its pool. Called before the
 /// context changes, while the context still holds its `Arc` (so this never frees the
 /// pool).
 pub(super) fn flush_stock() {
-    let stock = STOCK.replace(0);
+    let stock = STOCK.replace(Stock::EMPTY).take_all();
     if stock > 0 {
         let (pool, _) = FAST_CONTEXT.get();
         // SAFETY: the stock's references are references to the context's pool, which
@@ -84,12 +80,11 @@ impl Home {
     pub(crate) fn pool(pool: &Arc<Pool>) -> Home {
         let ptr = Arc::as_ptr(pool);
         if in_context_of(ptr) {
-            match STOCK.get() {
-                0 => {
-                    acquire_task_refs(pool, STOCK_BATCH);
-                    STOCK.set(STOCK_BATCH - 1);
-                }
-                stock => STOCK.set(stock - 1),
+            let mut stock = STOCK.get();
+            let missing = stock.take_one();
+            STOCK.set(stock);
+            if missing > 0 {
+                acquire_task_refs(pool, missing);
             }
         } else {
             acquire_task_refs(pool, 1);
@@ -151,14 +146,13 @@ impl Drop for Home {
             drop(unsafe { Arc::from_raw(ptr.wrapping_sub(LOCAL) as *const Executor) });
         } else if in_context_of(ptr as *const Pool) {
             // Into this thread's stock, whose surplus goes back in one batch.
-            let stock = STOCK.get() + 1;
-            if stock < 2 * STOCK_BATCH {
-                STOCK.set(stock);
-            } else {
-                STOCK.set(stock - STOCK_BATCH);
+            let mut stock = STOCK.get();
+            let surplus = stock.put_back();
+            STOCK.set(stock);
+            if surplus > 0 {
                 // SAFETY: a batch of the stock's references, handed over; the rest of
                 // the stock keeps the count above zero, so this never frees the pool.
-                unsafe { release_task_refs(ptr as *const Pool, STOCK_BATCH) };
+                unsafe { release_task_refs(ptr as *const Pool, surplus) };
             }
         } else {
             // SAFETY: the task reference `Home::pool` took, given back once.
@@ -172,7 +166,8 @@ mod tests {
     use std::sync::{mpsc, Arc, Weak};
     use std::task::{Context, Poll, Waker};
 
-    use super::{Pool, STOCK_BATCH};
+    use super::Pool;
+    use crate::group_refs::STOCK_BATCH;
     use crate::Runtime;
 
     fn runtime(workers: usize) -> (Runtime, Weak<Pool>) {
