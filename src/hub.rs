@@ -47,7 +47,7 @@ thread_local! {
 /// Calls a hub holds that it has not started yet, beyond which a batch's starter keeps
 /// the rest: a call handed to a hub stays on its worker, while a starter waiting in a
 /// run queue can be stolen by an idle worker. About one poll's worth ([`BUDGET`]).
-const START_AHEAD: usize = 128;
+pub(crate) const START_AHEAD: usize = 128;
 
 /// Hands a virtual thread to this worker's hub of its `Loom`, creating the hub on
 /// first use. Runs in the starter task, on the worker the virtual thread will stay on.
@@ -56,6 +56,12 @@ pub(crate) fn adopt(unstarted: Unstarted) {
     inbox.arrivals.borrow_mut().push(unstarted.into_vthread());
     inbox.unstarted.set(inbox.unstarted.get() + 1);
     inbox.shared.note(None);
+}
+
+/// How many more calls this worker's hub of the `Loom` that `counters` names takes
+/// before it holds [`START_AHEAD`] not started.
+pub(crate) fn room(counters: &Arc<Counters>) -> usize {
+    START_AHEAD.saturating_sub(inbox_for(counters).unstarted.get())
 }
 
 /// This worker's hub of the `Loom` that `counters` names, created on first use.

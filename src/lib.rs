@@ -22,6 +22,7 @@ mod ready;
 mod running_loop;
 mod sock;
 mod stats;
+mod submitted;
 mod sync;
 mod vthread;
 mod waiter;

@@ -12,6 +12,7 @@ use ringloom::Runtime;
 use crate::batch::{Batch, Sink};
 use crate::hub;
 use crate::stats::Counters;
+use crate::submitted::{StartSubmitted, Submitted};
 use crate::vthread::Unstarted;
 use crate::watchdog::Watch;
 use crate::window::{StartWindow, Window};
@@ -38,7 +39,9 @@ pub(crate) struct Loom {
     /// for them (see `new`).
     pack: bool,
     /// Seeded scheduling is on (`RINGLOOM_SCHED_SEED`): a batch goes out as one chunk
-    /// per worker (see `spawn_batch`).
+    /// per worker (see `spawn_batch`), and a call from an OS thread as a task of its own
+    /// (how a queue's calls split among its starters depends on timing a seed cannot
+    /// replay).
     seeded: bool,
 }
 
@@ -78,7 +81,9 @@ impl Loom {
         let runtime = py
             .detach(|| builder.build())
             .map_err(|err| PyRuntimeError::new_err(format!("ringloom runtime: {err}")))?;
-        let runtime = Arc::new(Mutex::new(Some(runtime)));
+        let counters = Arc::<Counters>::default();
+        let submitted = Arc::new(Submitted::new(counters.clone(), workers));
+        let runtime = Arc::new(Mutex::new(Some(Running { runtime, submitted })));
         let mut live = LIVE.lock().unwrap();
         live.retain(|slot| slot.strong_count() > 0);
         live.push(Arc::downgrade(&runtime));
@@ -86,7 +91,7 @@ impl Loom {
         Ok(Loom {
             runtime,
             workers,
-            counters: Arc::default(),
+            counters,
             watch,
             next_worker: AtomicUsize::new(0),
             pack,
@@ -129,10 +134,20 @@ impl Loom {
             self.counters.clone(),
         );
         let ident = unstarted.ident();
-        // A Send starter, so a virtual thread not yet started may go to any worker; the
-        // hub of the worker it lands on creates the greenlet, and it stays there.
+        let from_os_thread = !runtime.is_worker_thread();
+        if from_os_thread && !self.pack && !self.seeded {
+            // Queued for a starter, which may go to any worker; the hub of the worker
+            // it runs on creates the greenlet, and the thread stays there.
+            if runtime.submitted.push(unstarted) {
+                // Through the injector, which wakes a parked worker: a worker held by a
+                // call that does not park must not keep the queue waiting.
+                drop(runtime.spawn(StartSubmitted(runtime.submitted.clone())));
+            }
+            return Ok(ident);
+        }
+        // A Send starter, so a virtual thread not yet started may go to any worker.
         let start = async move { hub::adopt(unstarted) };
-        if self.pack && !runtime.is_worker_thread() {
+        if self.pack && from_os_thread {
             drop(runtime.spawn_packed_on(0, start));
         } else {
             drop(runtime.spawn(start));
@@ -263,7 +278,7 @@ impl Loom {
         dict.set_item("frame_chunks_peak", chunks.chunks_peak)?;
         // Read under the slot's lock, written into the dict after it: an allocation may
         // run the cyclic GC and finalizers, which may let go of the GIL.
-        let stats = self.runtime.lock().unwrap().as_ref().map(Runtime::stats);
+        let stats = self.runtime.lock().unwrap().as_ref().map(|r| r.stats());
         match stats {
             Some(stats) => {
                 let total = stats.total();
@@ -287,7 +302,7 @@ impl Loom {
     fn close(&self, py: Python<'_>) -> PyResult<()> {
         let runtime = {
             let mut slot = self.runtime.lock().unwrap();
-            if slot.as_ref().is_some_and(Runtime::is_worker_thread) {
+            if slot.as_ref().is_some_and(|r| r.is_worker_thread()) {
                 return Err(PyRuntimeError::new_err(
                     "Loom.close() on one of the Loom's own workers (a virtual thread, or a \
                      done callback running there) would wait for itself: close it from \
@@ -296,8 +311,9 @@ impl Loom {
             }
             slot.take()
         };
-        // The workers need the GIL to finish their turn and drop their tasks.
-        py.detach(|| drop(runtime));
+        if let Some(running) = runtime {
+            running.shut_down(py);
+        }
         Ok(())
     }
 
@@ -308,7 +324,7 @@ impl Loom {
             .lock()
             .unwrap()
             .as_ref()
-            .is_some_and(Runtime::is_worker_thread)
+            .is_some_and(|r| r.is_worker_thread())
     }
 
     fn __enter__(slf: Py<Self>) -> Py<Self> {
@@ -331,8 +347,43 @@ fn check_priority(priority: i64) -> PyResult<u8> {
         .map_err(|_| PyValueError::new_err(format!("priority must be in 0..255, got {priority}")))
 }
 
+/// A `Loom`'s runtime, and the calls from OS threads queued for its starters: they go
+/// together (a closed runtime starts nothing; a forked child forgets both).
+struct Running {
+    runtime: Runtime,
+    submitted: Arc<Submitted>,
+}
+
+impl std::ops::Deref for Running {
+    type Target = Runtime;
+
+    fn deref(&self) -> &Runtime {
+        &self.runtime
+    }
+}
+
+impl Running {
+    /// Stops the workers (they need the GIL to finish their turn and drop their tasks,
+    /// so the caller's is let go meanwhile), then fails the calls no starter took.
+    fn shut_down(self, py: Python<'_>) {
+        shut_down_all(py, vec![self]);
+    }
+}
+
+fn shut_down_all(py: Python<'_>, running: Vec<Running>) {
+    let (runtimes, queues): (Vec<Runtime>, Vec<Arc<Submitted>>) = running
+        .into_iter()
+        .map(|r| (r.runtime, r.submitted))
+        .unzip();
+    py.detach(|| drop(runtimes));
+    // Each call's drop fails its future, with the GIL.
+    for queue in queues {
+        drop(queue.take_all());
+    }
+}
+
 /// Where a `Loom` keeps its runtime; `None` once closed.
-type RuntimeSlot = Mutex<Option<Runtime>>;
+type RuntimeSlot = Mutex<Option<Running>>;
 
 /// Every open `Loom`'s runtime, for [`close_all`].
 static LIVE: Mutex<Vec<Weak<RuntimeSlot>>> = Mutex::new(Vec::new());
@@ -350,11 +401,11 @@ pub(crate) fn close_all(py: Python<'_>) {
         .into_iter()
         .filter_map(|slot| slot.upgrade())
         .collect();
-    let runtimes: Vec<Runtime> = slots
+    let running: Vec<Running> = slots
         .iter()
         .filter_map(|slot| slot.lock().unwrap().take())
         .collect();
-    py.detach(|| drop(runtimes));
+    shut_down_all(py, running);
 }
 
 /// In the child of an `os.fork()`: takes every open `Loom`'s runtime out of its slot and
@@ -427,9 +478,9 @@ impl<'a> RunFn<'a> {
 
 impl Drop for Loom {
     fn drop(&mut self) {
-        let runtime = self.runtime.lock().unwrap().take();
-        if runtime.is_some() {
-            Python::attach(|py| py.detach(|| drop(runtime)));
+        let running = self.runtime.lock().unwrap().take();
+        if let Some(running) = running {
+            Python::attach(|py| running.shut_down(py));
         }
     }
 }
