@@ -94,7 +94,9 @@ impl Future for StartSubmitted {
             // seen by a starter still counted, or makes `push` ask for a new one.
             let done = queue.calls.is_empty();
             if done {
-                queue.starters -= 1;
+                // Saturating: `take_all` zeroes the count when the runtime closes, and a
+                // starter of a worker that outlived its runtime's shutdown may end later.
+                queue.starters = queue.starters.saturating_sub(1);
             }
             (calls, done)
         };
