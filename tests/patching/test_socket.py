@@ -269,6 +269,43 @@ def test_blocking_mode_survives_accept_and_connect(loom: Loom) -> None:
         )
 
 
+def test_timeout_mode_survives_accept_and_connect(loom: Loom) -> None:
+    """A socket with a timeout has its descriptor non-blocking already: its connect and
+    accept take the short path, which must leave timeout and mode as they were."""
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        listener.settimeout(10.0)
+        port = listener.getsockname()[1]
+
+        def pair() -> tuple:
+            client = socket.socket()
+            client.settimeout(10.0)
+            accepting = ringloom.submit(loom, listener.accept)
+            client.connect(("127.0.0.1", port))
+            conn, _ = accepting.result()
+            client.sendall(b"ping")
+            got = conn.recv(4)
+            modes = (
+                got,
+                client.gettimeout(),
+                listener.gettimeout(),
+                os.get_blocking(client.fileno()),
+                os.get_blocking(listener.fileno()),
+            )
+            client.close()
+            conn.close()
+            # Bound and not listening: a connection there is refused.
+            with socket.socket() as bound, socket.socket() as refused:
+                bound.bind(("127.0.0.1", 0))
+                refused.settimeout(10.0)
+                error = refused.connect_ex(bound.getsockname())
+            return (*modes, error)
+
+        result = ringloom.submit(loom, pair).result(timeout=20)
+        assert result == (b"ping", 10.0, 10.0, False, False, errno.ECONNREFUSED)
+
+
 def test_udp_sendto_recvfrom(loom: Loom) -> None:
     with (
         socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as server,

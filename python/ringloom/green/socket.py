@@ -142,6 +142,16 @@ def _shadow_call(sock: Any, name: str, *args: Any) -> Any:
             shadow.detach()
 
 
+def _nonblocking_call(sock: Any, timeout: float | None, name: str, *args: Any) -> Any:
+    """``_shadow_call`` for any socket; one with a timeout (``timeout`` is its
+    ``gettimeout()``) has its descriptor in O_NONBLOCK already, so the call goes to a
+    throwaway socket at timeout 0 without the mode lock and the ``fcntl`` calls."""
+    if timeout is None:
+        return _shadow_call(sock, name, *args)
+    with _at_timeout_zero(sock) as target:
+        return getattr(target, name)(*args)
+
+
 def recv(self: Any, bufsize: int, flags: int = 0, /) -> bytes:
     data = _native.socket_recv(self, bufsize, flags)
     if data is not None:
@@ -237,7 +247,7 @@ def accept(self: Any) -> Any:
     deadline = None if timeout is None else monotonic() + timeout
     while True:
         try:
-            fd, address = _shadow_call(self, "_accept")
+            fd, address = _nonblocking_call(self, timeout, "_accept")
         except BlockingIOError:
             _wait(self, _POLLIN, deadline)
             continue
@@ -272,7 +282,7 @@ def _connect(self: Any, address: Any) -> int:
     timeout = self.gettimeout()
     deadline = None if timeout is None else monotonic() + timeout
     while True:
-        err = _shadow_call(self, "connect_ex", address)
+        err = _nonblocking_call(self, timeout, "connect_ex", address)
         if err == errno.EAGAIN:  # AF_UNIX: the listener's backlog is full; try again
             try:
                 _wait(self, _POLLOUT, deadline)
@@ -295,7 +305,7 @@ def connect(self: Any, *args: Any, **kwargs: Any) -> None:
     timeout = self.gettimeout()
     deadline = None if timeout is None else monotonic() + timeout
     while True:
-        err = _shadow_call(self, "connect_ex", address)
+        err = _nonblocking_call(self, timeout, "connect_ex", address)
         if err == 0 or err == errno.EISCONN:
             return None
         if err == errno.EAGAIN:
