@@ -280,10 +280,24 @@ def current_thread() -> threading.Thread:
 _stock_current_frames = sys._current_frames
 
 
+class _Frames(dict):  # type: ignore[type-arg]
+    """What :func:`current_frames` returns: the stock dict, where a virtual thread's
+    identity that is not there (it ended, or has no frame yet) reads as None instead
+    of raising ``KeyError``. A pool's OS thread outlives its task, so code that notes
+    the threads running tasks and then reads their frames (distributed's profiler)
+    finds it there, idle; a virtual thread ends with its task, in between."""
+
+    def __missing__(self, ident: int) -> None:
+        if isinstance(ident, int) and ident >= FIRST_IDENT:
+            return None
+        raise KeyError(ident)
+
+
 def current_frames() -> dict[int, Any]:
     """``sys._current_frames()`` with each live virtual thread's frame under its own
-    identity too (a running one's is its worker's current frame)."""
-    frames = _stock_current_frames()
+    identity too (a running one's is its worker's current frame); an identity of a
+    virtual thread that has ended reads as None (see :class:`_Frames`)."""
+    frames = _Frames(_stock_current_frames())
     for ident, (frame, worker) in _native.vthread_frames().items():
         if frame is None:
             frame = frames.get(worker)

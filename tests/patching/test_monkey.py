@@ -485,6 +485,49 @@ def test_threads_keep_the_thread_contract(tmp_path: Path) -> None:
     }
 
 
+def test_current_frames_reads_an_ended_virtual_thread_as_none(tmp_path: Path) -> None:
+    """What distributed's profiler does: note the threads running tasks, then read
+    their frames; a virtual thread may end in between (an OS thread of a pool would
+    still be there)."""
+    out = run_patched(
+        """
+        import json, sys, threading
+
+        idents = []
+        inside = {}
+        def task():
+            idents.append(threading.get_ident())
+            inside["found"] = sys._current_frames()[idents[0]] is not None
+        t = threading.Thread(target=task)
+        t.start(); t.join()
+        frames = sys._current_frames()
+        ended = idents[0]
+        try:
+            frames[12345]  # an OS thread identity that is not there: as stock
+            unknown = "no error"
+        except KeyError:
+            unknown = "KeyError"
+        print(json.dumps({
+            "inside": inside["found"],
+            "ended": frames[ended],
+            "listed": ended in frames,
+            "get": frames.get(ended, "default"),
+            "unknown": unknown,
+            "main": threading.main_thread().ident in frames,
+        }), flush=True)
+        """,
+        tmp_path=tmp_path,
+    )
+    assert out == {
+        "inside": True,
+        "ended": None,
+        "listed": False,
+        "get": "default",
+        "unknown": "KeyError",
+        "main": True,
+    }
+
+
 def test_join_returns_once_the_thread_let_go_of_its_objects(tmp_path: Path) -> None:
     """As with an OS thread, nothing of a joined thread is held any more: its
     ``Thread`` (and the ``threading.local`` values it set) die with the last reference,
