@@ -18,7 +18,7 @@ that code synchronizing with stock locks, queues and events, keeping
   ``current_thread()`` and ``threading.local`` are per virtual thread;
   ``Thread.start()`` and ``_thread.start_new_thread`` start virtual threads
   (``ringloom.threads.OSThread`` is the escape hatch); ``sys._current_frames()`` shows
-  each virtual thread's stack under its identity.
+  each virtual thread's stack under its identity (one that has ended reads as None).
 - ``patch_queue()``: ``queue.Queue``, ``LifoQueue`` and ``PriorityQueue`` become
   ``ringloom.queues``' (the stock interface and hooks, the waiting native);
   ``queue.SimpleQueue`` (the C one cannot park) becomes the pure-Python one.
