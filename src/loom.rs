@@ -138,10 +138,18 @@ impl Loom {
         if from_os_thread && !self.pack && !self.seeded {
             // Queued for a starter, which may go to any worker; the hub of the worker
             // it runs on creates the greenlet, and the thread stays there.
-            if runtime.submitted.push(unstarted) {
-                // Through the injector, which wakes a parked worker: a worker held by a
-                // call that does not park must not keep the queue waiting.
-                drop(runtime.spawn(StartSubmitted(runtime.submitted.clone())));
+            if let Some(others) = runtime.submitted.push(unstarted) {
+                let starter = StartSubmitted(runtime.submitted.clone());
+                if others == 0 {
+                    // Through the injector, which wakes a parked worker: a worker held by
+                    // a call that does not park must not keep the queue waiting.
+                    drop(runtime.spawn(starter));
+                } else {
+                    // Straight to another worker, woken for it (an idle one steals it
+                    // from a worker that is held).
+                    let worker = self.next_worker.fetch_add(1, Ordering::Relaxed);
+                    drop(runtime.spawn_on(worker, starter));
+                }
             }
             return Ok(ident);
         }

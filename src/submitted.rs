@@ -9,7 +9,8 @@
 //! `futex` calls a call, and a third of the throughput of two workers). A starter here
 //! hands the hub of its worker as many queued calls as it has room for
 //! ([`hub::room`]), so the hub starts them in one GIL take; it yields with calls left,
-//! so an idle worker may steal it, and up to one starter per worker drains a long queue.
+//! so an idle worker may steal it, and up to one starter per worker drains the queue, in
+//! bites small enough that calls which hold their worker are shared by every worker.
 
 use std::collections::VecDeque;
 use std::future::Future;
@@ -53,18 +54,17 @@ impl Submitted {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// Queues `call`; true if the caller must spawn a starter for the queue (none is
-    /// queued, or each has more than a hub's worth waiting and a worker has none).
-    pub(crate) fn push(&self, call: Unstarted) -> bool {
+    /// Queues `call`; true if the caller must spawn a starter for the queue: up to one
+    /// per worker while more calls wait than there are starters, so a burst of calls
+    /// that hold their worker (hashing, compression) is shared by every worker.
+    pub(crate) fn push(&self, call: Unstarted) -> Option<usize> {
         let mut queue = self.lock();
         queue.calls.push_back(call);
-        let more = queue.starters == 0
-            || (queue.starters < self.workers
-                && queue.calls.len() > hub::START_AHEAD * queue.starters);
-        if more {
+        let more = queue.starters < self.workers && queue.calls.len() > queue.starters;
+        more.then(|| {
             queue.starters += 1;
-        }
-        more
+            queue.starters - 1
+        })
     }
 
     /// Takes every queued call out (the runtime is closed: nothing will start them).
@@ -88,7 +88,16 @@ impl Future for StartSubmitted {
         let room = hub::room(&submitted.counters);
         let (calls, done) = {
             let mut queue = submitted.lock();
-            let count = room.min(queue.calls.len());
+            // A bite of what waits, as far as the hub has room: a call handed to a hub
+            // stays on its worker, while what is left here goes to whichever starter
+            // (or worker stealing this one) comes next. With more than one worker, an
+            // eighth of a worker's share, as a batch's chunks are (`Loom.spawn_batch`).
+            let waiting = queue.calls.len();
+            let bite = match submitted.workers {
+                1 => waiting,
+                workers => waiting.div_ceil(workers * 8),
+            };
+            let count = room.min(bite);
             let calls: Vec<Unstarted> = queue.calls.drain(..count).collect();
             // Decided under the lock that `push` takes: a call queued after this is
             // seen by a starter still counted, or makes `push` ask for a new one.
