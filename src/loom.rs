@@ -33,7 +33,8 @@ pub(crate) struct Loom {
     counters: Arc<Counters>,
     /// The workers' clocks, for the watchdog.
     watch: Arc<Watch>,
-    /// The worker the next batch's first chunk is queued on.
+    /// The worker the next batch's first chunk, or the next extra starter of submitted
+    /// calls, is queued on.
     next_worker: AtomicUsize,
     /// Virtual threads started from OS threads go to one worker, which wakes no other
     /// for them (see `new`).
