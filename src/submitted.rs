@@ -7,7 +7,7 @@
 //! starter: one GIL take per virtual thread. With the submitting thread waiting for that
 //! same GIL, one worker handed the GIL back and forth with it on every call (two
 //! `futex` calls a call, and a third of the throughput of two workers). A starter here
-//! hands the hub of its worker as many queued calls as it has room for
+//! hands the hub of its worker a bite of the queued calls, as far as the hub has room
 //! ([`hub::room`]), so the hub starts them in one GIL take; it yields with calls left,
 //! so an idle worker may steal it, and up to one starter per worker drains the queue, in
 //! bites small enough that calls which hold their worker are shared by every worker.
@@ -54,9 +54,10 @@ impl Submitted {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// Queues `call`; true if the caller must spawn a starter for the queue: up to one
-    /// per worker while more calls wait than there are starters, so a burst of calls
-    /// that hold their worker (hashing, compression) is shared by every worker.
+    /// Queues `call`. `Some(n)` if the caller must spawn a starter for the queue, `n`
+    /// starters being counted already: up to one per worker while more calls wait than
+    /// there are starters, so a burst of calls that hold their worker (hashing,
+    /// compression) is shared by every worker.
     pub(crate) fn push(&self, call: Unstarted) -> Option<usize> {
         let mut queue = self.lock();
         queue.calls.push_back(call);
