@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 #: Seconds a test waits for something that should happen at once before it fails.
 TIMEOUT = 30
@@ -27,6 +30,26 @@ def wait_until(predicate: Callable[[], bool], timeout: float = TIMEOUT) -> None:
     while not predicate():
         assert time.monotonic() < deadline, "condition not reached"
         time.sleep(0.001)
+
+
+@contextlib.contextmanager
+def one_worker_held(pool: Any) -> Iterator[int]:
+    """Holds one worker of ``pool`` (a ``VirtualThreadPool``) with a call that does not
+    park, until the block ends; yields that worker's native thread id."""
+    release = threading.Event()
+    held_on: list[int] = []
+
+    def hold() -> None:
+        held_on.append(threading.get_native_id())
+        release.wait(TIMEOUT)
+
+    held = pool.submit(hold, is_blocking=False)
+    wait_until(lambda: bool(held_on))
+    try:
+        yield held_on[0]
+    finally:
+        release.set()
+        held.result(TIMEOUT)
 
 
 def script_env() -> dict[str, str]:

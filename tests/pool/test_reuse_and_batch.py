@@ -14,6 +14,7 @@ import greenlet
 import pytest
 from ringloom import _native
 from ringloom.virtual_thread import VirtualThreadPool
+from support import one_worker_held
 
 TIMEOUT = 30
 
@@ -265,24 +266,9 @@ def test_a_map_runs_on_every_worker() -> None:
 
 
 def test_an_idle_worker_starts_the_calls_queued_on_a_held_one() -> None:
-    release = threading.Event()
-    held_on: list[int] = []
-
-    def hold() -> None:
-        held_on.append(threading.get_native_id())
-        release.wait(TIMEOUT)
-
-    with VirtualThreadPool(max_platform_threads=2) as pool:
-        held = pool.submit(hold, is_blocking=False)
-        deadline = time.monotonic() + TIMEOUT
-        while not held_on and time.monotonic() < deadline:
-            time.sleep(0.001)
-        try:
-            # Half of the map's calls are queued on the held worker first; only a steal
-            # by the other one gets them done before the hold ends.
-            ran_on = pool.map(lambda _: threading.get_native_id(), range(400), timeout=TIMEOUT)
-        finally:
-            release.set()
-        held.result(TIMEOUT)
-    assert held_on and held_on[0] not in ran_on
+    with VirtualThreadPool(max_platform_threads=2) as pool, one_worker_held(pool) as held:
+        # Half of the map's calls are queued on the held worker first; only a steal by
+        # the other one gets them done before the hold ends.
+        ran_on = pool.map(lambda _: threading.get_native_id(), range(400), timeout=TIMEOUT)
+    assert held not in ran_on
     assert len(ran_on) == 400

@@ -10,6 +10,7 @@ import time
 
 from ringloom import _native
 from ringloom.virtual_thread import VirtualThreadPool
+from support import one_worker_held
 
 TIMEOUT = 30
 
@@ -38,26 +39,11 @@ def test_submits_from_several_threads_all_run() -> None:
 
 
 def test_an_idle_worker_takes_submits_while_the_other_is_held() -> None:
-    release = threading.Event()
-    held_on: list[int] = []
-
-    def hold() -> None:
-        held_on.append(threading.get_native_id())
-        release.wait(TIMEOUT)
-
-    with VirtualThreadPool(max_platform_threads=2) as pool:
-        held = pool.submit(hold, is_blocking=False)
-        deadline = time.monotonic() + TIMEOUT
-        while not held_on and time.monotonic() < deadline:
-            time.sleep(0.001)
-        try:
-            # Done only if the worker that is not held starts them: the hold ends after.
-            futures = [pool.submit(threading.get_native_id) for _ in range(500)]
-            ran_on = [f.result(TIMEOUT) for f in futures]
-        finally:
-            release.set()
-        held.result(TIMEOUT)
-    assert held_on and held_on[0] not in ran_on
+    with VirtualThreadPool(max_platform_threads=2) as pool, one_worker_held(pool) as held:
+        # Done only if the worker that is not held starts them: the hold ends after.
+        futures = [pool.submit(threading.get_native_id) for _ in range(500)]
+        ran_on = [f.result(TIMEOUT) for f in futures]
+    assert held not in ran_on
 
 
 def test_calls_still_queued_when_the_loom_closes_fail_their_futures() -> None:
