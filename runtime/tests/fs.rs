@@ -618,3 +618,141 @@ fn abandoned_write_never_lands_in_another_file() {
         }
     });
 }
+
+/// A buffer aligned to 4 KiB, as `O_DIRECT` reads need.
+struct Aligned {
+    ptr: *mut u8,
+    init: usize,
+}
+
+const ALIGNED_BYTES: usize = 4096;
+
+impl Aligned {
+    fn new() -> Aligned {
+        let layout = std::alloc::Layout::from_size_align(ALIGNED_BYTES, ALIGNED_BYTES).unwrap();
+        // SAFETY: the layout is not zero-sized.
+        let ptr = unsafe { std::alloc::alloc_zeroed(layout) };
+        assert!(!ptr.is_null());
+        Aligned { ptr, init: 0 }
+    }
+}
+
+impl Drop for Aligned {
+    fn drop(&mut self) {
+        let layout = std::alloc::Layout::from_size_align(ALIGNED_BYTES, ALIGNED_BYTES).unwrap();
+        // SAFETY: allocated in `new` with this layout.
+        unsafe { std::alloc::dealloc(self.ptr, layout) };
+    }
+}
+
+// SAFETY: the buffer owns its allocation; nothing else points into it.
+unsafe impl Send for Aligned {}
+
+// SAFETY: the allocation never moves while the value lives; `init` <= its length.
+unsafe impl ringloom::IoBuf for Aligned {
+    fn stable_ptr(&self) -> *const u8 {
+        self.ptr
+    }
+    fn bytes_init(&self) -> usize {
+        self.init
+    }
+    fn bytes_total(&self) -> usize {
+        ALIGNED_BYTES
+    }
+}
+
+// SAFETY: as above; the kernel writes at most `bytes_total` bytes.
+unsafe impl ringloom::IoBufMut for Aligned {
+    fn stable_mut_ptr(&mut self) -> *mut u8 {
+        self.ptr
+    }
+    unsafe fn set_init(&mut self, n: usize) {
+        self.init = self.init.max(n);
+    }
+}
+
+/// Ring enters made while `tasks` tasks each read `reads` blocks of `file` in turn.
+fn enters_while_reading(rt: &Runtime, file: Arc<File>, tasks: u64, reads: u64) -> u64 {
+    let before = rt.stats().total().ring_enters;
+    rt.block_on(rt.spawn(async move {
+        let mut readers = Vec::new();
+        for task in 0..tasks {
+            let file = file.clone();
+            readers.push(ringloom::spawn(async move {
+                let mut buf = Aligned::new();
+                for read in 0..reads {
+                    let offset = (task * reads + read) * ALIGNED_BYTES as u64;
+                    let (result, back) = file.read_at(buf, offset).await;
+                    assert_eq!(result.unwrap(), ALIGNED_BYTES);
+                    // SAFETY: the read filled all of it.
+                    assert!(
+                        unsafe { std::slice::from_raw_parts(back.ptr, ALIGNED_BYTES) }
+                            .iter()
+                            .all(|&b| b == 7)
+                    );
+                    buf = back;
+                    buf.init = 0;
+                }
+            }));
+        }
+        for reader in readers {
+            reader.await.unwrap();
+        }
+    }))
+    .unwrap();
+    rt.stats().total().ring_enters - before
+}
+
+/// Reads of a file opened with `O_DIRECT` go to the kernel as they are made (they wait
+/// for the device, beside which an enter is cheap), not with the worker's next batch:
+/// 8 tasks reading 4 blocks each make an enter per read, where the same reads of a
+/// cached file share one enter per round of the 8.
+#[test]
+fn direct_reads_are_submitted_as_they_are_made() {
+    const TASKS: u64 = 8;
+    const READS: u64 = 4;
+    let rt = Runtime::builder().workers(1).build().unwrap();
+    if rt.stats().driver_name() != "io_uring" {
+        return; // the fallback driver has no ring to enter
+    }
+    let dir = TempDir::new("direct_submits");
+    let path = dir.join("blocks");
+    std::fs::write(&path, vec![7u8; (TASKS * READS) as usize * ALIGNED_BYTES]).unwrap();
+    let open = |flags| {
+        let path = path.clone();
+        rt.block_on(async move {
+            OpenOptions::new()
+                .read(true)
+                .custom_flags(flags)
+                .open(&path)
+                .await
+        })
+    };
+    let direct = match open(libc::O_DIRECT) {
+        Ok(file) => Arc::new(file),
+        Err(err) if err.raw_os_error() == Some(libc::EINVAL) => {
+            eprintln!(
+                "skipped: the file system of {} refuses O_DIRECT",
+                path.display()
+            );
+            return;
+        }
+        Err(err) => panic!("open with O_DIRECT: {err}"),
+    };
+    let cached = Arc::new(open(0).unwrap());
+    let cached_enters = enters_while_reading(&rt, cached, TASKS, READS);
+    let direct_enters = enters_while_reading(&rt, direct.clone(), TASKS, READS);
+    assert!(
+        direct_enters >= TASKS * READS,
+        "{direct_enters} enters for {} direct reads",
+        TASKS * READS
+    );
+    assert!(
+        cached_enters < TASKS * READS,
+        "{cached_enters} enters for {} cached reads: not batched",
+        TASKS * READS
+    );
+    // Adopted descriptors are asked for their flags.
+    let adopted = File::from(Arc::try_unwrap(direct).ok().unwrap().into_std().unwrap());
+    assert!(enters_while_reading(&rt, Arc::new(adopted), TASKS, READS) >= TASKS * READS);
+}

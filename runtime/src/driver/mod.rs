@@ -525,7 +525,12 @@ pub(crate) fn submit<T: OpCode>(data: &mut T) -> io::Result<Submitted> {
 /// a window for the number to be closed and reused than a plain syscall would.
 pub fn submit_now() -> io::Result<()> {
     with_current(|driver| match &mut driver.backend {
-        Backend::Uring(ring) => ring.submit_now(),
+        Backend::Uring(ring) => {
+            if ring.submit_now()? {
+                count(&driver.shared.counters.ring_enters, 1);
+            }
+            Ok(())
+        }
         Backend::Fallback(_) => Ok(()),
     })
     .unwrap_or(Ok(()))

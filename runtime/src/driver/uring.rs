@@ -219,12 +219,14 @@ impl UringBackend {
         }
     }
 
-    /// Submits what is queued now, rather than at the next turn.
-    pub(crate) fn submit_now(&mut self) -> io::Result<()> {
+    /// Submits what is queued now, rather than at the next turn. Returns whether it
+    /// entered the kernel (nothing queued: no enter).
+    pub(crate) fn submit_now(&mut self) -> io::Result<bool> {
         if self.queued == 0 {
-            return Ok(());
+            return Ok(false);
         }
-        self.flush()
+        self.flush()?;
+        Ok(true)
     }
 
     /// Submits what is queued, to make room in a full submission queue. A refusal the

@@ -24,8 +24,17 @@ use crate::BufResult;
 /// and reports the error, if any. Every operation holds a reference on the descriptor
 /// ([`OpFd`]), so one whose future was dropped keeps it open until the kernel has finished
 /// with it, rather than acting on whichever file next reuses its number.
+///
+/// On a file opened with `O_DIRECT` every read and write goes to the device, so each is
+/// handed to the kernel as soon as it is made, not with the worker's next batch of
+/// submissions: one `io_uring_enter` is small beside a device's latency, and a read that
+/// waited for the other tasks' turns kept the device's queue shallower (4 KiB random
+/// reads at depth 64 here: 0.87x fio batched, level with it submitted at once).
 pub struct File {
     fd: Arc<OwnedFd>,
+    /// Opened with `O_DIRECT` (as far as ringloom knows: a later `fcntl(F_SETFL)` only
+    /// changes when ops are submitted, never what they do).
+    direct: bool,
 }
 
 impl File {
@@ -50,8 +59,28 @@ impl File {
         OpenOptions::new()
     }
 
-    pub(super) fn from_owned(fd: OwnedFd) -> File {
-        File { fd: Arc::new(fd) }
+    pub(super) fn from_owned(fd: OwnedFd, direct: bool) -> File {
+        File {
+            fd: Arc::new(fd),
+            direct,
+        }
+    }
+
+    /// A descriptor opened elsewhere: its flags say whether it bypasses the page cache.
+    fn adopt(fd: OwnedFd) -> File {
+        // SAFETY: F_GETFL only reads the flags of a descriptor we own.
+        let flags = unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_GETFL) };
+        File::from_owned(fd, flags != -1 && flags & libc::O_DIRECT != 0)
+    }
+
+    /// Submits the op just queued at once if this file's I/O goes to the device (see
+    /// [`File`]); otherwise it goes with the worker's next turn.
+    fn queued<F>(&self, op: F) -> F {
+        if self.direct {
+            // A refusal leaves the entry queued for the next turn, as if batched.
+            let _ = crate::driver::submit_now();
+        }
+        op
     }
 
     /// A reference on the descriptor for an op to hold until its completion.
@@ -67,7 +96,7 @@ impl File {
         }
         // SAFETY: a window from the start has no bytes before it.
         let window = unsafe { Window::new(buf, 0) };
-        let (result, window) = Read::submit(self.op_fd(), window, pos).await;
+        let (result, window) = self.queued(Read::submit(self.op_fd(), window, pos)).await;
         (result, window.into_inner())
     }
 
@@ -84,7 +113,9 @@ impl File {
             // SAFETY: the first `filled` bytes were written by the reads before this one.
             let window = unsafe { Window::new(buf, filled) };
             let offset = pos + filled as u64;
-            let (result, window) = Read::submit(self.op_fd(), window, offset).await;
+            let (result, window) = self
+                .queued(Read::submit(self.op_fd(), window, offset))
+                .await;
             buf = window.into_inner();
             match result {
                 Ok(0) => {
@@ -110,7 +141,7 @@ impl File {
         }
         // SAFETY: a window from the start has no bytes before it.
         let window = unsafe { Window::new(buf, 0) };
-        let (result, window) = Write::submit(self.op_fd(), window, pos).await;
+        let (result, window) = self.queued(Write::submit(self.op_fd(), window, pos)).await;
         (result, window.into_inner())
     }
 
@@ -128,7 +159,9 @@ impl File {
             // bytes as initialised anyway.
             let window = unsafe { Window::new(buf, written) };
             let offset = pos + written as u64;
-            let (result, window) = Write::submit(self.op_fd(), window, offset).await;
+            let (result, window) = self
+                .queued(Write::submit(self.op_fd(), window, offset))
+                .await;
             buf = window.into_inner();
             match result {
                 Ok(0) => {
@@ -207,19 +240,19 @@ impl FromRawFd for File {
     /// `fd` must be an open descriptor that nothing else owns or closes.
     unsafe fn from_raw_fd(fd: RawFd) -> File {
         // SAFETY: the caller hands over sole ownership of an open descriptor.
-        File::from_owned(unsafe { OwnedFd::from_raw_fd(fd) })
+        File::adopt(unsafe { OwnedFd::from_raw_fd(fd) })
     }
 }
 
 impl From<OwnedFd> for File {
     fn from(fd: OwnedFd) -> File {
-        File::from_owned(fd)
+        File::adopt(fd)
     }
 }
 
 impl From<std::fs::File> for File {
     fn from(file: std::fs::File) -> File {
-        File::from_owned(file.into())
+        File::adopt(file.into())
     }
 }
 

@@ -102,7 +102,7 @@ impl OpenOptions {
         async move {
             let (path, flags) = prepared?;
             let fd = OpenAt::submit(None, path, flags, mode).await?;
-            Ok(File::from_owned(fd))
+            Ok(File::from_owned(fd, flags & libc::O_DIRECT != 0))
         }
     }
 
