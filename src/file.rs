@@ -22,10 +22,14 @@ use pyo3::prelude::*;
 use pyo3::types::PyBytes;
 use ringloom::op::{OpFd, OpenAt, Read, Write};
 
+use crate::bytes_out::BytesOut;
 use crate::errors::os_error;
 use crate::frames::ParkedOn;
 use crate::vthread;
 use crate::waits::{self, park_for};
+
+/// What a whole-file read asks for at a time once the expected size is read.
+const READ_CHUNK: usize = 64 * 1024;
 
 /// `-1` (the file position, as `os.read` uses) or a non-negative offset, as the ring
 /// takes it (`u64::MAX` is "the file position").
@@ -280,38 +284,33 @@ pub(crate) fn file_read<'py>(
     offset: i64,
 ) -> PyResult<Bound<'py, PyBytes>> {
     let at = ring_offset(offset)?;
-    let mut data: Vec<u8> = Vec::new();
-    data.try_reserve_exact(size)
-        .map_err(|_| PyMemoryError::new_err(format!("cannot allocate {size} bytes")))?;
-    if !vthread::in_virtual_thread(py)? {
-        let addr = data.as_mut_ptr() as usize;
-        // SAFETY: `data` has `size` bytes of capacity and outlives the call.
-        let n = blocking_call(py, || unsafe {
-            raw_read(fd, addr as *mut u8, size, offset)
-        })?;
-        // SAFETY: the kernel initialised the first n bytes.
-        unsafe { data.set_len(n) };
-        return Ok(PyBytes::new(py, &data));
-    }
-    if let Some(n) = without_blocking(py, fd, data.as_mut_ptr(), size, offset, false)? {
-        // SAFETY: the kernel initialised the first n bytes.
-        unsafe { data.set_len(n) };
-        return Ok(PyBytes::new(py, &data));
-    }
-    drop(data);
-    let data = ring_read(py, fd, size, at)?;
-    Ok(PyBytes::new(py, &data))
+    let mut data = BytesOut::with_capacity(py, size)?;
+    let (ptr, _) = data.spare();
+    let n = if !vthread::in_virtual_thread(py)? {
+        let addr = ptr as usize;
+        // SAFETY: the room is `size` writable bytes, alive for the call.
+        blocking_call(py, || unsafe { raw_read(fd, addr as *mut u8, size, offset) })?
+    } else if let Some(n) = without_blocking(py, fd, ptr, size, offset, false)? {
+        n
+    } else {
+        let read = ring_read(py, fd, size, at)?;
+        // SAFETY: the room is `size` writable bytes and the ring read at most `size`.
+        unsafe { std::ptr::copy_nonoverlapping(read.as_ptr(), ptr, read.len()) };
+        read.len()
+    };
+    // SAFETY: the read wrote n bytes at the start of the room.
+    unsafe { data.advance(n) };
+    data.finish(py)
 }
 
 /// `FileIO.readall`: from the file position to the end, the first read sized by what
-/// `fstat` says is left (plus one byte, to see the end without a second read when the
-/// file did not grow), as stock. In a virtual thread it is one call instead of a Python
-/// loop over `file_read`. None when a non-blocking descriptor has nothing yet (stock
-/// FileIO returns None); data read before such a descriptor runs dry is returned.
+/// `fstat` says is left plus one byte (so the read that sees the end needs no growth),
+/// as stock. In a virtual thread it is one call instead of a Python loop over
+/// `file_read`. None when a non-blocking descriptor has nothing yet (stock FileIO
+/// returns None); data read before such a descriptor runs dry is returned.
 #[pyfunction]
 pub(crate) fn file_readall(py: Python<'_>, fd: RawFd) -> PyResult<Option<Bound<'_, PyBytes>>> {
-    const CHUNK: usize = 64 * 1024;
-    let mut first = CHUNK;
+    let mut first = READ_CHUNK;
     // SAFETY: `st` is plain data that fstat fills in.
     let mut st: libc::stat = unsafe { std::mem::zeroed() };
     // SAFETY: `st` is a valid out-pointer; a closed fd gives EBADF, seen by the read.
@@ -322,68 +321,69 @@ pub(crate) fn file_readall(py: Python<'_>, fd: RawFd) -> PyResult<Option<Bound<'
             first = (st.st_size - position) as usize + 1;
         }
     }
+    read_to_end(py, fd, first)
+}
+
+/// Reads from the file position to the end into one `bytes` object (read in place, see
+/// `BytesOut`), the first read asking for `first` bytes, later ones for more as it
+/// fills. None when a non-blocking descriptor has nothing yet.
+fn read_to_end(py: Python<'_>, fd: RawFd, first: usize) -> PyResult<Option<Bound<'_, PyBytes>>> {
     let in_vthread = vthread::in_virtual_thread(py)?;
-    let mut data: Vec<u8> = Vec::new();
-    let mut want = first;
+    let mut data = BytesOut::with_capacity(py, first)?;
     loop {
         // Grown only when full: the byte past the expected end is room for the read
         // that sees the end.
-        if data.capacity() == data.len() {
-            data.try_reserve_exact(want)
-                .map_err(|_| PyMemoryError::new_err(format!("cannot allocate {want} bytes")))?;
+        if data.spare().1 == 0 {
+            data.reserve(py, READ_CHUNK.max(data.len()))?;
         }
         let read = if in_vthread {
             read_in_vthread(py, fd, &mut data)
         } else {
-            let (len, spare) = (data.len(), data.capacity() - data.len());
-            // SAFETY: `spare` bytes of capacity follow the `len` initialised ones.
-            let addr = unsafe { data.as_mut_ptr().add(len) } as usize;
-            // SAFETY: `data` has `spare` bytes of capacity at `addr`, alive for the call.
+            let (addr, spare) = data.spare();
+            let addr = addr as usize;
+            // SAFETY: the spare room is `spare` writable bytes, alive for the call.
             let read = blocking_call(py, || unsafe { raw_read(fd, addr as *mut u8, spare, -1) });
             if let Ok(n) = read {
-                // SAFETY: the read initialised the next n bytes.
-                unsafe { data.set_len(len + n) };
+                // SAFETY: the read wrote n bytes there.
+                unsafe { data.advance(n) };
             }
             read
         };
-        let n = match read {
-            Ok(n) => n,
+        match read {
+            Ok(0) => break,
+            Ok(_) => {}
             Err(err) if err.is_instance_of::<pyo3::exceptions::PyBlockingIOError>(py) => {
-                if data.is_empty() {
+                if data.len() == 0 {
                     return Ok(None);
                 }
                 break;
             }
             Err(err) => return Err(err),
-        };
-        if n == 0 {
-            break;
         }
-        want = CHUNK.max(data.len());
     }
-    Ok(Some(PyBytes::new(py, &data)))
+    data.finish(py).map(Some)
 }
 
-/// One read at the file position into the spare capacity of `data`, parking while the
-/// ring reads what the page cache does not have; returns how many bytes it added. An
-/// empty `data` is the ring read's own buffer (no copy); otherwise the ring reads into
-/// a buffer of its own, which the kernel may keep writing if this thread is killed.
-fn read_in_vthread(py: Python<'_>, fd: RawFd, data: &mut Vec<u8>) -> PyResult<usize> {
-    let (len, spare) = (data.len(), data.capacity() - data.len());
-    // SAFETY: `spare` bytes of capacity follow the `len` initialised ones.
-    let ptr = unsafe { data.as_mut_ptr().add(len) };
+/// One read at the file position into the spare room of `data`, parking while the ring
+/// reads what the page cache does not have; returns how many bytes it added. The ring
+/// reads into a buffer of its own (copied in after), which the kernel may keep writing
+/// if this thread is killed while it waits.
+fn read_in_vthread(py: Python<'_>, fd: RawFd, data: &mut BytesOut) -> PyResult<usize> {
+    let (ptr, spare) = data.spare();
     if let Some(n) = without_blocking(py, fd, ptr, spare, -1, false)? {
-        // SAFETY: the read initialised the next n bytes.
-        unsafe { data.set_len(len + n) };
+        // SAFETY: the read wrote n bytes there.
+        unsafe { data.advance(n) };
         return Ok(n);
     }
-    if data.is_empty() {
-        *data = ring_read_into(py, fd, std::mem::take(data), u64::MAX)?;
-        return Ok(data.len());
-    }
     let read = ring_read(py, fd, spare, u64::MAX)?;
-    data.extend_from_slice(&read);
-    Ok(read.len())
+    // The room did not move: nothing resized `data` while the ring read.
+    let (ptr, spare) = data.spare();
+    let n = read.len().min(spare);
+    // SAFETY: `ptr` has `spare` writable bytes, and `n` is at most that.
+    unsafe { std::ptr::copy_nonoverlapping(read.as_ptr(), ptr, n) };
+    // SAFETY: just written.
+    unsafe { data.advance(n) };
+    Ok(n)
 }
 
 fn ring_read(py: Python<'_>, fd: RawFd, len: usize, at: u64) -> PyResult<Vec<u8>> {
@@ -409,6 +409,10 @@ fn ring_read_into(py: Python<'_>, fd: RawFd, buf: Vec<u8>, at: u64) -> PyResult<
 /// bytes written, parking a virtual thread while the write waits on the ring.
 /// `nowait_first=False` skips the `RWF_NOWAIT` attempt, for descriptors known not to
 /// take it (buffered writes to regular files on most file systems).
+///
+/// On a blocking descriptor the write takes everything, as the stock call does (the
+/// kernel waits for room in a pipe or socket): a part taken without waiting is followed
+/// by the rest. A failure after some bytes went reports those, as a short write.
 #[pyfunction]
 #[pyo3(signature = (fd, data, offset = -1, nowait_first = true))]
 pub(crate) fn file_write(
@@ -418,35 +422,71 @@ pub(crate) fn file_write(
     offset: i64,
     nowait_first: bool,
 ) -> PyResult<usize> {
-    let at = ring_offset(offset)?;
+    ring_offset(offset)?;
     if !data.is_c_contiguous() {
         return Err(PyTypeError::new_err(
             "write() argument must be a contiguous buffer",
         ));
     }
     let (ptr, len) = (data.buf_ptr() as *mut u8, data.len_bytes());
-    let addr = ptr as usize;
     if !vthread::in_virtual_thread(py)? {
+        let addr = ptr as usize;
         // SAFETY: the buffer export is held for the call and describes `len` bytes.
         return blocking_call(py, || unsafe {
             raw_write(fd, addr as *const u8, len, offset)
         });
     }
+    let mut done = 0;
+    loop {
+        let at = if offset < 0 { -1 } else { offset + done as i64 };
+        // SAFETY: `done` is at most `len`, so this stays inside the held export.
+        let rest = unsafe { ptr.add(done) };
+        match write_once(py, fd, rest, len - done, at, nowait_first) {
+            Ok(n) => {
+                done += n;
+                if done == len || n == 0 {
+                    return Ok(done);
+                }
+            }
+            // As a short write; the next write meets the error again. Anything else (a
+            // signal handler's exception, the thread killed) goes up as it came.
+            Err(err) if done > 0 && err.is_instance_of::<pyo3::exceptions::PyOSError>(py) => {
+                return Ok(done)
+            }
+            Err(err) => return Err(err),
+        }
+        if nonblocking(fd).map_err(os_error)? {
+            return Ok(done);
+        }
+    }
+}
+
+/// One write from a virtual thread: without waiting if the descriptor takes it, else
+/// through the ring. `ptr` is `len` readable bytes held by the caller for the call.
+fn write_once(
+    py: Python<'_>,
+    fd: RawFd,
+    ptr: *mut u8,
+    len: usize,
+    offset: i64,
+    nowait_first: bool,
+) -> PyResult<usize> {
     if nowait_first {
         if let Some(n) = without_blocking(py, fd, ptr, len, offset, true)? {
             return Ok(n);
         }
     } else if nonblocking(fd).map_err(os_error)? {
-        // SAFETY: the buffer export is held for the call and describes `len` bytes; a
-        // non-blocking descriptor never blocks it.
+        let addr = ptr as usize;
+        // SAFETY: the caller holds `len` bytes at `ptr` for the call; a non-blocking
+        // descriptor never blocks it.
         return blocking_call(py, || unsafe {
             raw_write(fd, addr as *const u8, len, offset)
         });
     }
     let (op_fd, lent) = op_fd(fd).map_err(os_error)?;
-    // SAFETY: the export describes `len` readable bytes, held while this copies them.
+    // SAFETY: the caller holds `len` readable bytes at `ptr` while this copies them.
     let owned = unsafe { std::slice::from_raw_parts(ptr as *const u8, len) }.to_vec();
-    let op = Write::submit(op_fd, owned, at);
+    let op = Write::submit(op_fd, owned, ring_offset(offset)?);
     submit_lent(lent)?;
     let parked = park_for(py, op, ParkedOn::File("WRITE")).expect("checked: a virtual thread");
     let (result, _buf) = parked?;
@@ -465,12 +505,11 @@ pub(crate) fn file_write(
 #[pyo3(signature = (path, flags, mode = 0o666))]
 pub(crate) fn file_open(
     py: Python<'_>,
-    path: &Bound<'_, PyBytes>,
+    path: &Bound<'_, PyAny>,
     flags: i32,
     mode: u32,
 ) -> PyResult<RawFd> {
-    let path =
-        CString::new(path.as_bytes()).map_err(|_| PyValueError::new_err("embedded null byte"))?;
+    let path = fs_path(path)?;
     if !vthread::in_virtual_thread(py)? {
         let ptr = path.as_ptr() as usize;
         // SAFETY: `path` is a NUL-terminated string alive for the call.
@@ -491,6 +530,29 @@ pub(crate) fn file_open(
     let parked =
         park_for(py, opening, ParkedOn::File("OPENAT")).expect("checked: a virtual thread");
     Ok(parked?.map_err(os_error)?.into_raw_fd())
+}
+
+/// A path as the kernel takes it: bytes as they are, `str` in the file system encoding,
+/// a path-like object through `os.fsencode`, as `os.open` accepts them.
+fn fs_path(path: &Bound<'_, PyAny>) -> PyResult<CString> {
+    let encoded;
+    let bytes = if let Ok(bytes) = path.cast::<PyBytes>() {
+        bytes.as_bytes()
+    } else {
+        encoded = match path.cast::<pyo3::types::PyString>() {
+            // SAFETY: `path` is a str; the call returns a new reference or null with an
+            // exception set, which `from_owned_ptr_or_err` turns into the error.
+            Ok(text) => unsafe {
+                Bound::from_owned_ptr_or_err(
+                    path.py(),
+                    pyo3::ffi::PyUnicode_EncodeFSDefault(text.as_ptr()),
+                )?
+            },
+            Err(_) => path.py().import("os")?.getattr("fsencode")?.call1((path,))?,
+        };
+        encoded.cast::<PyBytes>()?.as_bytes()
+    };
+    CString::new(bytes).map_err(|_| PyValueError::new_err("embedded null byte"))
 }
 
 /// `struct open_how` of openat2(2) (libc's is non-exhaustive, so not constructible).

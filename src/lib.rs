@@ -10,6 +10,7 @@ use pyo3::prelude::*;
 
 mod arena;
 mod batch;
+mod bytes_out;
 mod blocking;
 mod errors;
 mod file;

@@ -186,6 +186,81 @@ def test_pipe_read_parks_until_another_virtual_thread_writes(one_worker: Loom) -
     assert got.result(timeout=TIMEOUT) == b"through the ring"
 
 
+def test_read_to_eof_grows_past_what_fstat_said(one_worker: Loom) -> None:
+    """A pipe has no size: the read-all grows its result chunk by chunk, parking between
+    the writer's pieces, and returns every byte once."""
+    r, w = os.pipe()
+    pieces = [os.urandom(n) for n in (1, 70_000, 3, 200_000, 65_536)]
+
+    def reader() -> bytes:
+        with open(r, "rb") as f:
+            return f.read()
+
+    def writer() -> None:
+        with open(w, "wb", buffering=0) as f:
+            for piece in pieces:
+                f.write(piece)
+                time.sleep(0)  # the reader runs between pieces
+
+    got = ringloom.submit(one_worker, reader)
+    ringloom.submit(one_worker, writer).result(timeout=TIMEOUT)
+    assert got.result(timeout=TIMEOUT) == b"".join(pieces)
+
+
+def test_a_write_to_a_blocking_pipe_takes_everything(one_worker: Loom) -> None:
+    """Stock ``os.write`` on a blocking pipe waits for room and writes it all; so does the
+    parked one, though the pipe holds less than the data."""
+    r, w = os.pipe()
+    data = os.urandom(300_000)
+
+    def reader() -> bytes:
+        with open(r, "rb") as f:
+            return f.read()
+
+    def writer() -> int:
+        try:
+            return os.write(w, data)
+        finally:
+            os.close(w)
+
+    got = ringloom.submit(one_worker, reader)
+    assert ringloom.submit(one_worker, writer).result(timeout=TIMEOUT) == len(data)
+    assert got.result(timeout=TIMEOUT) == data
+
+
+def test_reads_return_exact_bytes_objects(loom: Loom, tmp_path: pathlib.Path) -> None:
+    """Sized and whole reads at any position give the stock results (the result object
+    is filled in place, then shrunk to what was read)."""
+    data = os.urandom(200_000)
+    path = tmp_path / "data"
+    path.write_bytes(data)
+
+    def reads() -> list[Any]:
+        seen: list[Any] = []
+        with open(path, "rb", buffering=0) as f:
+            seen.append(f.read(0))
+            seen.append(f.read(10))
+            f.seek(150_000)
+            seen.append(f.read(100_000))  # short: the file ends first
+            seen.append(f.read(5))  # at the end
+            f.seek(199_999)
+            seen.append(f.readall())
+            f.seek(7)
+            seen.append(f.readall())
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            seen.append(os.pread(fd, 50, 1_000))
+            seen.append(os.read(fd, 0))
+        finally:
+            os.close(fd)
+        return seen
+
+    got = run(loom, reads)
+    assert got == reads()
+    assert [type(x) for x in got] == [bytes] * len(got)
+    assert got[5] == data[7:]
+
+
 def test_fifo_open_and_read_park(one_worker: Loom, tmp_path: pathlib.Path) -> None:
     fifo = tmp_path / "fifo"
     os.mkfifo(fifo)

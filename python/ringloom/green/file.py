@@ -36,11 +36,12 @@ from __future__ import annotations
 import builtins
 import errno
 import io
+import itertools
 import os
 import stat
 import time
 import warnings
-from typing import Any, Callable
+from typing import Any, Callable, NamedTuple
 
 from ringloom import _fork, _native, monkey
 from ringloom.green._common import intercepting
@@ -58,32 +59,44 @@ _OUT_OF_DESCRIPTORS = (errno.EMFILE, errno.ENFILE)
 
 
 class _Descriptors:
-    """The files ``RingFileIO`` holds open, and a condition a close notifies."""
+    """The files ``RingFileIO`` holds open, and a condition a close notifies.
+
+    Opens and closes take no lock (they are the hot path of a batch over files): the
+    set's ``add`` and ``discard`` are atomic under the GIL, and ``closes`` is stored from
+    a counter, so a waiter that read it before its failed open sees a different value
+    after any close since. A close takes the lock only to wake a waiter.
+    """
 
     def __init__(self) -> None:
         self.closed = _native.Condition(_native.Lock())
-        self.open = 0
+        self.files: set[int] = set()
+        self._count = itertools.count(1)
         self.closes = 0
+        self.waiters = 0  # changed under the lock only
 
-    def opened(self) -> None:
-        with self.closed:
-            self.open += 1
+    def opened(self, key: int) -> None:
+        self.files.add(key)
 
-    def released(self) -> None:
-        with self.closed:
-            self.open -= 1
-            self.closes += 1
-            self.closed.notify()
+    def released(self, key: int) -> None:
+        self.files.discard(key)
+        self.closes = next(self._count)
+        if self.waiters:
+            with self.closed:
+                self.closed.notify_all()
 
-    def wait_for_a_close(self, deadline: float) -> bool:
-        """Parks until one of ours is closed: False if none is open or at ``deadline``."""
+    def wait_for_a_close(self, seen: int, deadline: float) -> bool:
+        """Parks until one of ours is closed after ``closes`` was ``seen``: False if none
+        is open or at ``deadline``."""
         with self.closed:
-            seen = self.closes
-            while self.closes == seen:
-                left = deadline - time.monotonic()
-                if self.open == 0 or left <= 0:
-                    return False
-                self.closed.wait(left)
+            self.waiters += 1
+            try:
+                while self.closes == seen:
+                    left = deadline - time.monotonic()
+                    if not self.files or left <= 0:
+                        return False
+                    self.closed.wait(left)
+            finally:
+                self.waiters -= 1
         return True
 
 
@@ -93,23 +106,24 @@ _descriptors = _Descriptors()
 @_fork.on_child
 def _reset_after_fork() -> None:
     global _descriptors
-    count = _descriptors.open  # the inherited files are still open in the child
+    files = _descriptors.files  # the inherited files are still open in the child
     _descriptors = _Descriptors()  # a vanished thread may have held its lock
-    _descriptors.open = count
+    _descriptors.files = set(files)
 
 
 def _ring_opener(path: Any, flags: int) -> int:
     deadline = None
     while True:
+        seen = _descriptors.closes
         try:
-            return _native.file_open(os.fsencode(path), flags, 0o666)
+            return _native.file_open(path, flags, 0o666)
         except OSError as err:
             if err.errno is None:
                 raise
             if err.errno in _OUT_OF_DESCRIPTORS and intercepting():
                 if deadline is None:
                     deadline = time.monotonic() + DESCRIPTOR_WAIT
-                if _descriptors.wait_for_a_close(deadline):
+                if _descriptors.wait_for_a_close(seen, deadline):
                     continue
             # As stock: the error names the file (OSError picks the subclass by errno).
             raise OSError(err.errno, os.strerror(err.errno), path) from None
@@ -134,11 +148,11 @@ class RingFileIO(io.FileIO):
         closefd: bool = True,
         opener: Callable[[str, int], int] | None = None,
     ) -> None:
-        super().__init__(file, mode, closefd, opener if opener is not None else _ring_opener)
+        io.FileIO.__init__(self, file, mode, closefd, _ring_opener if opener is None else opener)
         # Counted only when this object closes its descriptor itself.
-        self._counted = closefd
         if closefd:
-            _descriptors.opened()
+            self._counted = True
+            _descriptors.opened(id(self))
 
     def _check_readable(self) -> None:
         if not self.readable():  # raises ValueError when closed
@@ -160,7 +174,7 @@ class RingFileIO(io.FileIO):
             super().close()
         finally:
             if counted:
-                _descriptors.released()
+                _descriptors.released(id(self))
 
     def read(self, size: int | None = -1, /) -> bytes | None:  # type: ignore[override]
         if not intercepting():
@@ -200,14 +214,48 @@ class RingFileIO(io.FileIO):
             return None
 
 
-def _raw_mode(creating: bool, reading: bool, writing: bool, appending: bool, updating: bool) -> str:
-    return (
+class _Mode(NamedTuple):
+    """What ``open`` makes of a valid mode string."""
+
+    raw: str  # the FileIO mode
+    buffered: type[io.BufferedIOBase]
+    binary: bool
+
+
+#: Modes seen before, parsed once: most programs use a handful. Bounded, so that a
+#: program making up modes cannot grow it for ever.
+_MODES: dict[str, _Mode] = {}
+_MODES_KEPT = 64
+
+
+def _parse_mode(mode: str) -> _Mode | None:
+    """The mode's parts, or None where stock ``open`` raises for it."""
+    modes = set(mode)
+    creating, reading = "x" in modes, "r" in modes
+    writing, appending = "w" in modes, "a" in modes
+    updating, text, binary = "+" in modes, "t" in modes, "b" in modes
+    if (
+        modes - _MODE_CHARS
+        or len(mode) > len(modes)
+        or creating + reading + writing + appending != 1
+        or (text and binary)
+    ):
+        return None
+    raw = (
         ("x" if creating else "")
         + ("r" if reading else "")
         + ("w" if writing else "")
         + ("a" if appending else "")
         + ("+" if updating else "")
     )
+    buffered: type[io.BufferedIOBase]
+    if updating:
+        buffered = io.BufferedRandom
+    elif creating or writing or appending:
+        buffered = io.BufferedWriter
+    else:
+        buffered = io.BufferedReader
+    return _Mode(raw, buffered, binary)
 
 
 def open(  # noqa: A001 - it is the builtin it replaces
@@ -222,17 +270,16 @@ def open(  # noqa: A001 - it is the builtin it replaces
 ) -> Any:
     """``open()``: in an intercepting virtual thread, the stock layers over
     :class:`RingFileIO`; elsewhere, the stock ``open``."""
-    if not intercepting() or not isinstance(mode, str) or not isinstance(buffering, int):
+    if not intercepting() or type(mode) is not str or not isinstance(buffering, int):
         return stock_open(file, mode, buffering, encoding, errors, newline, closefd, opener)
-    modes = set(mode)
-    creating, reading = "x" in modes, "r" in modes
-    writing, appending = "w" in modes, "a" in modes
-    updating, text, binary = "+" in modes, "t" in modes, "b" in modes
+    parsed = _MODES.get(mode)
+    if parsed is None:
+        parsed = _parse_mode(mode)
+        if parsed is not None and len(_MODES) < _MODES_KEPT:
+            _MODES[mode] = parsed
+    binary = parsed is not None and parsed.binary
     if (
-        modes - _MODE_CHARS
-        or len(mode) > len(modes)
-        or creating + reading + writing + appending != 1
-        or (text and binary)
+        parsed is None
         or (binary and (encoding is not None or errors is not None or newline is not None))
         or (buffering == 0 and not binary)
     ):
@@ -245,11 +292,9 @@ def open(  # noqa: A001 - it is the builtin it replaces
             RuntimeWarning,
             stacklevel=2,
         )
-    if not isinstance(file, int):
+    if type(file) is not str and not isinstance(file, int):
         file = os.fspath(file)  # as stock: the file's name is the str or bytes path
-    raw = RingFileIO(
-        file, _raw_mode(creating, reading, writing, appending, updating), closefd, opener
-    )
+    raw = RingFileIO(file, parsed.raw, closefd, opener)
     result: Any = raw
     try:
         line_buffering = False
@@ -257,22 +302,20 @@ def open(  # noqa: A001 - it is the builtin it replaces
             buffering = -1
             line_buffering = True
         if buffering < 0:
-            blksize = getattr(raw, "_blksize", 0)
+            blksize = raw._blksize  # type: ignore[attr-defined]
             buffering = blksize if blksize > 1 else io.DEFAULT_BUFFER_SIZE
         if buffering == 0:
             return raw
-        buffer: io.BufferedIOBase
-        if updating:
-            buffer = io.BufferedRandom(raw, buffering)
-        elif creating or writing or appending:
-            buffer = io.BufferedWriter(raw, buffering)
-        else:
-            buffer = io.BufferedReader(raw, buffering)  # type: ignore[type-var]
+        buffer = parsed.buffered(raw, buffering)  # type: ignore[call-arg]
         result = buffer
         if binary:
             return buffer
         wrapper = io.TextIOWrapper(
-            buffer, io.text_encoding(encoding), errors, newline, line_buffering
+            buffer,  # type: ignore[type-var]
+            io.text_encoding(encoding),
+            errors,
+            newline,
+            line_buffering,
         )
         result = wrapper
         wrapper.mode = mode  # type: ignore[misc]
