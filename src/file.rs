@@ -16,7 +16,6 @@ use std::ffi::CString;
 use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, IntoRawFd, OwnedFd, RawFd};
 
-use pyo3::buffer::PyBuffer;
 use pyo3::exceptions::{PyMemoryError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::PyBytes;
@@ -24,6 +23,7 @@ use ringloom::op::{OpFd, OpenAt, Read, Write};
 
 use crate::bytes_out::BytesOut;
 use crate::errors::os_error;
+use crate::exported::Exported;
 use crate::frames::ParkedOn;
 use crate::vthread;
 use crate::waits::{self, park_for};
@@ -186,7 +186,10 @@ fn regular_file(fd: RawFd) -> io::Result<bool> {
 }
 
 /// The plain blocking call, GIL released, retried on EINTR after checking signals.
-fn blocking_call(py: Python<'_>, call: impl Fn() -> isize + Send + Sync) -> PyResult<usize> {
+pub(crate) fn blocking_call(
+    py: Python<'_>,
+    call: impl Fn() -> isize + Send + Sync,
+) -> PyResult<usize> {
     loop {
         let n = py.detach(&call);
         if n >= 0 {
@@ -230,19 +233,31 @@ unsafe fn raw_write(fd: RawFd, ptr: *const u8, len: usize, offset: i64) -> isize
     }
 }
 
-/// A writable, C-contiguous view of `buffer`, as stock `readinto` requires.
-fn writable(buffer: &PyBuffer<u8>) -> PyResult<(*mut u8, usize)> {
-    if buffer.readonly() {
-        return Err(PyTypeError::new_err(
-            "readinto() argument must be a writable buffer",
-        ));
-    }
-    if !buffer.is_c_contiguous() {
-        return Err(PyTypeError::new_err(
-            "readinto() argument must be a contiguous buffer",
-        ));
-    }
-    Ok((buffer.buf_ptr().cast(), buffer.len_bytes()))
+/// A writable contiguous view of `buffer`, as stock `readinto` takes it (`w*`).
+fn writable(buffer: &Bound<'_, PyAny>) -> PyResult<Exported> {
+    Exported::get(buffer, true).map_err(|_| {
+        PyTypeError::new_err(format!(
+            "readinto() argument must be read-write bytes-like object, not {}",
+            type_name(buffer)
+        ))
+    })
+}
+
+/// A contiguous view of `data`, as stock `write` takes it (`y*`).
+fn readable(data: &Bound<'_, PyAny>) -> PyResult<Exported> {
+    Exported::get(data, false).map_err(|_| {
+        PyTypeError::new_err(format!(
+            "a bytes-like object is required, not '{}'",
+            type_name(data)
+        ))
+    })
+}
+
+fn type_name(object: &Bound<'_, PyAny>) -> String {
+    object
+        .get_type()
+        .name()
+        .map_or_else(|_| "object".to_owned(), |name| name.to_string())
 }
 
 /// Reads into `buffer` from `fd` at `offset` (-1: the file position) and returns the
@@ -253,11 +268,12 @@ fn writable(buffer: &PyBuffer<u8>) -> PyResult<(*mut u8, usize)> {
 pub(crate) fn file_readinto(
     py: Python<'_>,
     fd: RawFd,
-    buffer: PyBuffer<u8>,
+    buffer: &Bound<'_, PyAny>,
     offset: i64,
 ) -> PyResult<usize> {
     let at = ring_offset(offset)?;
-    let (ptr, len) = writable(&buffer)?;
+    let view = writable(buffer)?;
+    let (ptr, len) = (view.ptr(), view.len());
     let addr = ptr as usize;
     if !vthread::in_virtual_thread(py)? {
         // SAFETY: the buffer export is held for the call and describes `len` bytes.
@@ -267,7 +283,7 @@ pub(crate) fn file_readinto(
         return Ok(n);
     }
     let data = ring_read(py, fd, len, at)?;
-    // SAFETY: the export is still held (`buffer` lives to the end of this function) and
+    // SAFETY: the export is still held (`view` lives to the end of this function) and
     // the ring read at most `len` bytes.
     unsafe { std::ptr::copy_nonoverlapping(data.as_ptr(), ptr, data.len()) };
     Ok(data.len())
@@ -289,7 +305,9 @@ pub(crate) fn file_read<'py>(
     let n = if !vthread::in_virtual_thread(py)? {
         let addr = ptr as usize;
         // SAFETY: the room is `size` writable bytes, alive for the call.
-        blocking_call(py, || unsafe { raw_read(fd, addr as *mut u8, size, offset) })?
+        blocking_call(py, || unsafe {
+            raw_read(fd, addr as *mut u8, size, offset)
+        })?
     } else if let Some(n) = without_blocking(py, fd, ptr, size, offset, false)? {
         n
     } else {
@@ -327,7 +345,11 @@ pub(crate) fn file_readall(py: Python<'_>, fd: RawFd) -> PyResult<Option<Bound<'
 /// Reads from the file position to the end into one `bytes` object (read in place, see
 /// `BytesOut`), the first read asking for `first` bytes, later ones for more as it
 /// fills. None when a non-blocking descriptor has nothing yet.
-fn read_to_end(py: Python<'_>, fd: RawFd, first: usize) -> PyResult<Option<Bound<'_, PyBytes>>> {
+pub(crate) fn read_to_end(
+    py: Python<'_>,
+    fd: RawFd,
+    first: usize,
+) -> PyResult<Option<Bound<'_, PyBytes>>> {
     let in_vthread = vthread::in_virtual_thread(py)?;
     let mut data = BytesOut::with_capacity(py, first)?;
     loop {
@@ -352,7 +374,13 @@ fn read_to_end(py: Python<'_>, fd: RawFd, first: usize) -> PyResult<Option<Bound
         match read {
             Ok(0) => break,
             Ok(_) => {}
-            Err(err) if err.is_instance_of::<pyo3::exceptions::PyBlockingIOError>(py) => {
+            // Asked of the raised value: `os_error`'s lazy OSError only becomes the
+            // BlockingIOError subclass once made.
+            Err(err)
+                if err
+                    .value(py)
+                    .is_instance_of::<pyo3::exceptions::PyBlockingIOError>() =>
+            {
                 if data.len() == 0 {
                     return Ok(None);
                 }
@@ -418,17 +446,13 @@ fn ring_read_into(py: Python<'_>, fd: RawFd, buf: Vec<u8>, at: u64) -> PyResult<
 pub(crate) fn file_write(
     py: Python<'_>,
     fd: RawFd,
-    data: PyBuffer<u8>,
+    data: &Bound<'_, PyAny>,
     offset: i64,
     nowait_first: bool,
 ) -> PyResult<usize> {
     ring_offset(offset)?;
-    if !data.is_c_contiguous() {
-        return Err(PyTypeError::new_err(
-            "write() argument must be a contiguous buffer",
-        ));
-    }
-    let (ptr, len) = (data.buf_ptr() as *mut u8, data.len_bytes());
+    let view = readable(data)?;
+    let (ptr, len) = (view.ptr(), view.len());
     if !vthread::in_virtual_thread(py)? {
         let addr = ptr as usize;
         // SAFETY: the buffer export is held for the call and describes `len` bytes.
@@ -450,7 +474,12 @@ pub(crate) fn file_write(
             }
             // As a short write; the next write meets the error again. Anything else (a
             // signal handler's exception, the thread killed) goes up as it came.
-            Err(err) if done > 0 && err.is_instance_of::<pyo3::exceptions::PyOSError>(py) => {
+            Err(err)
+                if done > 0
+                    && err
+                        .value(py)
+                        .is_instance_of::<pyo3::exceptions::PyOSError>() =>
+            {
                 return Ok(done)
             }
             Err(err) => return Err(err),
@@ -521,7 +550,7 @@ pub(crate) fn file_open(
     let cached = flags & (libc::O_CREAT | libc::O_TRUNC | libc::O_TMPFILE) == 0;
     if cached {
         match open_cached(py, &path, flags)? {
-            CachedOpen::Opened(fd) => return Ok(fd.into_raw_fd()),
+            CachedOpen::Opened(fd, _) => return Ok(fd.into_raw_fd()),
             CachedOpen::Missed => {}
             CachedOpen::Fifo => return open_on_pool(py, path, flags, mode),
         }
@@ -534,7 +563,7 @@ pub(crate) fn file_open(
 
 /// A path as the kernel takes it: bytes as they are, `str` in the file system encoding,
 /// a path-like object through `os.fsencode`, as `os.open` accepts them.
-fn fs_path(path: &Bound<'_, PyAny>) -> PyResult<CString> {
+pub(crate) fn fs_path(path: &Bound<'_, PyAny>) -> PyResult<CString> {
     let encoded;
     let bytes = if let Ok(bytes) = path.cast::<PyBytes>() {
         bytes.as_bytes()
@@ -548,7 +577,11 @@ fn fs_path(path: &Bound<'_, PyAny>) -> PyResult<CString> {
                     pyo3::ffi::PyUnicode_EncodeFSDefault(text.as_ptr()),
                 )?
             },
-            Err(_) => path.py().import("os")?.getattr("fsencode")?.call1((path,))?,
+            Err(_) => path
+                .py()
+                .import("os")?
+                .getattr("fsencode")?
+                .call1((path,))?,
         };
         encoded.cast::<PyBytes>()?.as_bytes()
     };
@@ -563,13 +596,16 @@ struct OpenHow {
     resolve: u64,
 }
 
-enum CachedOpen {
-    Opened(OwnedFd),
+pub(crate) enum CachedOpen {
+    /// Opened, with what `fstat` said of it.
+    Opened(OwnedFd, libc::stat),
     Missed,
     Fifo,
 }
 
-fn open_cached(py: Python<'_>, path: &CString, flags: i32) -> PyResult<CachedOpen> {
+/// An open that needs no I/O, or `Missed`. `O_NONBLOCK` in `flags` is kept; without it
+/// the descriptor is set back to blocking once it is known not to be a FIFO.
+pub(crate) fn open_cached(py: Python<'_>, path: &CString, flags: i32) -> PyResult<CachedOpen> {
     let how = OpenHow {
         flags: (flags | libc::O_NONBLOCK) as u64,
         mode: 0,
@@ -619,10 +655,15 @@ fn open_cached(py: Python<'_>, path: &CString, flags: i32) -> PyResult<CachedOpe
             return Err(os_error(io::Error::last_os_error()));
         }
     }
-    Ok(CachedOpen::Opened(fd))
+    Ok(CachedOpen::Opened(fd, st))
 }
 
-fn open_on_pool(py: Python<'_>, path: CString, flags: i32, mode: u32) -> PyResult<RawFd> {
+pub(crate) fn open_on_pool(
+    py: Python<'_>,
+    path: CString,
+    flags: i32,
+    mode: u32,
+) -> PyResult<RawFd> {
     let opening = ringloom::spawn_blocking(move || loop {
         // SAFETY: `path` is NUL-terminated and owned by this closure.
         let fd = unsafe { libc::open(path.as_ptr(), flags | libc::O_CLOEXEC, mode) };

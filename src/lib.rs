@@ -10,15 +10,17 @@ use pyo3::prelude::*;
 
 mod arena;
 mod batch;
-mod bytes_out;
 mod blocking;
+mod bytes_out;
 mod errors;
+mod exported;
 mod file;
 mod frames;
 mod gil;
 mod greenlet;
 mod hub;
 mod loom;
+mod read_file;
 mod ready;
 mod running_loop;
 mod sock;
@@ -57,6 +59,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(file::file_readall, m)?)?;
     m.add_function(wrap_pyfunction!(file::file_write, m)?)?;
     m.add_function(wrap_pyfunction!(file::file_open, m)?)?;
+    m.add_function(wrap_pyfunction!(read_file::read_file, m)?)?;
     m.add_function(wrap_pyfunction!(vthread::intercepting, m)?)?;
     m.add_function(wrap_pyfunction!(vthread::get_ident, m)?)?;
     m.add_function(wrap_pyfunction!(frames::track_vthreads, m)?)?;

@@ -18,11 +18,11 @@ use std::os::fd::RawFd;
 use std::time::{Duration, Instant};
 
 use pyo3::exceptions::{PyMemoryError, PyTimeoutError, PyTypeError, PyValueError};
-use pyo3::ffi;
 use pyo3::prelude::*;
 use pyo3::types::PyBytes;
 
 use crate::errors::os_error;
+use crate::exported::Exported;
 use crate::{vthread, waits};
 
 /// The largest read staged in a worker's reusable buffer; a larger one gets its own.
@@ -115,40 +115,6 @@ fn until_ready(
             Some(libc::EINTR) => py.check_signals()?,
             _ => return Err(os_error(err)),
         }
-    }
-}
-
-/// A contiguous buffer of any object that exports one, released when dropped (the GIL
-/// is held: these calls run in a virtual thread, holding it again once resumed).
-struct Exported(ffi::Py_buffer);
-
-impl Exported {
-    fn get(object: &Bound<'_, PyAny>, writable: bool) -> PyResult<Self> {
-        // What CPython's own `w*` and `y*` ask for: contiguous bytes.
-        let flags = if writable {
-            ffi::PyBUF_WRITABLE
-        } else {
-            ffi::PyBUF_SIMPLE
-        };
-        let mut view = std::mem::MaybeUninit::<ffi::Py_buffer>::uninit();
-        // SAFETY: `view` is written by a successful call, which we check; the object is
-        // alive for the call.
-        if unsafe { ffi::PyObject_GetBuffer(object.as_ptr(), view.as_mut_ptr(), flags) } != 0 {
-            return Err(PyErr::fetch(object.py()));
-        }
-        // SAFETY: initialized by the successful call above.
-        Ok(Exported(unsafe { view.assume_init() }))
-    }
-
-    fn len(&self) -> usize {
-        usize::try_from(self.0.len).unwrap_or(0)
-    }
-}
-
-impl Drop for Exported {
-    fn drop(&mut self) {
-        // SAFETY: the view came from a successful `PyObject_GetBuffer`, released once.
-        unsafe { ffi::PyBuffer_Release(&mut self.0) }
     }
 }
 
@@ -259,7 +225,7 @@ pub(crate) fn socket_recv_into(
     }
     // SAFETY: the exported buffer is writable and at least `len` bytes long, and stays
     // exported (so neither freed nor resized) until `view` drops, after the call.
-    let got = unsafe { recv_parked(sock, view.0.buf.cast(), len, flags, wait) }?;
+    let got = unsafe { recv_parked(sock, view.ptr(), len, flags, wait) }?;
     Ok(Some(got))
 }
 
@@ -296,7 +262,7 @@ fn send_from(
     flags: i32,
     wait: Wait,
 ) -> PyResult<usize> {
-    let ptr = view.0.buf as usize + offset;
+    let ptr = view.ptr() as usize + offset;
     let len = view.len() - offset;
     until_ready(sock, libc::POLLOUT as u32, wait, |fd| {
         // SAFETY: `ptr..ptr + len` lies in the exported buffer, which stays exported

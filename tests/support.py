@@ -24,6 +24,22 @@ def open_fds() -> int:
     return len(os.listdir("/proc/self/fd"))
 
 
+def evicted(path: Path) -> bool:
+    """Drops the file's pages from the page cache; whether its first byte is then out
+    of it (a RWF_NOWAIT read would block), as on a disk but not on tmpfs."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+        try:
+            os.preadv(fd, [bytearray(1)], 0, os.RWF_NOWAIT)
+        except BlockingIOError:
+            return True
+        return False
+    finally:
+        os.close(fd)
+
+
 def wait_until(predicate: Callable[[], bool], timeout: float = TIMEOUT) -> None:
     """Polls ``predicate`` until true; fails the test after ``timeout`` seconds."""
     deadline = time.monotonic() + timeout

@@ -20,7 +20,10 @@ import concurrent.futures
 import functools
 import heapq
 import itertools
+import os
+import resource
 import threading
+import time
 import weakref
 from collections.abc import Iterable
 from typing import Any, Callable, TypeVar
@@ -40,7 +43,12 @@ from ringloom._future import CTRL_C_SLICE, ParkingFuture, collect
 _stock_lock = _thread.allocate_lock
 _StockCondition = threading.Condition
 
-__all__ = ["DEFAULT_PLATFORM_THREADS", "DEFAULT_PRIORITY", "VirtualThreadPool"]
+__all__ = [
+    "DEFAULT_PLATFORM_THREADS",
+    "DEFAULT_PRIORITY",
+    "MAP_FILES_OPEN",
+    "VirtualThreadPool",
+]
 
 T = TypeVar("T")
 
@@ -235,6 +243,42 @@ class VirtualThreadPool(concurrent.futures.Executor):
             fn, (tuple(args) for args in iterable), timeout, priority, is_blocking
         )
 
+    def map_files(
+        self,
+        fn: Callable[[bytes], T],
+        paths: Iterable[str | bytes | os.PathLike[str] | os.PathLike[bytes]],
+        *,
+        timeout: float | None = None,
+        priority: int = DEFAULT_PRIORITY,
+    ) -> list[T]:
+        """``[fn(contents) for each path]``: each file read whole, then handed to ``fn``,
+        in a virtual thread of its own; a list in input order.
+
+        The batch path for jobs over many files: each file is read in one native call
+        (an open, a read straight into the ``bytes``, a close), parking while the disk
+        is read, with no file object; ``open(path, "rb").read()`` in ``map`` gives the
+        same contents with two Python layers around them. At most ``MAP_FILES_OPEN``
+        files are being read at once (fewer if the descriptor limit leaves less room),
+        so no number of paths runs out of descriptors. A file that cannot be read raises
+        the stock ``OSError`` naming it, as ``map`` raises: the first in input order,
+        the calls not started cancelled. ``timeout`` as for ``map``.
+
+        Example::
+
+            import hashlib
+            digests = pool.map_files(lambda data: hashlib.sha256(data).hexdigest(), paths)
+        """
+        check_callable(fn)
+        calls = [(path,) for path in paths]
+        return self._map_calls(
+            functools.partial(_read_then_call, fn),
+            calls,
+            timeout,
+            priority,
+            None,
+            most=_files_at_once(len(calls)),
+        )
+
     def _map_calls(
         self,
         fn: Callable[..., T],
@@ -242,9 +286,10 @@ class VirtualThreadPool(concurrent.futures.Executor):
         timeout: float | None,
         priority: int,
         is_blocking: bool | None,
+        most: int | None = None,
     ) -> list[T]:
         """``map`` and ``starmap``: a native batch for an unbounded pool, else a future
-        per call behind the bound."""
+        per call behind the bound. ``most``: at most that many calls run at once."""
         check_callable(fn)
         priority = check_priority(priority)
         if timeout is not None and timeout < 0:
@@ -252,14 +297,22 @@ class VirtualThreadPool(concurrent.futures.Executor):
         calls = list(calls)
         if not calls:
             return []
-        results = self._map_batch(fn, calls, timeout, priority, is_blocking)
+        results = self._map_batch(fn, calls, timeout, priority, is_blocking, most)
         if results is not None:
             return results
-        # Every place of a bounded pool is taken: the calls queue behind the bound.
-        futures = [
-            self.submit(fn, *args, priority=priority, is_blocking=is_blocking) for args in calls
-        ]
-        return collect(futures, timeout)
+        # Every place of a bounded pool is taken: the calls queue behind the bound (in
+        # turns of `most`, if given).
+        deadline = None if timeout is None else time.monotonic() + timeout
+        turn = len(calls) if most is None else most
+        results = []
+        for start in range(0, len(calls), turn):
+            futures = [
+                self.submit(fn, *args, priority=priority, is_blocking=is_blocking)
+                for args in calls[start : start + turn]
+            ]
+            left = None if deadline is None else max(0.0, deadline - time.monotonic())
+            results += collect(futures, left)
+        return results
 
     def _map_batch(
         self,
@@ -268,6 +321,7 @@ class VirtualThreadPool(concurrent.futures.Executor):
         timeout: float | None,
         priority: int,
         is_blocking: bool | None,
+        most: int | None = None,
     ) -> list[T] | None:
         """The calls as one native batch, whose results fill one list, without a future
         per call (the futures' locks and callbacks cost more than a trivial call's
@@ -284,6 +338,8 @@ class VirtualThreadPool(concurrent.futures.Executor):
                 window = min(len(calls), self._limit - self._running)
                 if window <= 0:
                     return None
+            if most is not None and most < (len(calls) if window is None else window):
+                window = most
             loom = self._open()
             places = len(calls) if window is None else window
             self._created += len(calls)
@@ -591,6 +647,29 @@ class VirtualThreadPool(concurrent.futures.Executor):
             f"<VirtualThreadPool platform_threads={self._workers} "
             f"max_virtual_threads={self._limit} shutdown={self._shutdown}>"
         )
+
+
+#: The most files ``VirtualThreadPool.map_files`` reads at once: deep enough to keep a
+#: disk's queue full, bounded so that descriptors (and parked threads) stay few.
+MAP_FILES_OPEN = 1024
+
+
+def _files_at_once(count: int) -> int:
+    """How many of ``count`` files ``map_files`` reads at once: ``MAP_FILES_OPEN``, or
+    half the descriptors this process may still open, if fewer (at least one)."""
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    most = MAP_FILES_OPEN
+    if soft != resource.RLIM_INFINITY:
+        try:
+            in_use = len(os.listdir("/proc/self/fd"))
+        except OSError:
+            in_use = 0
+        most = min(most, (soft - in_use) // 2)
+    return max(1, min(count, most))
+
+
+def _read_then_call(fn: Callable[[bytes], T], path: Any) -> T:
+    return fn(_native.read_file(path))
 
 
 @_fork.on_child

@@ -31,7 +31,12 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any, Callable
 
 from ringloom._checks import check_callable, check_count
-from ringloom._pool import DEFAULT_PLATFORM_THREADS, DEFAULT_PRIORITY, VirtualThreadPool
+from ringloom._pool import (
+    DEFAULT_PLATFORM_THREADS,
+    DEFAULT_PRIORITY,
+    MAP_FILES_OPEN,
+    VirtualThreadPool,
+)
 from ringloom._shared import run_in_virtual_thread, virtual_map
 
 if TYPE_CHECKING:
@@ -40,6 +45,7 @@ if TYPE_CHECKING:
 __all__ = [
     "DEFAULT_PLATFORM_THREADS",
     "DEFAULT_PRIORITY",
+    "MAP_FILES_OPEN",
     "AsyncVirtualThreadPool",
     "VirtualThreadPool",
     "run_in_virtual_thread",

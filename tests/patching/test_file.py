@@ -8,8 +8,10 @@ unblock it could never run and the test would time out.
 
 from __future__ import annotations
 
+import array
 import builtins
 import concurrent.futures as cf
+import ctypes
 import io
 import os
 import pathlib
@@ -23,7 +25,7 @@ import ringloom
 from ringloom import Loom
 from ringloom.green import file as green_file
 from ringloom.green import os as green_os
-from support import open_fds
+from support import evicted, open_fds
 
 TIMEOUT = 30
 
@@ -310,6 +312,54 @@ def test_nonblocking_descriptors_keep_stock_semantics(loom: Loom) -> None:
         os.close(w)
 
 
+def test_read_all_of_a_nonblocking_pipe_is_stock(loom: Loom) -> None:
+    """Empty: None; with data: what is there, without waiting for the end."""
+    r, w = os.pipe()
+    os.set_blocking(r, False)
+    try:
+
+        def reads() -> list[Any]:
+            with open(r, "rb", closefd=False) as f:
+                seen = [f.read()]
+                os.write(w, b"some")
+                seen.append(f.read())
+                seen.append(f.read())
+            return seen
+
+        assert run(loom, reads) == reads() == [None, b"some", None]
+    finally:
+        os.close(r)
+        os.close(w)
+
+
+def test_any_buffer_exporter_reads_and_writes_as_stock(loom: Loom, tmp_path: pathlib.Path) -> None:
+    """Stock reads into and writes from any contiguous buffer (``w*``, ``y*``): arrays of
+    ints, ctypes objects; a read-only one is a TypeError naming it."""
+    path = tmp_path / "exporters"
+
+    def scenario() -> list[Any]:
+        seen: list[Any] = []
+        ints = array.array("i", range(10))
+        with open(path, "wb", buffering=0) as f:
+            seen.append(f.write(ints))
+        null = os.open(os.devnull, os.O_WRONLY)
+        try:
+            seen.append(os.write(null, ints))
+        finally:
+            os.close(null)
+        block = (ctypes.c_char * 8)()
+        with open(path, "rb", buffering=0) as f:
+            seen.append(f.readinto(block))
+            seen.append(bytes(block))
+            try:
+                f.readinto(b"read-only")
+            except TypeError as err:
+                seen.append(str(err))
+        return seen
+
+    assert run(loom, scenario) == scenario()
+
+
 def test_regular_file_writes_go_through_the_ring(loom: Loom, tmp_path: pathlib.Path) -> None:
     path = tmp_path / "ring-writes"
     before = loom.stats()["ops_submitted"]
@@ -424,22 +474,6 @@ def test_many_virtual_threads_hash_files(loom: Loom, tmp_path: pathlib.Path) -> 
 
     futures = [ringloom.submit(loom, digest, i) for i in range(200)]
     assert [f.result(timeout=TIMEOUT) for f in futures] == [digest(i) for i in range(200)]
-
-
-def evicted(path: pathlib.Path) -> bool:
-    """Drops the file's pages from the page cache; whether its first byte is then out
-    of it (a RWF_NOWAIT read would block), as on a disk but not on tmpfs."""
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
-        try:
-            os.preadv(fd, [bytearray(1)], 0, os.RWF_NOWAIT)
-        except BlockingIOError:
-            return True
-        return False
-    finally:
-        os.close(fd)
 
 
 def test_reads_from_the_disk_are_exact(loom: Loom, tmp_path: pathlib.Path) -> None:
