@@ -375,7 +375,8 @@ def cases(quick: bool) -> list[Case]:
             )
         )
     for mode in ("warm", "cold"):
-        for peer in ("sequential", "ringloom", "threads8", "threads32", "gevent", "asyncio"):
+        peers = ("sequential", "ringloom", "ringloom-map_files", "threads8", "threads32")
+        for peer in (*peers, "gevent", "asyncio"):
             out.append(
                 Case(
                     f"py.files.{mode}",

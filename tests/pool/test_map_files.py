@@ -84,6 +84,27 @@ def test_descriptors_stay_bounded_beyond_the_limit(tmp_path: pathlib.Path) -> No
     assert sizes == [p.stat().st_size for p in paths]
 
 
+def test_at_once_bounds_the_calls_running_together(tmp_path: pathlib.Path) -> None:
+    paths = make(tmp_path, 60)
+    lock = threading.Lock()
+    running = [0, 0]  # now, most
+
+    def call(data: bytes) -> int:
+        with lock:
+            running[0] += 1
+            running[1] = max(running[1], running[0])
+        _native.sleep(0.002)  # parks: the others start meanwhile
+        with lock:
+            running[0] -= 1
+        return len(data)
+
+    with VirtualThreadPool(2) as pool:
+        assert pool.map_files(call, paths, at_once=5) == [p.stat().st_size for p in paths]
+        assert running[1] == 5
+        with pytest.raises(ValueError):
+            pool.map_files(len, paths, at_once=-1)
+
+
 def test_a_full_bounded_pool_reads_the_files_as_places_free(tmp_path: pathlib.Path) -> None:
     paths = make(tmp_path, 30)
     release = threading.Event()
