@@ -436,24 +436,26 @@ fn ring_read_into(py: Python<'_>, fd: RawFd, buf: Vec<u8>, at: u64) -> PyResult<
 /// Writes `data` to `fd` at `offset` (-1: the file position) and returns the number of
 /// bytes written, parking a virtual thread while the write waits on the ring.
 /// `nowait_first=False` skips the `RWF_NOWAIT` attempt, for descriptors known not to
-/// take it (buffered writes to regular files on most file systems).
+/// take it. `in_place=True` says `fd` is a regular file whose writes go to the page
+/// cache: written at once, the GIL let go of, no park (see `page_cache_writes`).
 ///
 /// On a blocking descriptor the write takes everything, as the stock call does (the
 /// kernel waits for room in a pipe or socket): a part taken without waiting is followed
 /// by the rest. A failure after some bytes went reports those, as a short write.
 #[pyfunction]
-#[pyo3(signature = (fd, data, offset = -1, nowait_first = true))]
+#[pyo3(signature = (fd, data, offset = -1, nowait_first = true, in_place = false))]
 pub(crate) fn file_write(
     py: Python<'_>,
     fd: RawFd,
     data: &Bound<'_, PyAny>,
     offset: i64,
     nowait_first: bool,
+    in_place: bool,
 ) -> PyResult<usize> {
     ring_offset(offset)?;
     let view = readable(data)?;
     let (ptr, len) = (view.ptr(), view.len());
-    if !vthread::in_virtual_thread(py)? {
+    if in_place || !vthread::in_virtual_thread(py)? {
         let addr = ptr as usize;
         // SAFETY: the buffer export is held for the call and describes `len` bytes.
         return blocking_call(py, || unsafe {
@@ -500,17 +502,24 @@ fn write_once(
     offset: i64,
     nowait_first: bool,
 ) -> PyResult<usize> {
+    let addr = ptr as usize;
+    let in_place = || {
+        // SAFETY: the caller holds `len` readable bytes at `ptr` for the call.
+        blocking_call(py, || unsafe {
+            raw_write(fd, addr as *const u8, len, offset)
+        })
+    };
     if nowait_first {
         if let Some(n) = without_blocking(py, fd, ptr, len, offset, true)? {
             return Ok(n);
         }
+        // Refused (most file systems refuse it for buffered writes to regular files).
+        if page_cache_writes(fd).map_err(os_error)? {
+            return in_place();
+        }
     } else if nonblocking(fd).map_err(os_error)? {
-        let addr = ptr as usize;
-        // SAFETY: the caller holds `len` bytes at `ptr` for the call; a non-blocking
-        // descriptor never blocks it.
-        return blocking_call(py, || unsafe {
-            raw_write(fd, addr as *const u8, len, offset)
-        });
+        // A non-blocking descriptor never blocks the call.
+        return in_place();
     }
     let (op_fd, lent) = op_fd(fd).map_err(os_error)?;
     // SAFETY: the caller holds `len` readable bytes at `ptr` while this copies them.
@@ -520,6 +529,21 @@ fn write_once(
     let parked = park_for(py, op, ParkedOn::File("WRITE")).expect("checked: a virtual thread");
     let (result, _buf) = parked?;
     result.map_err(os_error)
+}
+
+/// Whether `fd` is a regular file whose writes land in the page cache (no `O_DIRECT`,
+/// `O_SYNC` or `O_DSYNC`): such a write is done in place, far cheaper than a ring trip
+/// through io-wq, and never parks (see `ringloom.green.file`'s write routes).
+fn page_cache_writes(fd: RawFd) -> io::Result<bool> {
+    if !regular_file(fd)? {
+        return Ok(false);
+    }
+    // SAFETY: F_GETFL only reads the descriptor's flags.
+    let flags = unsafe { libc::fcntl(fd, libc::F_GETFL) };
+    if flags < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(flags & (libc::O_DIRECT | libc::O_SYNC | libc::O_DSYNC) == 0)
 }
 
 /// Opens `path` (bytes, as `os.fsencode` gives) with `flags` and `mode`, as `os.open`

@@ -360,17 +360,42 @@ def test_any_buffer_exporter_reads_and_writes_as_stock(loom: Loom, tmp_path: pat
     assert run(loom, scenario) == scenario()
 
 
-def test_regular_file_writes_go_through_the_ring(loom: Loom, tmp_path: pathlib.Path) -> None:
-    path = tmp_path / "ring-writes"
+def test_page_cache_writes_are_in_place_device_writes_go_to_the_ring(
+    loom: Loom, tmp_path: pathlib.Path
+) -> None:
+    path = tmp_path / "writes"
+
+    def write(flags: int) -> int:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | flags)
+        with open(fd, "wb", buffering=0) as f:
+            return sum(f.write(b"%d\n" % i) + os.write(fd, b"+") for i in range(100))
+
+    expected = sum(len(b"%d\n" % i) + 1 for i in range(100))
     before = loom.stats()["ops_submitted"]
+    assert run(loom, write, 0) == expected
+    assert loom.stats()["ops_submitted"] == before  # written in place
+    assert path.read_bytes() == b"".join(b"%d\n+" % i for i in range(100))
+    before = loom.stats()["ops_submitted"]
+    assert run(loom, write, os.O_DSYNC) == expected
+    assert loom.stats()["ops_submitted"] - before >= 200  # waits for the disk: the ring
+    assert path.read_bytes() == b"".join(b"%d\n+" % i for i in range(100))
 
-    def write() -> int:
-        with open(path, "wb", buffering=0) as f:
-            return sum(f.write(b"%d\n" % i) for i in range(100))
 
-    assert run(loom, write) == sum(len(b"%d\n" % i) for i in range(100))
-    assert loom.stats()["ops_submitted"] - before >= 100
-    assert path.read_bytes() == b"".join(b"%d\n" % i for i in range(100))
+@pytest.mark.parametrize("workers", [1, 2])
+def test_virtual_threads_share_a_file_object_for_writing(
+    workers: int, tmp_path: pathlib.Path
+) -> None:
+    """Many virtual threads appending to one buffered file, as OS threads may: every
+    record lands whole (a write used to park inside the buffered layer's lock, and the
+    next writer on that worker got "reentrant call")."""
+    path = tmp_path / "shared"
+    records = [b"%06d:" % i + b"x" * (i % 300) + b"\n" for i in range(5_000)]
+    with ringloom.VirtualThreadPool(workers) as pool:
+        out = pool.submit(open, path, "ab").result(timeout=TIMEOUT)
+        assert type(out.raw) is green_file.RingFileIO
+        pool.map(out.write, records, timeout=TIMEOUT)
+        pool.submit(out.close).result(timeout=TIMEOUT)
+    assert sorted(path.read_bytes().splitlines(keepends=True)) == records
 
 
 def test_subprocess_run_parks(one_worker: Loom, tmp_path: pathlib.Path) -> None:
@@ -539,12 +564,11 @@ def test_a_ring_write_keeps_the_process_posix_locks(loom: Loom, tmp_path: pathli
         )
         return out.stdout.strip()
 
-    with open(path, "r+b", buffering=0) as f:
+    with open(os.open(path, os.O_RDWR | os.O_DSYNC), "r+b", buffering=0) as f:
         fcntl.lockf(f, fcntl.LOCK_EX)
         assert probe() == "held"
-        # A buffered write to a regular file always goes to the ring (ext4 refuses
-        # RWF_NOWAIT for it): with a duplicate descriptor, its close at the end of the
-        # op dropped the lock.
+        # An O_DSYNC write waits for the disk, so it goes to the ring: with a duplicate
+        # descriptor, its close at the end of the op dropped the lock.
         written = run(loom, lambda: [os.write(f.fileno(), b"x" * 8) for _ in range(20)])
         assert written == [8] * 20
         assert probe() == "held"

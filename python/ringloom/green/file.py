@@ -14,10 +14,14 @@ closed and tries again, up to ``DESCRIPTOR_WAIT`` seconds, then raises the error
 ``map`` over more files than the descriptor limit runs as many at once as the limit
 allows instead of failing; an ``open`` with none of ours open fails at once, as stock.
 
-Like a stock file, a file object is not meant to be read by two threads at once: a
-second virtual thread on the same worker that calls into a buffered file while another
-is parked inside it gets the stock ``RuntimeError`` ("reentrant call") instead of a
-deadlock.
+Writes to a regular file land in the page cache in place (the GIL let go of), as with
+stock files: far cheaper than a ring trip, and they never park inside a buffered
+layer's lock, so many virtual threads can write to one shared file object as OS threads
+do. Writes that wait for the device (``O_DIRECT``, ``O_SYNC``, ``O_DSYNC``) and writes to
+pipes and sockets that are full park. A file object read by two virtual threads at once
+(rare: they share its position) is the exception: a second virtual thread on the same
+worker that calls into a buffered file while another is parked in a read inside it
+gets the stock ``RuntimeError`` ("reentrant call") instead of a deadlock.
 
 Example::
 
@@ -35,6 +39,7 @@ from __future__ import annotations
 
 import builtins
 import errno
+import fcntl
 import io
 import itertools
 import os
@@ -136,10 +141,9 @@ class RingFileIO(io.FileIO):
     it can also be made directly, like ``FileIO``.
     """
 
-    # Whether a RWF_NOWAIT write is worth trying: most file systems refuse it for
-    # buffered writes to regular files, pipes and sockets take it. Found at the first
-    # write (an fstat that a file only read from does not need).
-    _nowait_writes: bool | None = None
+    # How writes go, found at the first write (an fstat and an fcntl that a file only
+    # read from does not need): see `_write_route`.
+    _write_route: int | None = None
 
     def __init__(
         self,
@@ -201,17 +205,35 @@ class RingFileIO(io.FileIO):
             return super().write(data)
         if not self.writable():  # raises ValueError when closed
             raise io.UnsupportedOperation("File not open for writing")
-        nowait = self._nowait_writes
-        if nowait is None:
-            try:
-                nowait = not stat.S_ISREG(os.fstat(self.fileno()).st_mode)
-            except OSError:
-                nowait = False
-            self._nowait_writes = nowait
+        route = self._write_route
+        if route is None:
+            route = self._write_route = _write_route(self.fileno())
         try:
-            return _native.file_write(self.fileno(), data, -1, nowait)
+            return _native.file_write(
+                self.fileno(), data, -1, route == _NOWAIT_FIRST, route == _IN_PLACE
+            )
         except BlockingIOError:
             return None
+
+
+#: Write routes. A pipe, socket or terminal takes RWF_NOWAIT: try it, park on a poll if
+#: full. A regular file's buffered write goes to the page cache: done in place (GIL let
+#: go of), which costs 1.4 us for 100 bytes against 16 us through the ring and io-wq
+#: (19 against 88 for 64 KiB), and never parks inside a buffered layer's lock, so virtual
+#: threads can share a file object as OS threads do. A write that waits for the device
+#: (O_DIRECT, O_SYNC, O_DSYNC) goes to the ring and parks.
+_NOWAIT_FIRST, _IN_PLACE, _RING = 0, 1, 2
+
+_DEVICE_WRITES = os.O_DIRECT | os.O_SYNC | os.O_DSYNC
+
+
+def _write_route(fd: int) -> int:
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return _NOWAIT_FIRST
+        return _RING if fcntl.fcntl(fd, fcntl.F_GETFL) & _DEVICE_WRITES else _IN_PLACE
+    except OSError:
+        return _RING
 
 
 class _Mode(NamedTuple):

@@ -16,6 +16,15 @@ _MAX_SECONDS = (2**63 - 1) / 1e9
 
 def sleep(secs: float, /) -> None:
     """``time.sleep``: parks the virtual thread when intercepting, else the stock call."""
+    # The common case first, in as few steps as it takes (NaN fails both comparisons).
+    kind = type(secs)
+    if (kind is float or kind is int) and 0 <= secs <= _MAX_SECONDS and intercepting():
+        _native.sleep(secs)
+        return None
+    return _checked_sleep(secs)
+
+
+def _checked_sleep(secs: float) -> None:
     if not intercepting():
         return stock_sleep(secs)
     # The stock validation: a float (or subclass), or anything with __index__.
