@@ -261,9 +261,9 @@ class VirtualThreadPool(concurrent.futures.Executor):
         same contents with two Python layers around them. At most ``at_once`` files
         (default ``MAP_FILES_OPEN``) are being read at once, fewer if the descriptor
         limit leaves less room, so no number of paths runs out of descriptors. A file
-        that cannot be read raises
-        the stock ``OSError`` naming it, as ``map`` raises: the first in input order,
-        the calls not started cancelled. ``timeout`` as for ``map``.
+        that cannot be read raises the stock ``OSError`` naming it, as ``map`` raises:
+        the first in input order, the calls not started cancelled. ``timeout`` as for
+        ``map``.
 
         Example::
 
@@ -653,10 +653,9 @@ class VirtualThreadPool(concurrent.futures.Executor):
         )
 
 
-#: How many files ``VirtualThreadPool.map_files`` reads at once by default: a disk queue
-#: deep enough for this machine's virtual disk (cold 4-64 KiB files, 2 workers: 16 at
-#: once 8.7-11.0k files/s, 64 10.5-10.9k, 256 9.4-10.3k, 1024 8.2-8.4k and 4x the
-#: memory); a faster device may want ``at_once`` higher.
+#: How many files ``VirtualThreadPool.map_files`` reads at once by default: deep enough
+#: to keep a disk busy, few enough to keep memory low (deeper was slower on cold files
+#: here: benches/python/NOTES.md); a faster device may want ``at_once`` higher.
 MAP_FILES_OPEN = 64
 
 
