@@ -65,10 +65,12 @@ def _summaries(records: list[dict[str, Any]], workload: str) -> dict[str, dict[s
 
 
 def _best(peers: dict[str, dict[str, Any]], metric: str, higher: bool, skip: str = "") -> Any:
+    """The best peer but ``skip`` and its own variants (``skip-...``, such as ringloom's
+    batch API beside its pool): those are ours, not others to compare with."""
     candidates = [
         (p["stats"][metric][0], name)
         for name, p in peers.items()
-        if metric in p["stats"] and name != skip
+        if metric in p["stats"] and name != skip and not name.startswith(f"{skip}-")
     ]
     if not candidates:
         return None
