@@ -736,6 +736,33 @@ def test_cpython_threading_suite_passes_patched_but_for_documented_cases() -> No
     assert summary["run"] == 197 and summary["skipped"] == 8, summary
 
 
+def test_cpython_io_suites_pass_in_virtual_threads_but_for_documented_cases() -> None:
+    # test_io, test_fileio and test_file inside a virtual thread: every open() there is
+    # ringloom's (reads and writes through RingFileIO, parking where they must wait).
+    proc = subprocess.run(
+        [
+            sys.executable,
+            str(HERE / "stdlib" / "run_suites.py"),
+            "--where",
+            "vthread",
+            "--skip-file",
+            str(HERE / "stdlib" / "skips.txt"),
+            "test.test_io",
+            "test.test_fileio",
+            "test.test_file",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=HANG_LIMIT,
+        env={**os.environ, "PYTHONFAULTHANDLER": "1"},
+    )
+    summary = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert proc.returncode == 0, proc.stderr[-6000:]
+    # 755 tests: 4 skipped stock, 17 documented in skips.txt (signal handlers, which
+    # only the main thread may install, and io.__all__), the other 734 pass.
+    assert summary["run"] == 755 and summary["skipped"] == 21, summary
+
+
 DASK_CLUSTER = """
 import json, time
 from distributed import Client, LocalCluster, get_worker
