@@ -15,6 +15,7 @@ mod bytes_out;
 mod errors;
 mod exported;
 mod file;
+mod file_open;
 mod frames;
 mod gil;
 mod greenlet;
@@ -58,7 +59,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(file::file_read, m)?)?;
     m.add_function(wrap_pyfunction!(file::file_readall, m)?)?;
     m.add_function(wrap_pyfunction!(file::file_write, m)?)?;
-    m.add_function(wrap_pyfunction!(file::file_open, m)?)?;
+    m.add_function(wrap_pyfunction!(file_open::file_open, m)?)?;
     m.add_function(wrap_pyfunction!(read_file::read_file, m)?)?;
     m.add_function(wrap_pyfunction!(vthread::intercepting, m)?)?;
     m.add_function(wrap_pyfunction!(vthread::get_ident, m)?)?;

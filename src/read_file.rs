@@ -17,7 +17,8 @@ use pyo3::types::PyBytes;
 use ringloom::op::OpenAt;
 
 use crate::errors::os_error;
-use crate::file::{blocking_call, fs_path, open_cached, open_on_pool, read_to_end, CachedOpen};
+use crate::file::{blocking_call, read_to_end};
+use crate::file_open::{fs_path, open_cached, open_on_pool, CachedOpen};
 use crate::frames::ParkedOn;
 use crate::vthread;
 use crate::waits::park_for;
