@@ -413,16 +413,12 @@ fn read_in_vthread(py: Python<'_>, fd: RawFd, data: &mut BytesOut) -> PyResult<u
     Ok(n)
 }
 
+/// A ring read of up to `len` bytes into a buffer the op owns until the kernel is done
+/// with it (whatever becomes of this thread); returns it holding what was read.
 fn ring_read(py: Python<'_>, fd: RawFd, len: usize, at: u64) -> PyResult<Vec<u8>> {
     let mut buf: Vec<u8> = Vec::new();
     buf.try_reserve_exact(len)
         .map_err(|_| PyMemoryError::new_err(format!("cannot allocate {len} bytes")))?;
-    ring_read_into(py, fd, buf, at)
-}
-
-/// A ring read into the whole capacity of `buf`, which the op owns until the kernel is
-/// done with it; returns it holding what was read.
-fn ring_read_into(py: Python<'_>, fd: RawFd, buf: Vec<u8>, at: u64) -> PyResult<Vec<u8>> {
     let (op_fd, lent) = op_fd(fd).map_err(os_error)?;
     let op = Read::submit(op_fd, buf, at);
     submit_lent(lent)?;

@@ -666,25 +666,33 @@ SUITES = [
 ]
 
 
-@pytest.mark.parametrize("where", ["main", "vthread"])
-def test_cpython_lock_queue_and_local_suites_pass_patched(where: str) -> None:
+def run_cpython_suites(*args: str) -> dict[str, Any]:
+    """Runs CPython suites through stdlib/run_suites.py with the documented skips; the
+    run must succeed. Returns its summary (counts and failures)."""
     proc = subprocess.run(
         [
             sys.executable,
             str(HERE / "stdlib" / "run_suites.py"),
-            "--where",
-            where,
             "--skip-file",
             str(HERE / "stdlib" / "skips.txt"),
-            *SUITES,
+            *args,
         ],
         capture_output=True,
         text=True,
         timeout=HANG_LIMIT,
         env={**os.environ, "PYTHONFAULTHANDLER": "1"},
     )
-    summary = json.loads(proc.stdout.strip().splitlines()[-1])
     assert proc.returncode == 0, proc.stderr[-6000:]
+    return json.loads(proc.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
+
+
+@pytest.mark.parametrize("where", ["main", "vthread"])
+def test_cpython_lock_queue_and_local_suites_pass_patched(where: str) -> None:
+    summary = run_cpython_suites(
+        "--where",
+        where,
+        *SUITES,
+    )
     # 198 tests, the one stock skip, and the three documented in skips.txt.
     assert summary["run"] == 198, summary
     assert summary["skipped"] == 4, summary
@@ -695,43 +703,19 @@ def test_cpython_queue_suite_passes_on_ringloom_queues(where: str) -> None:
     # test_queue imports fresh copies of `queue`, which no patch reaches: this run puts
     # ringloom.queues' classes in them, so the suite tests those (the run above tests
     # the stock classes over the patched locks).
-    proc = subprocess.run(
-        [
-            sys.executable,
-            str(HERE / "stdlib" / "run_suites.py"),
-            "--ringloom-queues",
-            "--where",
-            where,
-            "--skip-file",
-            str(HERE / "stdlib" / "skips.txt"),
-            "test.test_queue",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=HANG_LIMIT,
-        env={**os.environ, "PYTHONFAULTHANDLER": "1"},
+    summary = run_cpython_suites(
+        "--ringloom-queues",
+        "--where",
+        where,
+        "test.test_queue",
     )
-    summary = json.loads(proc.stdout.strip().splitlines()[-1])
-    assert proc.returncode == 0, proc.stderr[-6000:]
     assert summary["run"] == 54 and summary["skipped"] == 3, summary
 
 
 def test_cpython_threading_suite_passes_patched_but_for_documented_cases() -> None:
-    proc = subprocess.run(
-        [
-            sys.executable,
-            str(HERE / "stdlib" / "run_suites.py"),
-            "--skip-file",
-            str(HERE / "stdlib" / "skips.txt"),
-            "test.test_threading",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=HANG_LIMIT,
-        env={**os.environ, "PYTHONFAULTHANDLER": "1"},
+    summary = run_cpython_suites(
+        "test.test_threading",
     )
-    summary = json.loads(proc.stdout.strip().splitlines()[-1])
-    assert proc.returncode == 0, proc.stderr[-6000:]
     # 197 tests: 2 skipped stock, 6 documented in skips.txt, the other 189 pass.
     assert summary["run"] == 197 and summary["skipped"] == 8, summary
 
@@ -739,25 +723,13 @@ def test_cpython_threading_suite_passes_patched_but_for_documented_cases() -> No
 def test_cpython_io_suites_pass_in_virtual_threads_but_for_documented_cases() -> None:
     # test_io, test_fileio and test_file inside a virtual thread: every open() there is
     # ringloom's (reads and writes through RingFileIO, parking where they must wait).
-    proc = subprocess.run(
-        [
-            sys.executable,
-            str(HERE / "stdlib" / "run_suites.py"),
-            "--where",
-            "vthread",
-            "--skip-file",
-            str(HERE / "stdlib" / "skips.txt"),
-            "test.test_io",
-            "test.test_fileio",
-            "test.test_file",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=HANG_LIMIT,
-        env={**os.environ, "PYTHONFAULTHANDLER": "1"},
+    summary = run_cpython_suites(
+        "--where",
+        "vthread",
+        "test.test_io",
+        "test.test_fileio",
+        "test.test_file",
     )
-    summary = json.loads(proc.stdout.strip().splitlines()[-1])
-    assert proc.returncode == 0, proc.stderr[-6000:]
     # 755 tests: 4 skipped stock, 17 documented in skips.txt (signal handlers, which
     # only the main thread may install, and io.__all__), the other 734 pass.
     assert summary["run"] == 755 and summary["skipped"] == 21, summary
