@@ -162,6 +162,18 @@ pub(crate) fn vthread_frames<'py>(py: Python<'py>) -> PyResult<Bound<'py, PyDict
     Ok(frames)
 }
 
+/// The thread ident of the worker that runs the live virtual thread `ident` (a
+/// greenlet never leaves its OS thread), or None for one not noted (ended, or started
+/// before tracking was on): what `signal.pthread_kill` and friends need, since a
+/// virtual thread's identity is not a `pthread_t`.
+#[pyfunction]
+pub(crate) fn vthread_host(ident: u64) -> Option<u64> {
+    LIVE.lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .as_ref()
+        .and_then(|live| live.get(&ident).map(|(_, worker)| *worker))
+}
+
 /// In a forked child: the parent's virtual threads are not there. Their greenlets are
 /// leaked, not dropped: they belong to worker threads that do not exist in the child.
 pub(crate) fn forget_after_fork() {

@@ -23,6 +23,11 @@ sharing that worker's ring (or epoll instance) with the parent. A fork that gets
 this (through a reference to the stock function taken before ringloom was imported)
 ends the child at once, exit code 70, with that message on stderr.
 
+``subprocess`` with a ``preexec_fn`` forks too (``_posixsubprocess.fork_exec``), and
+its child runs Python (the at-fork hooks, then ``preexec_fn``) before it execs: there
+the child's thread stops being a virtual thread first, so ``preexec_fn`` blocks as on a
+plain thread and never reaches the ring, and the exec follows as stock.
+
 Example::
 
     pool = VirtualThreadPool()
@@ -36,9 +41,11 @@ Example::
 
 from __future__ import annotations
 
+import _posixsubprocess
 import concurrent.futures
 import os
-from typing import Callable
+import subprocess
+from typing import Any, Callable
 
 from ringloom import _native, monkey
 
@@ -48,6 +55,7 @@ __all__ = [
     "closed_message",
     "fail_inherited",
     "fork",
+    "fork_exec",
     "forkpty",
     "on_child",
 ]
@@ -66,6 +74,10 @@ INHERITED = (
 )
 
 _resets: list[Callable[[], None]] = []
+
+# The virtual threads inside `_posixsubprocess.fork_exec` now: a child forked there by
+# one of them execs after its hooks and `preexec_fn` (a copy of this set tells it so).
+_exec_follows: set[int] = set()
 
 
 def on_child(reset: Callable[[], None]) -> Callable[[], None]:
@@ -94,11 +106,14 @@ def fail_inherited(future: concurrent.futures.Future[object]) -> None:
 
 
 def _after_fork_in_child() -> None:
-    if _native.in_virtual_thread():  # a fork that went around `fork` below
-        monkey.get_original("os", "write")(
-            2, f"ringloom: {IN_VIRTUAL_THREAD}; the child exits\n".encode()
-        )
-        os._exit(70)
+    if _native.in_virtual_thread():
+        if _native.vthread_ident() in _exec_follows:
+            _native.leave_virtual_thread_after_fork()
+        else:  # a fork that went around `fork` below
+            monkey.get_original("os", "write")(
+                2, f"ringloom: {IN_VIRTUAL_THREAD}; the child exits\n".encode()
+            )
+            os._exit(70)
     _native.forget_after_fork()
     for reset in _resets:
         reset()
@@ -108,6 +123,7 @@ os.register_at_fork(after_in_child=_after_fork_in_child)
 
 stock_fork = os.fork
 stock_forkpty = os.forkpty
+stock_fork_exec = _posixsubprocess.fork_exec
 
 
 def fork() -> int:
@@ -122,8 +138,24 @@ def forkpty() -> tuple[int, int]:
     return stock_forkpty()
 
 
+def fork_exec(*args: Any) -> int:
+    """``_posixsubprocess.fork_exec``, noting a virtual thread that calls it (see the
+    module docstring); stock elsewhere."""
+    ident = _native.vthread_ident()
+    if ident is None:
+        return stock_fork_exec(*args)  # type: ignore[no-any-return]
+    _exec_follows.add(ident)
+    try:
+        return stock_fork_exec(*args)  # type: ignore[no-any-return]
+    finally:
+        _exec_follows.discard(ident)
+
+
 for _patched, _stock in ((fork, stock_fork), (forkpty, stock_forkpty)):
     _patched.__doc__ = f"{_stock.__doc__}\n\nIn a virtual thread: RuntimeError (ringloom)."
     _patched.__wrapped__ = _stock  # type: ignore[attr-defined,union-attr]
 monkey.replace(os, "fork", fork)
 monkey.replace(os, "forkpty", forkpty)
+monkey.replace(_posixsubprocess, "fork_exec", fork_exec)
+if getattr(subprocess, "_fork_exec", None) is stock_fork_exec:  # its own reference
+    monkey.replace(subprocess, "_fork_exec", fork_exec)

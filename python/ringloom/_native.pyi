@@ -75,6 +75,10 @@ def socket_sendall(sock: Any, data: Any, flags: int) -> bool:
 
 def sleep(seconds: float) -> None: ...
 def in_virtual_thread() -> bool: ...
+def leave_virtual_thread_after_fork() -> bool:
+    """In a child forked by a virtual thread that execs next: the thread stops being a
+    virtual thread (what runs before the exec blocks instead of parking)."""
+
 def wait_fd(fd: int, events: int, timeout: float | None = None) -> int: ...
 def intercepting() -> bool:
     """True in a virtual thread started with interception on (``is_blocking`` None or
@@ -106,6 +110,10 @@ def track_vthreads() -> None:
 
 def vthread_frames() -> dict[int, tuple[Any, int]]:
     """``{identity: (frame or None, worker ident)}`` of the live virtual threads noted."""
+
+def vthread_host(ident: int) -> int | None:
+    """The thread ident of the worker running the live virtual thread ``ident`` (None
+    if it is not noted)."""
 
 def vthread_waits() -> dict[int, tuple[str, float]]:
     """``{identity: (what it waits for, seconds parked)}`` of the parked ones noted."""

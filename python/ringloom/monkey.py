@@ -18,7 +18,9 @@ that code synchronizing with stock locks, queues and events, keeping
   ``current_thread()`` and ``threading.local`` are per virtual thread;
   ``Thread.start()`` and ``_thread.start_new_thread`` start virtual threads
   (``ringloom.threads.OSThread`` is the escape hatch); ``sys._current_frames()`` shows
-  each virtual thread's stack under its identity (one that has ended reads as None).
+  each virtual thread's stack under its identity (one that has ended reads as None);
+  ``signal.pthread_kill`` and ``time.pthread_getcpuclockid`` take a virtual thread's
+  identity (acting on the worker's OS thread that runs it).
 - ``patch_queue()``: ``queue.Queue``, ``LifoQueue`` and ``PriorityQueue`` become
   ``ringloom.queues``' (the stock interface and hooks, the waiting native);
   ``queue.SimpleQueue`` (the C one cannot park) becomes the pure-Python one.
@@ -161,6 +163,8 @@ def patch_thread() -> None:
     ``threading`` for virtual threads (see the module docstring). Idempotent."""
     import _thread
     import _threading_local
+    import signal
+    import time
 
     from ringloom import _native, threads
 
@@ -189,6 +193,9 @@ def patch_thread() -> None:
         replace(_threading_local, "current_thread", threads.current_thread)
         _native.track_vthreads()
         replace(sys, "_current_frames", threads.current_frames)
+        replace(signal, "pthread_kill", threads.pthread_kill)
+        if hasattr(time, "pthread_getcpuclockid"):
+            replace(time, "pthread_getcpuclockid", threads.pthread_getcpuclockid)
 
 
 def _current_thread_alias() -> threading.Thread:

@@ -12,7 +12,10 @@ threads that cost kilobytes, not an OS thread each. Inside one:
   ``_thread.start_new_thread``, a ``_DummyThread`` as for a foreign OS thread; in a
   ``VirtualThreadPool`` task, a cheap per-virtual-thread stand-in with a name, not
   listed by ``threading.enumerate()`` (tasks are not threads the program started);
-- ``threading.local`` attributes are its own.
+- ``threading.local`` attributes are its own;
+- ``signal.pthread_kill`` and ``time.pthread_getcpuclockid`` take its identity too and
+  act on the worker's OS thread that runs it (a virtual thread's identity is not a
+  ``pthread_t``: passed to the stock calls it would crash the process).
 
 ``OSThread`` is the escape hatch: a ``threading.Thread`` that stays a real OS thread,
 for CPU-bound work or a C library call that blocks without ringloom knowing.
@@ -28,10 +31,13 @@ Example::
 from __future__ import annotations
 
 import _thread
+import errno
 import itertools
 import os
+import signal
 import sys
 import threading
+import time
 from typing import Any, Callable
 
 import greenlet
@@ -47,6 +53,9 @@ __all__ = [
     "get_ident",
     "live_count",
     "local",
+    "os_thread_ident",
+    "pthread_getcpuclockid",
+    "pthread_kill",
     "set_sentinel",
     "start_new_thread",
 ]
@@ -59,6 +68,47 @@ FIRST_IDENT = 1 << 62
 
 #: ``get_ident()``: the virtual thread's identity, or the OS thread's outside one.
 get_ident: Callable[[], int] = _native.get_ident
+
+# The stock calls, taken before ``patch_thread()`` (which imports this module first).
+_stock_os_ident: Callable[[], int] = _thread.get_ident
+_stock_pthread_kill: Callable[[int, int], None] = signal.pthread_kill
+_stock_getcpuclockid: Callable[[int], int] | None = getattr(time, "pthread_getcpuclockid", None)
+
+
+def os_thread_ident(ident: int) -> int:
+    """The OS thread ident behind a ``get_ident()`` value: itself for an OS thread's,
+    the ident of the worker running it for a live virtual thread's. Raises
+    ``ProcessLookupError`` for a virtual thread that has ended (or was never noted).
+
+    Example::
+
+        signal.pthread_kill(ringloom.threads.os_thread_ident(t.ident), 0)
+    """
+    if ident < FIRST_IDENT:
+        return ident
+    if ident == _native.vthread_ident():
+        return _stock_os_ident()
+    worker = _native.vthread_host(ident)
+    if worker is None:
+        raise ProcessLookupError(errno.ESRCH, f"no live virtual thread {ident:#x}")
+    return worker
+
+
+def pthread_kill(thread_id: int, signalnum: int, /) -> None:
+    """``signal.pthread_kill`` that also takes a virtual thread's identity: the signal
+    goes to the worker's OS thread running it (a handler runs on the main thread, as
+    always; a system call of that worker is interrupted)."""
+    _stock_pthread_kill(os_thread_ident(thread_id), signalnum)
+
+
+def pthread_getcpuclockid(thread_id: int, /) -> int:
+    """``time.pthread_getcpuclockid`` that also takes a virtual thread's identity: the
+    CPU-time clock of the worker's OS thread running it (which it shares with the
+    other virtual threads of that worker)."""
+    if _stock_getcpuclockid is None:
+        raise AttributeError("time.pthread_getcpuclockid is not available here")
+    return _stock_getcpuclockid(os_thread_ident(thread_id))
+
 
 # The stock functions, taken at import (before any patch): an OS thread keeps using them.
 _stock_start_new_thread = _thread.start_new_thread

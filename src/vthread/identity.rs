@@ -115,3 +115,16 @@ pub(crate) fn intercepting(py: Python<'_>) -> PyResult<bool> {
     };
     Ok(intercept && greenlet::current(py)?.as_ptr() == expected)
 }
+
+/// In a child forked by a virtual thread that execs next (`subprocess` with a
+/// `preexec_fn`): the calling thread stops being a virtual thread, so what runs before
+/// the exec blocks as on a plain thread instead of reaching the ring, which the child
+/// shares with its parent. The slot is leaked, not dropped: its objects belong to the
+/// parent's worker. False if there was nothing to leave.
+#[pyfunction]
+pub(crate) fn leave_virtual_thread_after_fork() -> bool {
+    CURRENT.with(|c| match c.try_borrow_mut() {
+        Ok(mut slot) => slot.take().map(std::mem::forget).is_some(),
+        Err(_) => false,
+    })
+}

@@ -69,8 +69,8 @@ mod identity;
 mod unstarted;
 
 pub(crate) use identity::{
-    get_ident, ident, in_virtual_thread, intercepting, is_virtual_thread, set_vthread_state,
-    vthread_ident, vthread_state,
+    get_ident, ident, in_virtual_thread, intercepting, is_virtual_thread,
+    leave_virtual_thread_after_fork, set_vthread_state, vthread_ident, vthread_state,
 };
 pub(crate) use unstarted::Unstarted;
 

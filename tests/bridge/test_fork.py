@@ -276,6 +276,42 @@ def test_fork_around_the_guard_ends_the_child() -> None:
         assert pool.map(sleep_and_return, range(20)) == list(range(20))
 
 
+def test_subprocess_with_preexec_fn_in_a_virtual_thread() -> None:
+    """``subprocess`` with a ``preexec_fn`` forks and runs Python in the child before
+    the exec: from a virtual thread the child runs it as a plain thread (a sleep there
+    blocks, not parks) and execs; an exception in it is the stock SubprocessError.
+    The child used to exit 70 at once, and the parent saw an empty, failed run."""
+
+    def prepared() -> None:
+        time.sleep(0.01)  # stock in the child: the ring is the parent's
+        os.putenv("FRUIT", "apple")
+
+    def run() -> tuple[bytes, int, bytes, str]:
+        child = subprocess.run(
+            [sys.executable, "-c", "import os; print(os.environ['FRUIT'])"],
+            preexec_fn=prepared,
+            capture_output=True,
+        )
+        session = subprocess.run(
+            [sys.executable, "-c", "import os; print(os.getsid(0) == os.getpid())"],
+            preexec_fn=os.setsid,
+            capture_output=True,
+        )
+        try:
+            subprocess.run(["true"], preexec_fn=lambda: 1 / 0)
+            failed = "no error"
+        except subprocess.SubprocessError as error:
+            failed = str(error)
+        return child.stdout, child.returncode, session.stdout, failed
+
+    with VirtualThreadPool(max_platform_threads=2) as pool:
+        out, code, session, failed = pool.submit(run).result(timeout=2 * WAIT)
+        assert (out, code) == (b"apple\n", 0)
+        assert session == b"True\n"
+        assert failed == "Exception occurred in preexec_fn."
+        assert pool.map(sleep_and_return, range(20)) == list(range(20))
+
+
 def test_fork_child_exits_through_sys_exit_and_atexit() -> None:
     script = subprocess.run(
         [sys.executable, __file__, "sys-exit-child"],

@@ -528,6 +528,54 @@ def test_current_frames_reads_an_ended_virtual_thread_as_none(tmp_path: Path) ->
     }
 
 
+def test_calls_that_take_a_thread_ident_take_a_virtual_threads(tmp_path: Path) -> None:
+    """``signal.pthread_kill`` and ``time.pthread_getcpuclockid`` are given
+    ``threading.get_ident()`` values (CPython's test_time does so); a virtual thread's
+    is not a ``pthread_t``, and the stock calls crashed the process with it."""
+    out = run_patched(
+        """
+        import json, signal, threading, time
+
+        seen = {}
+        started = threading.Event()
+        release = threading.Event()
+        def task():
+            me = threading.get_ident()
+            seen["own_clock"] = type(time.pthread_getcpuclockid(me)).__name__
+            signal.pthread_kill(me, 0)  # signal 0: only checks the thread exists
+            seen["own_kill"] = "ok"
+            started.set()
+            release.wait()
+        t = threading.Thread(target=task)
+        t.start()
+        started.wait()
+        # another virtual thread's identity, from the main thread
+        seen["other_clock"] = type(time.pthread_getcpuclockid(t.ident)).__name__
+        signal.pthread_kill(t.ident, 0)
+        seen["other_kill"] = "ok"
+        release.set()
+        t.join()
+        try:  # a virtual thread identity that no live one has
+            signal.pthread_kill(t.ident + 10**9, 0)
+            seen["unknown"] = "no error"
+        except ProcessLookupError:
+            seen["unknown"] = "ProcessLookupError"
+        signal.pthread_kill(threading.get_ident(), 0)  # an OS thread's: stock
+        seen["main"] = type(time.pthread_getcpuclockid(threading.get_ident())).__name__
+        print(json.dumps(seen), flush=True)
+        """,
+        tmp_path=tmp_path,
+    )
+    assert out == {
+        "own_clock": "int",
+        "own_kill": "ok",
+        "other_clock": "int",
+        "other_kill": "ok",
+        "unknown": "ProcessLookupError",
+        "main": "int",
+    }
+
+
 def test_join_returns_once_the_thread_let_go_of_its_objects(tmp_path: Path) -> None:
     """As with an OS thread, nothing of a joined thread is held any more: its
     ``Thread`` (and the ``threading.local`` values it set) die with the last reference,
@@ -733,6 +781,24 @@ def test_cpython_io_suites_pass_in_virtual_threads_but_for_documented_cases() ->
     # 755 tests: 4 skipped stock, 17 documented in skips.txt (signal handlers, which
     # only the main thread may install, and io.__all__), the other 734 pass.
     assert summary["run"] == 755 and summary["skipped"] == 21, summary
+
+
+def test_cpython_select_time_and_subprocess_suites_pass_in_virtual_threads() -> None:
+    # select.select and poll park there; time.pthread_getcpuclockid is given
+    # threading.get_ident() values (a virtual thread's crashed the stock call); and
+    # subprocess with a preexec_fn forks from the virtual thread (its child used to
+    # exit at once).
+    summary = run_cpython_suites(
+        "--where",
+        "vthread",
+        "test.test_select",
+        "test.test_selectors",
+        "test.test_time",
+        "test.test_subprocess",
+    )
+    # 517 tests: 86 skipped stock, 13 documented in skips.txt (signal handlers, which
+    # only the main thread may install), the other 418 pass.
+    assert summary["run"] == 517 and summary["skipped"] == 99, summary
 
 
 DASK_CLUSTER = """

@@ -66,6 +66,39 @@ def test_select_with_file_numbers_and_errors(loom: Loom, pairs: list) -> None:
         ringloom.submit(loom, select.select, [1_000_000], [], [], 1).result(10)
 
 
+def test_select_reads_its_sets_as_stock(loom: Loom, pairs: list) -> None:
+    """A list is read by index while its length lasts (a ``fileno()`` may shorten it,
+    as CPython's test_select_mutated does); any iterable is taken; a non-iterable is
+    the stock TypeError."""
+    a, _ = pairs[0]
+
+    def shrinking() -> tuple[list, list]:
+        shrinks: list[object] = []
+
+        class Shrinks:
+            def fileno(self) -> int:
+                del shrinks[-1]
+                return a.fileno()
+
+        shrinks[:] = [Shrinks()] * 10
+        _, writable, _ = select.select([], shrinks, [], 1)
+        return writable, shrinks
+
+    writable, left = ringloom.submit(loom, shrinking).result(10)
+    assert len(writable) == 5 and writable == left  # stock: 5 calls shrank it to 5
+    assert ringloom.submit(loom, select.select, (), iter([a]), [], 1).result(10)[1] == [a]
+    with pytest.raises(TypeError, match="must be sequences"):
+        ringloom.submit(loom, select.select, 5, [], [], 0).result(10)
+
+
+def test_poll_objects_are_made_only_by_select_poll(loom: Loom) -> None:
+    poller = ringloom.submit(loom, select.poll).result(10)
+    with pytest.raises(TypeError, match="cannot create"):
+        type(poller)()
+    with selectors.PollSelector() as sel:  # its _selector_cls is the factory
+        assert type(sel._selector) is type(poller)  # type: ignore[attr-defined]
+
+
 def test_select_empty_sets_sleep(loom: Loom) -> None:
     assert ringloom.submit(loom, select.select, [], [], [], 0.01).result(10) == ([], [], [])
 

@@ -60,6 +60,28 @@ def _seconds(timeout: Any) -> float | None:
     return seconds
 
 
+def _descriptors(given: Iterable[Any]) -> tuple[list[Any], list[int]]:
+    """The objects of one of ``select``'s sets and their descriptors, read as stock
+    ``select`` reads them: a list or tuple by index while its length lasts (a
+    ``fileno()`` may shorten it), anything else through ``list()`` first."""
+    if isinstance(given, (list, tuple)):
+        sequence: list[Any] | tuple[Any, ...] = given
+    else:
+        try:
+            sequence = list(given)
+        except TypeError:
+            raise TypeError("arguments 1-3 must be sequences") from None
+    objects: list[Any] = []
+    numbers: list[int] = []
+    index = 0
+    while index < len(sequence):
+        obj = sequence[index]
+        numbers.append(_fileno(obj))
+        objects.append(obj)
+        index += 1
+    return objects, numbers
+
+
 def select(
     rlist: Iterable[Any],
     wlist: Iterable[Any],
@@ -71,12 +93,13 @@ def select(
     if not intercepting():
         return stock_select(rlist, wlist, xlist, timeout)
     seconds = _seconds(timeout)
-    lists = [list(rlist), list(wlist), list(xlist)]
     masks = (POLLIN, POLLOUT, POLLPRI)
     wanted: dict[int, int] = {}
+    lists = []
     fds = []
-    for objects, mask in zip(lists, masks):
-        numbers = [_fileno(obj) for obj in objects]
+    for given, mask in zip((rlist, wlist, xlist), masks):
+        objects, numbers = _descriptors(given)
+        lists.append(objects)
         fds.append(numbers)
         for fd in numbers:
             wanted[fd] = wanted.get(fd, 0) | mask
@@ -91,13 +114,23 @@ def select(
     )
 
 
-class poll:
-    """``select.poll()``: the same object for every caller; ``poll()`` parks the virtual
-    thread when intercepting, and is the stock poll elsewhere."""
+class Poll:
+    """What ``select.poll()`` makes: ``poll()`` parks the virtual thread when
+    intercepting, and is the stock poll elsewhere. Made only by :func:`poll`, as the
+    stock type is made only by ``select.poll()``."""
 
-    def __init__(self) -> None:
+    _stock: Any
+    _fds: dict[int, int]
+
+    def __new__(cls, *args: Any, **kwargs: Any) -> Poll:
+        raise TypeError(f"cannot create '{cls.__module__}.{cls.__name__}' instances")
+
+    @classmethod
+    def _make(cls) -> Poll:
+        self: Poll = object.__new__(cls)
         self._stock = stock_poll()
-        self._fds: dict[int, int] = {}
+        self._fds = {}
+        return self
 
     def register(self, fd: Any, eventmask: int = POLLIN | POLLPRI | POLLOUT, /) -> None:
         self._stock.register(fd, eventmask)
@@ -134,10 +167,16 @@ class poll:
         ]
 
 
+def poll() -> Poll:
+    """``select.poll()``: a polling object whose ``poll()`` parks an intercepting
+    virtual thread."""
+    return Poll._make()
+
+
 class PollSelector(_selectors.PollSelector):
     """``selectors.PollSelector`` on the parking ``poll``."""
 
-    _selector_cls = poll  # type: ignore[assignment]
+    _selector_cls = staticmethod(poll)  # type: ignore[assignment]
 
 
 def _epoll_select(self: Any, timeout: float | None = None) -> Any:
@@ -168,7 +207,7 @@ def _patches() -> list[tuple[Any, str, Any]]:
         # The stock PollSelector too (subprocess.communicate, socket.sendfile,
         # socketserver): the parking poll is the stock one outside intercepting virtual
         # threads.
-        (_selectors.PollSelector, "_selector_cls", poll),
+        (_selectors.PollSelector, "_selector_cls", staticmethod(poll)),
     ]
     if stock_epoll_select is not None:
         patches.append((_selectors.EpollSelector, "select", _epoll_select))  # type: ignore[attr-defined]
