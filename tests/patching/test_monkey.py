@@ -784,7 +784,8 @@ def test_cpython_io_suites_pass_in_virtual_threads_but_for_documented_cases() ->
 
 
 def test_cpython_select_time_and_subprocess_suites_pass_in_virtual_threads() -> None:
-    # select.select and poll park there; time.pthread_getcpuclockid is given
+    # select.select and poll park there (and read their arguments as stock: poll's
+    # timeouts, a second poll() of one object at once); time.pthread_getcpuclockid is given
     # threading.get_ident() values (a virtual thread's crashed the stock call); and
     # subprocess with a preexec_fn forks from the virtual thread (its child used to
     # exit at once).
@@ -793,12 +794,14 @@ def test_cpython_select_time_and_subprocess_suites_pass_in_virtual_threads() -> 
         "vthread",
         "test.test_select",
         "test.test_selectors",
+        "test.test_poll",
+        "test.test_epoll",
         "test.test_time",
         "test.test_subprocess",
     )
-    # 517 tests: 86 skipped stock, 13 documented in skips.txt (signal handlers, which
-    # only the main thread may install), the other 418 pass.
-    assert summary["run"] == 517 and summary["skipped"] == 99, summary
+    # 534 tests: 86 skipped stock, 13 documented in skips.txt (signal handlers, which
+    # only the main thread may install), the other 435 pass.
+    assert summary["run"] == 534 and summary["skipped"] == 99, summary
 
 
 DASK_CLUSTER = """

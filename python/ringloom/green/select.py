@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import errno
 import math
+import operator
 import os
 import select as _select
 import selectors as _selectors
@@ -121,6 +122,7 @@ class Poll:
 
     _stock: Any
     _fds: dict[int, int]
+    _polling: bool
 
     def __new__(cls, *args: Any, **kwargs: Any) -> Poll:
         raise TypeError(f"cannot create '{cls.__module__}.{cls.__name__}' instances")
@@ -130,6 +132,7 @@ class Poll:
         self: Poll = object.__new__(cls)
         self._stock = stock_poll()
         self._fds = {}
+        self._polling = False
         return self
 
     def register(self, fd: Any, eventmask: int = POLLIN | POLLPRI | POLLOUT, /) -> None:
@@ -145,26 +148,55 @@ class Poll:
         del self._fds[_fileno(fd)]
 
     def poll(self, timeout: float | None = None, /) -> list[tuple[int, int]]:
+        if self._polling:
+            raise RuntimeError("concurrent poll() invocation")
         if not intercepting():
-            return self._stock.poll(timeout)
-        if timeout is None:
-            seconds = None
-        else:
-            try:
-                ms = math.ceil(float(timeout))
-            except (TypeError, ValueError):
-                raise TypeError(
-                    f"'{type(timeout).__name__}' object cannot be interpreted as an integer"
-                ) from None
-            seconds = None if ms < 0 else ms / 1000
+            return self._stock.poll(timeout)  # type: ignore[no-any-return]
+        seconds = _poll_seconds(timeout)
         # poll(2) always reports these three, asked or not.
         always = POLLERR | POLLHUP | POLLNVAL
-        ready = dict(_native.wait_fds(list(self._fds.items()), seconds))
+        self._polling = True
+        try:
+            ready = dict(_native.wait_fds(list(self._fds.items()), seconds))
+        finally:
+            self._polling = False
         return [
             (fd, ready[fd] & (mask | always))
             for fd, mask in self._fds.items()
             if ready.get(fd, 0) & (mask | always)
         ]
+
+
+_INT_MAX = 2**31 - 1
+_NS_LIMIT = 2**63
+
+
+def _poll_seconds(timeout: Any) -> float | None:
+    """``poll()``'s timeout (milliseconds) in seconds, read as stock reads it: None or
+    any negative value waits for ever, a fraction of a millisecond rounds up, more
+    than ``INT_MAX`` milliseconds is ``OverflowError``."""
+    if timeout is None:
+        return None
+    if isinstance(timeout, float):
+        if math.isnan(timeout):
+            raise ValueError("Invalid value NaN (not a number)")
+        if not -_NS_LIMIT < timeout * 1e6 < _NS_LIMIT:
+            raise OverflowError("timestamp too large to convert to C _PyTime_t")
+        if timeout < 0:
+            return None
+        ms = math.ceil(timeout)
+    else:
+        try:
+            ms = operator.index(timeout)
+        except TypeError:
+            raise TypeError("timeout must be an integer or None") from None
+        if not -_NS_LIMIT <= ms * 10**6 < _NS_LIMIT:
+            raise OverflowError("timestamp too large to convert to C _PyTime_t")
+        if ms < 0:
+            return None
+    if ms > _INT_MAX:
+        raise OverflowError("timeout is too large")
+    return ms / 1000
 
 
 def poll() -> Poll:
