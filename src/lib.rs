@@ -69,10 +69,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(frames::vthread_waits, m)?)?;
     m.add_function(wrap_pyfunction!(running_loop::isolate_running_loops, m)?)?;
     m.add_function(wrap_pyfunction!(vthread::vthread_ident, m)?)?;
-    m.add_function(wrap_pyfunction!(
-        vthread::leave_virtual_thread_after_fork,
-        m
-    )?)?;
+    m.add_function(wrap_pyfunction!(vthread::detach_after_fork, m)?)?;
     m.add_function(wrap_pyfunction!(vthread::vthread_state, m)?)?;
     m.add_function(wrap_pyfunction!(vthread::set_vthread_state, m)?)?;
     m.add_function(wrap_pyfunction!(loom::forget_after_fork, m)?)?;

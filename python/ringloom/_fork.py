@@ -17,16 +17,16 @@ right after a fork, in the child only (``os.register_at_fork(after_in_child=...)
 
 The parent is untouched and its pools keep working.
 
-``os.fork()`` (and ``os.forkpty()``) called in a virtual thread raises RuntimeError
-instead: the child would be a copy of a runtime worker in the middle of its loop,
-sharing that worker's ring (or epoll instance) with the parent. A fork that gets past
-this (through a reference to the stock function taken before ringloom was imported)
-ends the child at once, exit code 70, with that message on stderr.
-
-``subprocess`` with a ``preexec_fn`` forks too (``_posixsubprocess.fork_exec``), and
-its child runs Python (the at-fork hooks, then ``preexec_fn``) before it execs: there
-the child's thread stops being a virtual thread first, so ``preexec_fn`` blocks as on a
-plain thread and never reaches the ring, and the exec follows as stock.
+A virtual thread may fork too (``os.fork()``, ``os.forkpty()``, ``subprocess`` with a
+``preexec_fn``, ``multiprocessing``'s fork start method). The child's one thread is a
+copy of the worker that ran it, and shares that worker's ring with the parent, so in
+the child the thread keeps the virtual thread's identity (``threading``'s own after-fork
+step makes it the child's main thread) but stops parking: its blocking calls block, as
+on a plain thread, and the worker's loop never runs there. When the virtual thread's
+call ends in the child, the child ends too: exit code 0 after a return, a
+``SystemExit``'s code, 1 after another exception (its traceback printed), with
+``sys.stdout`` and ``sys.stderr`` flushed. A child that calls ``os._exit`` or execs, as
+most do, never gets there.
 
 Example::
 
@@ -41,31 +41,18 @@ Example::
 
 from __future__ import annotations
 
-import _posixsubprocess
 import concurrent.futures
 import os
-import subprocess
-from typing import Any, Callable
+from typing import Callable
 
-from ringloom import _native, monkey
+from ringloom import _native
 
 __all__ = [
-    "IN_VIRTUAL_THREAD",
     "INHERITED",
     "closed_message",
     "fail_inherited",
-    "fork",
-    "fork_exec",
-    "forkpty",
     "on_child",
 ]
-
-#: Why os.fork() refuses to run in a virtual thread.
-IN_VIRTUAL_THREAD = (
-    "os.fork() in a virtual thread is not supported: the child would be a copy of a "
-    "runtime worker, whose ring it shares with the parent; fork from a plain OS thread "
-    "(or use multiprocessing's 'spawn' or 'forkserver' start method)"
-)
 
 #: Why an inherited pool refuses work (also the exception of its unfinished futures).
 INHERITED = (
@@ -74,10 +61,6 @@ INHERITED = (
 )
 
 _resets: list[Callable[[], None]] = []
-
-# The virtual threads inside `_posixsubprocess.fork_exec` now: a child forked there by
-# one of them execs after its hooks and `preexec_fn` (a copy of this set tells it so).
-_exec_follows: set[int] = set()
 
 
 def on_child(reset: Callable[[], None]) -> Callable[[], None]:
@@ -106,56 +89,10 @@ def fail_inherited(future: concurrent.futures.Future[object]) -> None:
 
 
 def _after_fork_in_child() -> None:
-    if _native.in_virtual_thread():
-        if _native.vthread_ident() in _exec_follows:
-            _native.leave_virtual_thread_after_fork()
-        else:  # a fork that went around `fork` below
-            monkey.get_original("os", "write")(
-                2, f"ringloom: {IN_VIRTUAL_THREAD}; the child exits\n".encode()
-            )
-            os._exit(70)
+    _native.detach_after_fork()  # forked by a virtual thread: it runs on as a plain one
     _native.forget_after_fork()
     for reset in _resets:
         reset()
 
 
 os.register_at_fork(after_in_child=_after_fork_in_child)
-
-stock_fork = os.fork
-stock_forkpty = os.forkpty
-stock_fork_exec = _posixsubprocess.fork_exec
-
-
-def fork() -> int:
-    if _native.in_virtual_thread():
-        raise RuntimeError(IN_VIRTUAL_THREAD)
-    return stock_fork()
-
-
-def forkpty() -> tuple[int, int]:
-    if _native.in_virtual_thread():
-        raise RuntimeError(IN_VIRTUAL_THREAD.replace("os.fork()", "os.forkpty()"))
-    return stock_forkpty()
-
-
-def fork_exec(*args: Any) -> int:
-    """``_posixsubprocess.fork_exec``, noting a virtual thread that calls it (see the
-    module docstring); stock elsewhere."""
-    ident = _native.vthread_ident()
-    if ident is None:
-        return stock_fork_exec(*args)  # type: ignore[no-any-return]
-    _exec_follows.add(ident)
-    try:
-        return stock_fork_exec(*args)  # type: ignore[no-any-return]
-    finally:
-        _exec_follows.discard(ident)
-
-
-for _patched, _stock in ((fork, stock_fork), (forkpty, stock_forkpty)):
-    _patched.__doc__ = f"{_stock.__doc__}\n\nIn a virtual thread: RuntimeError (ringloom)."
-    _patched.__wrapped__ = _stock  # type: ignore[attr-defined,union-attr]
-monkey.replace(os, "fork", fork)
-monkey.replace(os, "forkpty", forkpty)
-monkey.replace(_posixsubprocess, "fork_exec", fork_exec)
-if getattr(subprocess, "_fork_exec", None) is stock_fork_exec:  # its own reference
-    monkey.replace(subprocess, "_fork_exec", fork_exec)

@@ -75,9 +75,9 @@ def socket_sendall(sock: Any, data: Any, flags: int) -> bool:
 
 def sleep(seconds: float) -> None: ...
 def in_virtual_thread() -> bool: ...
-def leave_virtual_thread_after_fork() -> bool:
-    """In a child forked by a virtual thread that execs next: the thread stops being a
-    virtual thread (what runs before the exec blocks instead of parking)."""
+def detach_after_fork() -> bool:
+    """In a child forked by a virtual thread: the thread keeps its identity but blocks
+    instead of parking, and the child ends when its call does."""
 
 def wait_fd(fd: int, events: int, timeout: float | None = None) -> int: ...
 def intercepting() -> bool:

@@ -1,6 +1,7 @@
 //! Who the caller is: a virtual thread's identity (`threading.get_ident()` in it, once
 //! patched), the Python layer's object for it, and whether it may park or intercept.
 
+use std::cell::Cell;
 use std::sync::atomic::Ordering;
 
 use pyo3::prelude::*;
@@ -95,6 +96,9 @@ pub(crate) fn is_virtual_thread(py: Python<'_>) -> PyResult<bool> {
 
 /// Whether the caller is a virtual thread's own greenlet (so it may park).
 pub(crate) fn in_virtual_thread(py: Python<'_>) -> PyResult<bool> {
+    if detached() {
+        return Ok(false);
+    }
     let Some(expected) = CURRENT.with(|c| c.borrow().as_ref().map(|slot| slot.greenlet)) else {
         return Ok(false);
     };
@@ -106,6 +110,9 @@ pub(crate) fn in_virtual_thread(py: Python<'_>) -> PyResult<bool> {
 /// False outside virtual threads and in one submitted with `is_blocking=False`.
 #[pyfunction]
 pub(crate) fn intercepting(py: Python<'_>) -> PyResult<bool> {
+    if detached() {
+        return Ok(false);
+    }
     let Some((expected, intercept)) = CURRENT.with(|c| {
         c.borrow()
             .as_ref()
@@ -116,15 +123,27 @@ pub(crate) fn intercepting(py: Python<'_>) -> PyResult<bool> {
     Ok(intercept && greenlet::current(py)?.as_ptr() == expected)
 }
 
-/// In a child forked by a virtual thread that execs next (`subprocess` with a
-/// `preexec_fn`): the calling thread stops being a virtual thread, so what runs before
-/// the exec blocks as on a plain thread instead of reaching the ring, which the child
-/// shares with its parent. The slot is leaked, not dropped: its objects belong to the
-/// parent's worker. False if there was nothing to leave.
+thread_local! {
+    /// Set in a forked child on the thread that called fork from a virtual thread: it
+    /// runs on as a plain thread (see [`detach_after_fork`]).
+    static DETACHED: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Whether this thread is a forked child's copy of a virtual thread.
+pub(crate) fn detached() -> bool {
+    DETACHED.with(Cell::get)
+}
+
+/// In a child forked by a virtual thread: the calling thread keeps the virtual thread's
+/// identity (which `threading`'s own after-fork step has made the child's main thread)
+/// but stops being one that parks: its blocking calls block, as on a plain thread,
+/// instead of reaching the ring, which the child shares with its parent, and its hub
+/// is never switched to again (see `run_calls`). False outside a virtual thread.
 #[pyfunction]
-pub(crate) fn leave_virtual_thread_after_fork() -> bool {
-    CURRENT.with(|c| match c.try_borrow_mut() {
-        Ok(mut slot) => slot.take().map(std::mem::forget).is_some(),
-        Err(_) => false,
-    })
+pub(crate) fn detach_after_fork(py: Python<'_>) -> PyResult<bool> {
+    let inside = in_virtual_thread(py)?;
+    if inside {
+        DETACHED.with(|d| d.set(true));
+    }
+    Ok(inside)
 }

@@ -69,8 +69,8 @@ mod identity;
 mod unstarted;
 
 pub(crate) use identity::{
-    get_ident, ident, in_virtual_thread, intercepting, is_virtual_thread,
-    leave_virtual_thread_after_fork, set_vthread_state, vthread_ident, vthread_state,
+    detach_after_fork, get_ident, ident, in_virtual_thread, intercepting, is_virtual_thread,
+    set_vthread_state, vthread_ident, vthread_state,
 };
 pub(crate) use unstarted::Unstarted;
 
@@ -121,6 +121,9 @@ pub(crate) fn run_calls(
     loop {
         let outcome = call_in_new_context(py, &func, &args);
         drop((func, args));
+        if identity::detached() {
+            end_forked_child(py, outcome);
+        }
         if let Err(err) = &outcome {
             if greenlet::is_exit(py, err) {
                 return outcome.map(drop);
@@ -141,6 +144,44 @@ pub(crate) fn run_calls(
         let next = hub.into_bound(py).call_method0(intern!(py, "switch"))?;
         (func, args) = next.extract()?;
     }
+}
+
+/// A forked child's copy of a virtual thread has finished its call: the child ends here,
+/// since what comes next (the hub, the worker's loop) would run on the parent's ring.
+/// Exit code 0 after a return, a `SystemExit`'s code, 1 after another exception (its
+/// traceback printed first); `sys.stdout` and `sys.stderr` are flushed.
+fn end_forked_child(py: Python<'_>, outcome: PyResult<Bound<'_, PyAny>>) -> ! {
+    let code = match outcome {
+        Ok(_) => 0,
+        Err(err) if err.is_instance_of::<pyo3::exceptions::PySystemExit>(py) => {
+            let code = err.value(py).getattr(intern!(py, "code")).ok();
+            match code {
+                None => 1,
+                Some(code) if code.is_none() => 0,
+                Some(code) => code.extract::<i32>().unwrap_or_else(|_| {
+                    let _ = py
+                        .import(intern!(py, "builtins"))
+                        .and_then(|b| b.getattr(intern!(py, "print")))
+                        .and_then(|print| print.call1((code,)));
+                    1
+                }),
+            }
+        }
+        Err(err) => {
+            err.print(py);
+            1
+        }
+    };
+    if let Ok(sys) = py.import(intern!(py, "sys")) {
+        for stream in [intern!(py, "stdout"), intern!(py, "stderr")] {
+            if let Ok(stream) = sys.getattr(stream) {
+                let _ = stream.call_method0(intern!(py, "flush"));
+            }
+        }
+    }
+    // SAFETY: ends the process at once (no Rust or Python clean-up runs): this child's
+    // runtimes were let go of at the fork, and only this thread exists.
+    unsafe { libc::_exit(code) }
 }
 
 /// Calls `func` in a new, empty `contextvars` context, as a new greenlet would run it:

@@ -143,7 +143,7 @@ def fork_child(
     read_end, write_end = os.pipe()
     pid = os.fork()
     if pid == 0:  # the child: never returns into the caller
-        code = 70
+        code = 70  # `work` did not return
         try:
             os.close(read_end)
             try:
@@ -252,35 +252,75 @@ def test_a_lock_waited_on_in_the_parent_works_in_the_child(kind: str) -> None:
         pool.shutdown(wait=True)
 
 
-def test_fork_in_a_virtual_thread_is_refused() -> None:
+def test_fork_in_a_virtual_thread() -> None:
+    """A virtual thread forks: in the child it runs on as a plain thread (a new pool
+    works, the inherited one refuses), the parent's pool and its parked task go on.
+    It was refused with RuntimeError, so multiprocessing's fork start method, pty.fork
+    and forking servers failed in virtual threads."""
+    pool = VirtualThreadPool(max_platform_threads=2)
+    release, pending = start_pending(pool)
+    try:
+        forked = pool.submit(fork_child, child_work(pool, pending), os._exit)
+        code, report = forked.result(timeout=2 * WAIT)
+    finally:
+        release.set()
+    try:
+        assert code == 0, report
+        check_child(report)
+        assert pending.result(timeout=WAIT) == "released"
+        parent = exercise(pool)
+        assert parent["sleeps_ok"] and parent["echoes_ok"] and parent["failed"] == 0, parent
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+def fork_and_end(how: str) -> int:
+    """Forks; the child's copy of this virtual thread ends its call by ``how``; the
+    child's exit code."""
+    pid = os.fork()
+    if pid == 0:
+        time.sleep(0.01)  # blocks: the child's thread no longer parks
+        if how == "raise":
+            raise ValueError("raised in the child")
+        if how == "exit":
+            sys.exit(3)
+        return -1  # the child ends here: its worker's loop is the parent's
+    return wait_child(pid)
+
+
+def test_a_forked_virtual_threads_call_ends_its_child() -> None:
     with VirtualThreadPool(max_platform_threads=2) as pool:
-        for fork in (os.fork, os.forkpty):
-            with pytest.raises(RuntimeError, match="in a virtual thread is not supported"):
-                pool.submit(fork).result(timeout=WAIT)
-        assert pool.submit(sleep_and_return, 7).result(timeout=WAIT) == 7
-    assert os.fork.__wrapped__ is _fork.stock_fork  # type: ignore[attr-defined]
-
-
-def test_fork_around_the_guard_ends_the_child() -> None:
-    """The stock fork, called in a virtual thread: the child exits (70) at once instead
-    of running a copy of the worker on the parent's ring."""
-
-    def fork_with_the_stock_function() -> int:
-        pid = _fork.stock_fork()
-        if pid == 0:
-            os._exit(0)  # not reached: the after-fork hook ends the child first
-        return wait_child(pid)  # parks this virtual thread on the pidfd
-
-    with VirtualThreadPool(max_platform_threads=2) as pool:
-        assert pool.submit(fork_with_the_stock_function).result(timeout=2 * WAIT) == 70
+        codes = {
+            how: pool.submit(fork_and_end, how).result(WAIT) for how in ("return", "exit", "raise")
+        }
+        assert codes == {"return": 0, "exit": 3, "raise": 1}
         assert pool.map(sleep_and_return, range(20)) == list(range(20))
+
+
+def test_forkpty_in_a_virtual_thread() -> None:
+    def run() -> bytes:
+        pid, master = os.forkpty()
+        if pid == 0:
+            os.write(1, b"from the pty child\n")
+            os._exit(0)
+        data = b""
+        try:
+            while b"\n" not in data:
+                data += os.read(master, 100)
+        finally:
+            os.close(master)
+            wait_child(pid)
+        return data
+
+    with VirtualThreadPool(max_platform_threads=2) as pool:
+        assert b"from the pty child" in pool.submit(run).result(timeout=WAIT)
 
 
 def test_subprocess_with_preexec_fn_in_a_virtual_thread() -> None:
     """``subprocess`` with a ``preexec_fn`` forks and runs Python in the child before
     the exec: from a virtual thread the child runs it as a plain thread (a sleep there
     blocks, not parks) and execs; an exception in it is the stock SubprocessError.
-    The child used to exit 70 at once, and the parent saw an empty, failed run."""
+    The child used to exit at once, and the parent saw an empty, failed run."""
 
     def prepared() -> None:
         time.sleep(0.01)  # stock in the child: the ring is the parent's

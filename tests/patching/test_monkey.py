@@ -576,6 +576,53 @@ def test_calls_that_take_a_thread_ident_take_a_virtual_threads(tmp_path: Path) -
     }
 
 
+def test_a_thread_forks_and_its_child_runs_on_as_the_main_thread(tmp_path: Path) -> None:
+    out = run_patched(
+        """
+        import json, os, socket, threading, time
+
+        def child(w):
+            seen = {"main": threading.current_thread() is threading.main_thread()}
+            seen["threads"] = len(threading.enumerate())
+            start = time.monotonic()
+            time.sleep(0.02)
+            seen["slept"] = time.monotonic() - start >= 0.02
+            a, b = socket.socketpair()
+            b.send(b"hi")
+            seen["recv"] = a.recv(2).decode()
+            t = threading.Thread(target=lambda: seen.__setitem__("thread", "ran"))
+            t.start(); t.join()
+            os.write(w, json.dumps(seen).encode())
+
+        def fork():
+            r, w = os.pipe()
+            pid = os.fork()
+            if pid == 0:
+                try:
+                    child(w)
+                finally:
+                    os._exit(0)
+            os.close(w)
+            data = b""
+            while chunk := os.read(r, 4096):
+                data += chunk
+            status = os.waitpid(pid, 0)[1]
+            result["child"] = json.loads(data)
+            result["code"] = os.waitstatus_to_exitcode(status)
+
+        result = {}
+        t = threading.Thread(target=fork)
+        t.start(); t.join()
+        print(json.dumps(result), flush=True)
+        """,
+        tmp_path=tmp_path,
+    )
+    assert out == {
+        "child": {"main": True, "threads": 1, "slept": True, "recv": "hi", "thread": "ran"},
+        "code": 0,
+    }
+
+
 def test_join_returns_once_the_thread_let_go_of_its_objects(tmp_path: Path) -> None:
     """As with an OS thread, nothing of a joined thread is held any more: its
     ``Thread`` (and the ``threading.local`` values it set) die with the last reference,
@@ -802,6 +849,23 @@ def test_cpython_select_time_and_subprocess_suites_pass_in_virtual_threads() -> 
     # 534 tests: 86 skipped stock, 13 documented in skips.txt (signal handlers, which
     # only the main thread may install), the other 435 pass.
     assert summary["run"] == 534 and summary["skipped"] == 99, summary
+
+
+def test_cpython_thread_fork_and_server_suites_pass_in_virtual_threads() -> None:
+    # Each forks from its virtual thread somewhere (test_thread's fork in a thread,
+    # test_fcntl's lockf children, the forking servers, test_logging's fork and
+    # multiprocessing cases), which was refused before.
+    summary = run_cpython_suites(
+        "--where",
+        "vthread",
+        "test.test_thread",
+        "test.test_fcntl",
+        "test.test_socketserver",
+        "test.test_tempfile",
+        "test.test_logging",
+    )
+    # 386 tests: 6 skipped stock, 1 documented in skips.txt (a signal handler).
+    assert summary["run"] == 386 and summary["skipped"] == 7, summary
 
 
 DASK_CLUSTER = """
