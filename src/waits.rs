@@ -53,7 +53,7 @@ pub(crate) fn wait_fd(
 /// just found it not ready: no zero-timeout poll first, straight to the ring (or, out
 /// of a virtual thread, to poll(2)). A descriptor that is not open raises `OSError`.
 pub(crate) fn wait_not_ready(py: Python<'_>, fd: RawFd, events: u32) -> PyResult<()> {
-    wait_with(py, &[(fd, events)], None, true, false).map(drop)
+    wait_with(py, &[(fd, events)], None, true, Precheck::No).map(drop)
 }
 
 /// As `wait_not_ready`, for at most `timeout`: false if it ran out first.
@@ -63,7 +63,7 @@ pub(crate) fn wait_not_ready_for(
     events: u32,
     timeout: Duration,
 ) -> PyResult<bool> {
-    wait_with(py, &[(fd, events)], Some(timeout), true, false).map(|ready| !ready.is_empty())
+    wait_with(py, &[(fd, events)], Some(timeout), true, Precheck::No).map(|ready| !ready.is_empty())
 }
 
 /// Waits until at least one of `fds` (pairs of descriptor and poll(2) mask) is ready,
@@ -72,6 +72,12 @@ pub(crate) fn wait_not_ready_for(
 /// reported with `POLLNVAL`, as poll(2) does. In a virtual thread this parks it on one
 /// io_uring POLL_ADD a descriptor: the first completion (or the timeout) wins and the
 /// other polls are cancelled. Elsewhere it is poll(2) with the GIL released.
+///
+/// This is `select.select` and `poll()` in a virtual thread, and a loop around them
+/// may be waiting for another virtual thread of its worker to drain what it finds
+/// ready (multiprocessing's pool waits on its result pipe while its result thread
+/// reads it): so a wait with a timeout that finds something ready lets the worker's
+/// other virtual threads run once before it answers, as a preempted OS thread would.
 #[pyfunction]
 #[pyo3(signature = (fds, timeout = None))]
 pub(crate) fn wait_fds(
@@ -80,7 +86,7 @@ pub(crate) fn wait_fds(
     timeout: Option<f64>,
 ) -> PyResult<Vec<(RawFd, u32)>> {
     let timeout = duration(timeout)?;
-    wait(py, &fds, timeout, false)
+    wait_with(py, &fds, timeout, false, Precheck::ThenYield)
 }
 
 fn duration(timeout: Option<f64>) -> PyResult<Option<Duration>> {
@@ -139,17 +145,28 @@ pub(crate) fn wait(
     timeout: Option<Duration>,
     nval_is_error: bool,
 ) -> PyResult<Vec<(RawFd, u32)>> {
-    wait_with(py, fds, timeout, nval_is_error, true)
+    wait_with(py, fds, timeout, nval_is_error, Precheck::Yes)
 }
 
-/// `wait`; `precheck`: in a virtual thread, look with a zero-timeout poll(2) first and
-/// go to the ring only if nothing is ready.
+/// What a wait in a virtual thread does before it goes to the ring.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Precheck {
+    /// Nothing: the caller's own non-blocking call just found the descriptor not ready.
+    No,
+    /// A zero-timeout poll(2): if something is ready, that is the answer.
+    Yes,
+    /// As `Yes`, but when something is ready (and the wait has a timeout other than
+    /// zero) the worker's other virtual threads run once first, and the answer is the
+    /// poll(2) made after that (see `wait_fds`).
+    ThenYield,
+}
+
 fn wait_with(
     py: Python<'_>,
     fds: &[(RawFd, u32)],
     timeout: Option<Duration>,
     nval_is_error: bool,
-    precheck: bool,
+    precheck: Precheck,
 ) -> PyResult<Vec<(RawFd, u32)>> {
     let mut pollfds: Vec<libc::pollfd> = fds
         .iter()
@@ -170,9 +187,20 @@ fn wait_with(
         return check(ready_of(&pollfds));
     }
     // Ready already (or a bad descriptor): no trip through the ring.
-    if precheck && !pollfds.is_empty() {
+    if precheck != Precheck::No && !pollfds.is_empty() {
         poll_fds(py, &mut pollfds, Some(Duration::ZERO))?;
-        let ready = ready_of(&pollfds);
+        let mut ready = ready_of(&pollfds);
+        if !ready.is_empty() && precheck == Precheck::ThenYield && timeout != Some(Duration::ZERO) {
+            let on = ParkedOn::Sleep(Duration::ZERO);
+            if let Some(parked) = vthread::park(py, Box::pin(ringloom::yield_now()), on) {
+                parked?;
+            }
+            for pollfd in &mut pollfds {
+                pollfd.revents = 0;
+            }
+            poll_fds(py, &mut pollfds, Some(Duration::ZERO))?;
+            ready = ready_of(&pollfds);
+        }
         if !ready.is_empty() || timeout == Some(Duration::ZERO) {
             return check(ready);
         }

@@ -20,7 +20,9 @@ that code synchronizing with stock locks, queues and events, keeping
   (``ringloom.threads.OSThread`` is the escape hatch); ``sys._current_frames()`` shows
   each virtual thread's stack under its identity (one that has ended reads as None);
   ``signal.pthread_kill`` and ``time.pthread_getcpuclockid`` take a virtual thread's
-  identity (acting on the worker's OS thread that runs it).
+  identity (acting on the worker's OS thread that runs it); a contended
+  ``multiprocessing`` lock or semaphore parks a virtual thread between tries
+  (``ringloom.green.semlock``) instead of holding its worker.
 - ``patch_queue()``: ``queue.Queue``, ``LifoQueue`` and ``PriorityQueue`` become
   ``ringloom.queues``' (the stock interface and hooks, the waiting native);
   ``queue.SimpleQueue`` (the C one cannot park) becomes the pure-Python one.
@@ -167,6 +169,7 @@ def patch_thread() -> None:
     import time
 
     from ringloom import _native, threads
+    from ringloom.green import semlock
 
     with _registry_lock:
         lock_type = _native.Lock
@@ -194,6 +197,7 @@ def patch_thread() -> None:
         _native.track_vthreads()
         replace(sys, "_current_frames", threads.current_frames)
         replace(signal, "pthread_kill", threads.pthread_kill)
+        semlock.patch()
         if hasattr(time, "pthread_getcpuclockid"):
             replace(time, "pthread_getcpuclockid", threads.pthread_getcpuclockid)
 

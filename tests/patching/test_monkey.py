@@ -623,6 +623,82 @@ def test_a_thread_forks_and_its_child_runs_on_as_the_main_thread(tmp_path: Path)
     }
 
 
+def test_multiprocessing_pools_work_patched(tmp_path: Path) -> None:
+    """multiprocessing's Pool and ProcessPoolExecutor, from the main thread and from a
+    thread (a virtual one: its fork start method forks from it), with each start
+    method. The pool's handler threads are virtual threads: its worker handler's wait
+    on the result pipe spun, holding its worker, while the result handler that drains
+    the pipe waited on that worker (a hang in about one run in three)."""
+    out = run_patched(
+        """
+        import concurrent.futures, json, multiprocessing, threading
+
+        def square(x):
+            return x * x
+
+        def use(method):
+            ctx = multiprocessing.get_context(method)
+            with ctx.Pool(2) as pool:
+                mapped = pool.map(square, range(20))
+            with concurrent.futures.ProcessPoolExecutor(2, mp_context=ctx) as ex:
+                executed = list(ex.map(square, range(20)))
+            return mapped == executed == [x * x for x in range(20)]
+
+        if __name__ == "__main__":
+            seen = {}
+            for method in ("fork", "forkserver", "spawn"):
+                for turn in range(3 if method == "fork" else 1):
+                    seen[f"main {method} {turn}"] = use(method)
+                def in_thread(method=method):
+                    seen[f"thread {method}"] = use(method)
+                t = threading.Thread(target=in_thread)
+                t.start(); t.join()
+            print(json.dumps(seen), flush=True)
+        """,
+        tmp_path=tmp_path,
+    )
+    assert out and all(out.values()), out
+    assert len(out) == 8, out
+
+
+def test_a_contended_multiprocessing_lock_parks_a_virtual_thread(tmp_path: Path) -> None:
+    """Two virtual threads of one worker share a multiprocessing.Lock: the holder
+    sleeps with it, the other waits for it (and a timed wait gives up). A wait in
+    sem_wait held the worker, so the holder never woke to release it."""
+    out = run_patched(
+        """
+        import json, multiprocessing, threading, time
+        from ringloom import Loom, submit
+
+        lock = multiprocessing.Lock()
+        order = []
+        held = threading.Event()
+
+        def holder():
+            with lock:
+                held.set()
+                time.sleep(0.05)
+                order.append("holder done")
+
+        def waiter():
+            held.wait()
+            gave_up = not lock.acquire(timeout=0.01)
+            with lock:
+                order.append("waiter in")
+            return gave_up
+
+        with Loom(workers=1) as loom:
+            first = submit(loom, holder)
+            second = submit(loom, waiter)
+            first.result(timeout=60)
+            gave_up = second.result(timeout=60)
+        print(json.dumps({"order": order, "gave_up": gave_up}), flush=True)
+        """,
+        tmp_path=tmp_path,
+    )
+    assert out == {"order": ["holder done", "waiter in"], "gave_up": True}
+
+
 def test_join_returns_once_the_thread_let_go_of_its_objects(tmp_path: Path) -> None:
     """As with an OS thread, nothing of a joined thread is held any more: its
     ``Thread`` (and the ``threading.local`` values it set) die with the last reference,

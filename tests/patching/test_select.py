@@ -3,6 +3,7 @@ several descriptors at once."""
 
 from __future__ import annotations
 
+import os
 import select
 import selectors
 import socket
@@ -97,6 +98,46 @@ def test_poll_objects_are_made_only_by_select_poll(loom: Loom) -> None:
         type(poller)()
     with selectors.PollSelector() as sel:  # its _selector_cls is the factory
         assert type(sel._selector) is type(poller)  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("wait", ["select", "poll"])
+def test_a_wait_that_finds_work_ready_lets_its_worker_drain_it(wait: str) -> None:
+    """A loop around select()/poll() that waits for another virtual thread of its
+    worker to consume what it finds ready (multiprocessing's pool does this with its
+    result pipe) spun for ever: a wait that found something ready answered at once, and
+    the consumer never ran. Now a wait with a timeout yields once first."""
+    data_r, data_w = os.pipe()
+    done_r, done_w = os.pipe()
+    done: list[bool] = []
+
+    def watch() -> int:
+        poller = select.poll()
+        poller.register(data_r, select.POLLIN)
+        poller.register(done_r, select.POLLIN)
+        for turn in range(100_000):
+            if done:
+                return turn
+            if wait == "select":
+                select.select([data_r, done_r], [], [], 10)
+            else:
+                poller.poll(10_000)
+        return -1
+
+    def drain() -> None:
+        os.read(data_r, 1)
+        done.append(True)
+        os.write(done_w, b"x")
+
+    try:
+        os.write(data_w, b"x")
+        with Loom(workers=1) as loom:
+            watching = ringloom.submit(loom, watch)
+            draining = ringloom.submit(loom, drain)
+            assert 0 < watching.result(timeout=30) < 10
+            draining.result(timeout=30)
+    finally:
+        for fd in (data_r, data_w, done_r, done_w):
+            os.close(fd)
 
 
 def test_select_empty_sets_sleep(loom: Loom) -> None:
