@@ -661,42 +661,59 @@ def test_multiprocessing_pools_work_patched(tmp_path: Path) -> None:
     assert len(out) == 8, out
 
 
-def test_a_contended_multiprocessing_lock_parks_a_virtual_thread(tmp_path: Path) -> None:
-    """Two virtual threads of one worker share a multiprocessing.Lock: the holder
-    sleeps with it, the other waits for it (and a timed wait gives up). A wait in
-    sem_wait held the worker, so the holder never woke to release it."""
+@pytest.mark.parametrize("kind", ["Lock", "RLock"])
+def test_a_contended_multiprocessing_lock_parks_a_virtual_thread(kind: str, tmp_path: Path) -> None:
+    """Two virtual threads of one worker share a multiprocessing lock: the holder
+    sleeps with it (an RLock taken twice), the other waits for it (a timed wait gives
+    up, and it may not release the RLock it does not hold). A wait in sem_wait held
+    the worker, so the holder never woke; and an RLock, which knows its owner by OS
+    thread, let the second virtual thread in as if it were a recursive acquire."""
     out = run_patched(
-        """
+        f"""
         import json, multiprocessing, threading, time
         from ringloom import Loom, submit
 
-        lock = multiprocessing.Lock()
+        lock = multiprocessing.{kind}()
         order = []
         held = threading.Event()
 
         def holder():
             with lock:
+                if "{kind}" == "RLock":
+                    lock.acquire()
                 held.set()
                 time.sleep(0.05)
                 order.append("holder done")
+                if "{kind}" == "RLock":
+                    lock.release()
 
         def waiter():
             held.wait()
             gave_up = not lock.acquire(timeout=0.01)
+            try:
+                if "{kind}" == "RLock":
+                    lock.release()
+                refused = "no"
+            except AssertionError:
+                refused = "AssertionError"
             with lock:
                 order.append("waiter in")
-            return gave_up
+            return gave_up, refused
 
         with Loom(workers=1) as loom:
             first = submit(loom, holder)
             second = submit(loom, waiter)
             first.result(timeout=60)
-            gave_up = second.result(timeout=60)
-        print(json.dumps({"order": order, "gave_up": gave_up}), flush=True)
+            gave_up, refused = second.result(timeout=60)
+        print(json.dumps({{"order": order, "gave_up": gave_up, "refused": refused}}), flush=True)
         """,
         tmp_path=tmp_path,
     )
-    assert out == {"order": ["holder done", "waiter in"], "gave_up": True}
+    assert out == {
+        "order": ["holder done", "waiter in"],
+        "gave_up": True,
+        "refused": "AssertionError" if kind == "RLock" else "no",
+    }
 
 
 def test_join_returns_once_the_thread_let_go_of_its_objects(tmp_path: Path) -> None:
