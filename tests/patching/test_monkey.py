@@ -12,6 +12,7 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 import textwrap
 from pathlib import Path
 from typing import Any
@@ -855,8 +856,14 @@ SUITES = [
 
 
 def run_cpython_suites(*args: str) -> dict[str, Any]:
-    """Runs CPython suites through stdlib/run_suites.py with the documented skips; the
-    run must succeed. Returns its summary (counts and failures)."""
+    """Runs CPython suites through stdlib/run_suites.py with the documented skips, in
+    a directory of their own (their tests make files in the current one); the run
+    must succeed. Returns its summary (counts and failures)."""
+    with tempfile.TemporaryDirectory() as cwd:
+        return _run_cpython_suites_in(cwd, *args)
+
+
+def _run_cpython_suites_in(cwd: str, *args: str) -> dict[str, Any]:
     proc = subprocess.run(
         [
             sys.executable,
@@ -869,6 +876,7 @@ def run_cpython_suites(*args: str) -> dict[str, Any]:
         text=True,
         timeout=HANG_LIMIT,
         env={**os.environ, "PYTHONFAULTHANDLER": "1"},
+        cwd=cwd,
     )
     assert proc.returncode == 0, proc.stderr[-6000:]
     return json.loads(proc.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
