@@ -275,8 +275,10 @@ def live_count() -> int:
 
 class _VirtualThread(threading.Thread):
     """``current_thread()`` in a virtual thread that ``threading`` did not start: a
-    daemon ``Thread`` made without ``Thread.__init__`` (no lock, no Event: a task asks
-    for it at most once), alive while its virtual thread runs, kept with it."""
+    ``Thread`` made without ``Thread.__init__`` (no lock, no Event: a task asks for it
+    at most once), alive while its virtual thread runs, kept with it. Not a daemon, as
+    a ``ThreadPoolExecutor``'s worker is not: a thread a task starts is not a daemon
+    either unless it says so, and the exit waits for it."""
 
     _started_event = threading.Event()
     _started_event.set()
@@ -286,7 +288,7 @@ class _VirtualThread(threading.Thread):
         self._name = f"VirtualThread-{next(_names)}"
         self._args = ()
         self._kwargs: dict[str, Any] = {}
-        self._daemonic = True
+        self._daemonic = False
         self._ident = ident
         self._native_id = threading.get_native_id()
         self._tstate_lock = None

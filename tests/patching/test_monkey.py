@@ -717,6 +717,29 @@ def test_a_contended_multiprocessing_lock_parks_a_virtual_thread(kind: str, tmp_
     }
 
 
+def test_a_thread_started_in_a_pool_task_is_not_a_daemon(tmp_path: Path) -> None:
+    """As from a ThreadPoolExecutor's worker (CPython's test_daemon_param, run in a
+    task): a thread inherits its starter's daemon flag, and a task's stand-in thread
+    said daemon, so the exit did not wait for what a task started."""
+    out = run_patched(
+        """
+        import concurrent.futures, json, threading
+        from ringloom import VirtualThreadPool
+
+        def made_here():
+            return threading.Thread().daemon, threading.current_thread().daemon
+
+        with VirtualThreadPool() as pool:
+            in_task = pool.submit(made_here).result()
+        with concurrent.futures.ThreadPoolExecutor(2) as ex:
+            in_executor = ex.submit(made_here).result()
+        print(json.dumps({"task": in_task, "executor": in_executor}), flush=True)
+        """,
+        tmp_path=tmp_path,
+    )
+    assert out == {"task": [False, False], "executor": [False, False]}
+
+
 def test_join_returns_once_the_thread_let_go_of_its_objects(tmp_path: Path) -> None:
     """As with an OS thread, nothing of a joined thread is held any more: its
     ``Thread`` (and the ``threading.local`` values it set) die with the last reference,
