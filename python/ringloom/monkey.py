@@ -193,6 +193,8 @@ def patch_thread() -> None:
         replace(threading, "local", threads.local)
         replace(threading, "current_thread", threads.current_thread)
         replace(threading, "currentThread", _current_thread_alias)
+        replace(threading, "excepthook", threads.excepthook)
+        replace(threading, "__excepthook__", threads.excepthook)
         replace(_threading_local, "current_thread", threads.current_thread)
         _native.track_vthreads()
         replace(sys, "_current_frames", threads.current_frames)

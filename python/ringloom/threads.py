@@ -38,6 +38,7 @@ import signal
 import sys
 import threading
 import time
+import traceback
 from typing import Any, Callable
 
 import greenlet
@@ -50,6 +51,7 @@ __all__ = [
     "OSThread",
     "current_frames",
     "current_thread",
+    "excepthook",
     "get_ident",
     "live_count",
     "local",
@@ -327,6 +329,24 @@ def current_thread() -> threading.Thread:
             _native.set_vthread_state(thread)
         return thread  # type: ignore[no-any-return]
     return _stock_current_thread()
+
+
+_stock_excepthook: Callable[[Any], object] = threading.excepthook
+
+
+def excepthook(args: Any, /) -> None:
+    """``threading.excepthook``: the stock hook, but called with no thread in a virtual
+    thread it names the caller by ``get_ident()``, as the stock one names an OS thread
+    by its ident (which, in a virtual thread, is its worker's)."""
+    if args.thread is not None or args.exc_type is SystemExit or _native.vthread_ident() is None:
+        _stock_excepthook(args)
+        return
+    stderr = sys.stderr
+    if stderr is None:
+        return
+    print(f"Exception in thread {get_ident()}:", file=stderr, flush=True)
+    traceback.print_exception(args.exc_type, args.exc_value, args.exc_traceback, file=stderr)
+    stderr.flush()
 
 
 _stock_current_frames = sys._current_frames

@@ -5,7 +5,8 @@
 Each TEST is a dotted unittest name (``test.test_queue``, ``test.test_threading.LockTests``).
 ``--where vthread`` runs the tests (with their class and module fixtures) inside a
 virtual thread of a ``VirtualThreadPool``; ``main`` on the main OS thread. Tests named in
-the skip file (one ``id: reason`` per line) are skipped with that reason. Prints one
+the skip file (one ``id: reason`` per line; ``vthread id: reason`` for a test that
+cannot pass only inside a virtual thread) are skipped with that reason. Prints one
 JSON line: counts and the ids of failures and errors.
 """
 
@@ -31,15 +32,23 @@ def _cases(suite: unittest.TestSuite):
             yield item
 
 
-def _skips(path: str | None) -> dict[str, str]:
+def _skips(path: str | None, where: str) -> dict[str, str]:
+    """``{test id: reason}`` from the skip file; a line that starts with ``vthread ``
+    applies only to runs inside a virtual thread."""
     skips: dict[str, str] = {}
     if path:
         with open(path) as f:
             for line in f:
                 line = line.strip()
-                if line and not line.startswith("#"):
-                    test_id, _, reason = line.partition(":")
-                    skips[test_id.strip()] = reason.strip()
+                if not line or line.startswith("#"):
+                    continue
+                only, _, rest = line.partition(" ")
+                if only == "vthread":
+                    if where != "vthread":
+                        continue
+                    line = rest
+                test_id, _, reason = line.partition(":")
+                skips[test_id.strip()] = reason.strip()
     return skips
 
 
@@ -56,7 +65,7 @@ def main() -> int:
     )
     parser.add_argument("tests", nargs="+")
     args = parser.parse_args()
-    skips = _skips(args.skip_file)
+    skips = _skips(args.skip_file, args.where)
     loaded = unittest.defaultTestLoader.loadTestsFromNames(args.tests)
     if args.ringloom_queues:
         from ringloom import queues
