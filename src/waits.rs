@@ -258,14 +258,15 @@ fn wait_with(
         events: fds.first().map_or(0, |&(_, events)| events),
         others: fds.len().saturating_sub(1),
     };
-    let any = AnyReady { polls };
+    let mut any = AnyReady { polls };
     let waiting = async move {
         let outcome = match timeout {
-            None => any.await,
-            Some(timeout) => ringloom::time::timeout(timeout, any)
+            None => (&mut any).await,
+            Some(timeout) => ringloom::time::timeout(timeout, &mut any)
                 .await
                 .unwrap_or_else(|_elapsed| Ok(Vec::new())),
         };
+        any.settle().await;
         *slot.borrow_mut() = Some(outcome);
     };
     match vthread::park(py, Box::pin(waiting), on) {
@@ -293,8 +294,25 @@ type Ready = Vec<(RawFd, u32)>;
 
 /// Completes when at least one poll does, with every poll ready at that moment. The
 /// others are dropped with it, which cancels them.
+/// The polls of one wait: the first to complete (or the first error) ends it. Those
+/// that completed leave `polls`; the rest are still in flight.
 struct AnyReady {
     polls: Vec<(RawFd, Pin<Box<PollFuture>>)>,
+}
+
+impl AnyReady {
+    /// Cancels the polls still in flight and waits until each has completed. A poll in
+    /// flight holds its file: a socket the caller closes right after the wait (a server
+    /// closing its listener after a select that timed out) would otherwise go on
+    /// accepting until the worker's next ring turn completed the cancellation.
+    async fn settle(&mut self) {
+        for (_, poll) in &self.polls {
+            poll.cancel();
+        }
+        for (_, poll) in self.polls.drain(..) {
+            let _ = poll.await;
+        }
+    }
 }
 
 impl Future for AnyReady {
@@ -302,17 +320,26 @@ impl Future for AnyReady {
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let mut ready = Vec::new();
-        for (fd, poll) in self.polls.iter_mut() {
-            if let Poll::Ready(result) = poll.as_mut().poll(cx) {
-                match result {
-                    Ok(revents) => ready.push((*fd, revents)),
-                    Err(err) => return Poll::Ready(Err(err)),
+        let mut failed = None;
+        self.polls
+            .retain_mut(|(fd, poll)| match poll.as_mut().poll(cx) {
+                Poll::Pending => true,
+                Poll::Ready(Ok(revents)) => {
+                    ready.push((*fd, revents));
+                    false
                 }
-            }
+                Poll::Ready(Err(err)) => {
+                    failed.get_or_insert(err);
+                    false
+                }
+            });
+        if let Some(err) = failed {
+            return Poll::Ready(Err(err));
         }
         if ready.is_empty() {
             Poll::Pending
         } else {
+            // In the order of the descriptors asked for, as before.
             Poll::Ready(Ok(ready))
         }
     }

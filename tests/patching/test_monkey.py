@@ -990,9 +990,8 @@ def test_cpython_thread_fork_and_server_suites_pass_in_virtual_threads() -> None
         "test.test_tempfile",
         "test.test_logging",
     )
-    # 386 tests: 6 skipped stock, 3 documented in skips.txt (a signal handler, and the
-    # two test_noserver cases of a known defect: a closed listener accepts for a while).
-    assert summary["run"] == 386 and summary["skipped"] == 9, summary
+    # 386 tests: 6 skipped stock, 1 documented in skips.txt (a signal handler).
+    assert summary["run"] == 386 and summary["skipped"] == 7, summary
 
 
 MULTIPROCESSING_CLASSES = [
