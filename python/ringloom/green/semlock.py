@@ -25,6 +25,7 @@ Example::
 
 from __future__ import annotations
 
+import functools
 import time
 from typing import Any
 
@@ -40,10 +41,10 @@ _RECURSIVE_MUTEX = 0  # multiprocessing.synchronize.RECURSIVE_MUTEX
 _rlock_owners: dict[int, int] = {}
 
 
-def _try(semlock: Any, me: int | None) -> bool:
+def _try(semlock: Any, me: int) -> bool:
     """One non-blocking acquire; for an RLock in virtual thread ``me``, one that does
     not take another virtual thread's hold on this OS thread for its own."""
-    if me is None or semlock.kind != _RECURSIVE_MUTEX:
+    if semlock.kind != _RECURSIVE_MUTEX:
         return semlock.acquire(False)  # type: ignore[no-any-return]
     owner = _rlock_owners.get(id(semlock))
     if owner is not None and owner != me and semlock._is_mine():
@@ -94,33 +95,9 @@ def release(semlock: Any) -> None:
         _rlock_owners.pop(id(semlock), None)
 
 
-class _Acquire:
-    """The ``acquire`` a ``SemLock`` binds to itself: ours, over its C semaphore."""
-
-    __slots__ = ("_semlock",)
-
-    def __init__(self, semlock: Any) -> None:
-        self._semlock = semlock
-
-    def __call__(self, block: bool = True, timeout: float | None = None) -> bool:
-        return acquire(self._semlock, block, timeout)
-
-
-class _Release:
-    """The ``release`` a ``SemLock`` binds to itself: ours, over its C semaphore."""
-
-    __slots__ = ("_semlock",)
-
-    def __init__(self, semlock: Any) -> None:
-        self._semlock = semlock
-
-    def __call__(self) -> None:
-        release(self._semlock)
-
-
 def _make_methods(self: Any) -> None:
-    self.acquire = _Acquire(self._semlock)
-    self.release = _Release(self._semlock)
+    self.acquire = functools.partial(acquire, self._semlock)
+    self.release = functools.partial(release, self._semlock)
 
 
 def _enter(self: Any) -> bool:
